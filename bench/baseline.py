@@ -1,0 +1,84 @@
+"""The practical limit: hand-written Starlette endpoints that answer the benchmark queries
+with the same bytes as the gateway, from the same connectors, with no GraphQL at all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.base import PageRequest
+from connectors.districts import all_districts
+from connectors.traffy import ComplaintFilter
+from schema import Connectors
+
+
+def _key_counts(counter: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"key": k, "count": n} for k, n in sorted(counter.items(), key=lambda i: (-i[1], i[0]))]
+
+
+def create_baseline_app(c: Connectors) -> Starlette:
+    codes = [d.code for d in all_districts()]
+
+    async def districts(_request: Request) -> Response:
+        stats, revenue, summaries = await asyncio.gather(
+            c.traffy.stats(codes),
+            c.tax.revenue([(code, 2025) for code in codes]),
+            c.registry.summaries(codes),
+        )
+        rows = [
+            {
+                "code": d.code,
+                "nameTh": d.name_th,
+                "complaintStats": {"total": stats[d.code].total},
+                "taxRevenue": {"collected": str(revenue[(d.code, 2025)]["collected"])},
+                "businessCount": summaries[d.code]["business_count"],
+            }
+            for d in all_districts()
+        ]
+        return Response(orjson.dumps({"data": {"districts": rows}}), media_type="application/json")
+
+    async def complaints(_request: Request) -> Response:
+        page = await c.traffy.search(ComplaintFilter(), PageRequest(first=1000))
+        edges = [
+            {
+                "node": {
+                    "ticketId": r["ticket_id"],
+                    "type": r["types"][0] if r["types"] else None,
+                    "state": r["state"],
+                    "description": r["description"],
+                    "address": r["address"],
+                    "location": {"lat": r["lat"], "lon": r["lon"]}
+                    if r["lat"] is not None
+                    else None,
+                    "reportedAt": r["reported_at"].isoformat() if r["reported_at"] else None,
+                    "lastActivityAt": r["last_activity_at"].isoformat()
+                    if r["last_activity_at"]
+                    else None,
+                    "photoUrl": r["photo_url"],
+                    "district": {"code": r["district_code"]} if r["district_code"] else None,
+                }
+            }
+            for r in page.rows
+        ]
+        body = {"data": {"complaints": {"totalCount": page.total, "edges": edges}}}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await asyncio.gather(*(x.start() for x in c.all()))
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(x.stop() for x in c.all()))
+
+    return Starlette(
+        routes=[Route("/districts", districts), Route("/complaints", complaints)], lifespan=lifespan
+    )

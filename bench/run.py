@@ -1,0 +1,194 @@
+"""Benchmarks: the gateway against a hand-written Starlette endpoint, in the same run.
+
+    python -m bench.run [--database-url URL] [--seconds 10] [--concurrency 8]
+
+Starts PostgreSQL (embedded unless ``--database-url``), seeds it, then the Traffy stand-in,
+the gateway and the baseline, each in its own process, checks that gateway and baseline
+answer the same JSON, and loads each with the same closed-loop client. Figures are ratios
+to the baseline because these machines are noisy; the table is written into
+docs/benchmarks.md between the BENCH markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from gateway.demo.embedded import DatabaseUrls, start_embedded
+from gateway.demo.run import prepare_databases
+from gateway.serving import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+
+SCENARIOS = {
+    "50-district integrated query": (
+        "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } businessCount } }",
+        "/districts",
+    ),
+    "1,000 complaints x 10 fields": (
+        "{ complaints(first: 1000) { totalCount edges { node { ticketId type state description address "
+        "location { lat lon } reportedAt lastActivityAt photoUrl district { code } } } } }",
+        "/complaints",
+    ),
+}
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve", kind, str(port)], env=env, cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+async def load(make_request, seconds: float, concurrency: int) -> Result:
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            response = await make_request(client)
+            assert response.status_code == 200, response.text[:200]
+            latencies.append(time.perf_counter() - began)
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return Result(len(latencies), elapsed, latencies)
+
+
+def measure(
+    gateway: str, baseline: str, seconds: float, concurrency: int
+) -> list[tuple[str, Result, Result]]:
+    rows = []
+    for name, (query, path) in SCENARIOS.items():
+
+        def via_gateway(client, q=query):
+            return client.post(gateway + "/graphql", json={"query": q})
+
+        def via_baseline(client, p=path):
+            return client.get(baseline + p)
+
+        same = orjson.loads(
+            httpx.post(gateway + "/graphql", json={"query": query}, timeout=60).content
+        )
+        assert same == orjson.loads(httpx.get(baseline + path, timeout=60).content), (
+            f"{name}: answers differ"
+        )
+        asyncio.run(load(via_gateway, 1, concurrency))  # warm up caches and pools
+        asyncio.run(load(via_baseline, 1, concurrency))
+        base = asyncio.run(load(via_baseline, seconds, concurrency))
+        gw = asyncio.run(load(via_gateway, seconds, concurrency))
+        rows.append((name, base, gw))
+    return rows
+
+
+def report(rows: list[tuple[str, Result, Result]], command: str) -> str:
+    lines = [
+        f"Command: `{command}`  ",
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, client, servers and PostgreSQL on one machine.",
+        "",
+        "| scenario | server | req/s | p50 ms | p99 ms | gateway / baseline throughput |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, base, gw in rows:
+        ratio = gw.throughput / base.throughput
+        lines.append(
+            f"| {name} | hand-written Starlette | {base.throughput:.1f} | {base.percentile(0.5):.1f} | {base.percentile(0.99):.1f} | |"
+        )
+        lines.append(
+            f"| {name} | gateway | {gw.throughput:.1f} | {gw.percentile(0.5):.1f} | {gw.percentile(0.99):.1f} | {ratio:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(table: str) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    head, _, rest = text.partition("<!-- BENCH:START -->")
+    _, _, tail = rest.partition("<!-- BENCH:END -->")
+    DOC.write_text(
+        f"{head}<!-- BENCH:START -->\n{table}\n<!-- BENCH:END -->{tail}", encoding="utf-8"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-write", action="store_true", help="print, don't update the docs")
+    args = parser.parse_args()
+
+    handle = None
+    server_url = args.database_url
+    if not server_url:
+        server_url, handle = start_embedded(Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata")
+    urls: DatabaseUrls = prepare_databases(server_url)[0]
+    env = {
+        **os.environ,
+        "BMA_TAX_DATABASE_URL": urls.tax,
+        "BMA_REGISTRY_DATABASE_URL": urls.registry,
+        "BMA_TRAFFY_DATABASE_URL": urls.traffy,
+    }
+    processes = []
+    try:
+        traffy, traffy_url = start("traffy", env)
+        processes.append(traffy)
+        env["BMA_TRAFFY_BASE_URL"] = traffy_url
+        gateway, gateway_url = start("gateway", env)
+        processes.append(gateway)
+        baseline, baseline_url = start("baseline", env)
+        processes.append(baseline)
+        rows = measure(gateway_url, baseline_url, args.seconds, args.concurrency)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+        del handle
+    command = "python -m bench.run " + " ".join(a for a in sys.argv[1:] if "://" not in a)
+    table = report(rows, command.strip())
+    print(table)
+    if not args.no_write:
+        write_doc(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""One server of the benchmark, in its own process: ``python -m bench.serve KIND PORT``.
+
+KIND is ``gateway``, ``baseline`` or ``traffy``; the upstream URLs come from the gateway's
+own ``BMA_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import uvicorn
+
+from gateway.app import connectors_from, create_app
+from gateway.demo.traffy_standin import TicketStore, create_traffy_app
+from gateway.settings import Settings
+
+
+def main(kind: str, port: int) -> None:
+    if kind == "traffy":
+        import os
+
+        store = asyncio.run(TicketStore.load(os.environ["BMA_TRAFFY_DATABASE_URL"]))
+        app = create_traffy_app(store)
+    else:
+        settings = Settings.from_env()
+        if kind == "gateway":
+            app = create_app(settings)
+        else:
+            from bench.baseline import create_baseline_app
+
+            app = create_baseline_app(connectors_from(settings))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,124 @@
+"""The one small protocol every upstream connector follows, and its error types.
+
+A connector knows nothing about GraphQL: it returns plain records (dicts) and raises
+``UpstreamError`` subclasses naming the source that failed. The schema layer turns those into
+partial results with a stable error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+Record = dict[str, Any]
+
+
+class UpstreamError(Exception):
+    """An upstream source could not answer. ``source`` names it (e.g. ``registry:1039``)."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+        self.district: str | None = None  # set when the source is one district's registry
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "UPSTREAM_TIMEOUT"
+
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this gateway did not issue."""
+
+    code = "INVALID_CURSOR"
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Keyset pagination: at most ``first`` rows after the opaque position ``after``."""
+
+    first: int
+    after: str | None = None
+
+
+@dataclass
+class Page:
+    """One page of records, the total matching the filter, and whether more follow."""
+
+    rows: list[Record]
+    total: int
+    has_next: bool
+    # Sources that failed while building a fan-out page; the rows are from the others.
+    failures: list[UpstreamError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str
+    ok: bool
+    detail: str = ""
+
+
+class CallCounter:
+    """Counts upstream calls per source. Tests and metrics read it; cost is one dict update."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def record(self, source: str) -> None:
+        self.calls[source] += 1
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+class Connector(Protocol):
+    """What the gateway needs from an upstream system."""
+
+    name: str
+    counter: CallCounter
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def health(self) -> list[SourceHealth]: ...
+
+
+async def with_timeout(source: str, seconds: float, call: Awaitable[T]) -> T:
+    """Await an upstream call, turning a timeout into ``UpstreamTimeout`` for ``source``."""
+    try:
+        return await asyncio.wait_for(call, timeout=seconds)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(source, f"no answer within {seconds:g} s") from exc
+
+
+def encode_cursor(kind: str, value: str | int) -> str:
+    """An opaque cursor: base64url of ``kind:value`` so clients don't build their own."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> str:
+    """The value inside a cursor of ``kind``; ``InvalidCursor`` for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise InvalidCursor("the cursor is not one this API issued") from exc
+    prefix, sep, value = text.partition(":")
+    if not sep or prefix != kind or not value:
+        raise InvalidCursor(f"the cursor is not a {kind} cursor")
+    return value

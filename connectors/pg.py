@@ -1,0 +1,126 @@
+"""PostgreSQL access shared by the asyncpg connectors: pools, timeouts, error mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from connectors.base import (
+    CallCounter,
+    Page,
+    Record,
+    SourceHealth,
+    UpstreamError,
+    UpstreamUnavailable,
+    with_timeout,
+)
+
+# Errors that mean "this source cannot answer now" rather than "our SQL is wrong".
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedTableError,
+    asyncpg.InsufficientPrivilegeError,
+)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    min_size: int = 0  # lazy: a source that is down must not stop the gateway from starting
+    max_size: int = 10
+    timeout: float = 5.0  # seconds for one upstream call, connection included
+
+
+class PgPool:
+    """An asyncpg pool for one DSN; several sources may share it (the demo's registries)."""
+
+    def __init__(self, dsn: str, settings: PoolSettings) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.settings.min_size, max_size=self.settings.max_size
+            )
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def fetch(self, source: str, sql: str, args: tuple[object, ...]) -> list[Record]:
+        if self._pool is None:
+            raise UpstreamUnavailable(source, "connector is not started")
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(sql, *args)
+        except _UNAVAILABLE as exc:
+            raise UpstreamUnavailable(source, _reason(exc)) from exc
+        return [dict(r) for r in rows]
+
+
+class PgSource:
+    """One PostgreSQL-backed source: a name for errors, a pool, a call counter."""
+
+    def __init__(self, name: str, pool: PgPool, counter: CallCounter) -> None:
+        self.name = name
+        self.pool = pool
+        self.counter = counter
+
+    async def fetch(self, sql: str, *args: object) -> list[Record]:
+        """Run one read, counted, bounded by the timeout, failures named for this source."""
+        self.counter.record(self.name)
+        timeout = self.pool.settings.timeout
+        return await with_timeout(self.name, timeout, self.pool.fetch(self.name, sql, args))
+
+    async def health(self) -> SourceHealth:
+        try:
+            timeout = self.pool.settings.timeout
+            await with_timeout(self.name, timeout, self.pool.fetch(self.name, "SELECT 1", ()))
+        except Exception as exc:  # health reports any failure; it never raises
+            return SourceHealth(self.name, False, _reason(exc))
+        return SourceHealth(self.name, True)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason safe to show clients: the error class, never a DSN or a password."""
+    if isinstance(exc, UpstreamError):
+        return exc.reason
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"database error {exc.sqlstate}"
+    return type(exc).__name__
+
+
+def keyset_page_sql(columns: str, table: str, where: str, key: str, after: str, limit: str) -> str:
+    """One round trip for a keyset page and the filter's total.
+
+    The total ignores the cursor (it counts every match) and comes back even when the page
+    is empty: the page is LEFT JOINed to a single row carrying the count.
+    """
+    return f"""WITH f AS (SELECT {columns} FROM {table} WHERE {where})
+        SELECT (SELECT count(*) FROM f) AS _total, p.* FROM (SELECT 1) AS one
+        LEFT JOIN LATERAL (
+            SELECT * FROM f WHERE {key} > {after} ORDER BY {key} LIMIT {limit}
+        ) AS p ON true"""
+
+
+def page_from_rows(rows: list[Record], first: int, key: str, **extra: object) -> Page:
+    """Turn ``keyset_page_sql`` rows (fetched with limit first + 1) into a Page."""
+    total = rows[0]["_total"] if rows else 0
+    records = []
+    for r in rows:
+        if r[key] is None:  # the empty page's placeholder row
+            continue
+        del r["_total"]
+        r.update(extra)
+        records.append(r)
+    return Page(rows=records[:first], total=total, has_next=len(records) > first)

@@ -1,0 +1,164 @@
+"""BMA TAX: land-and-building tax and signboard tax, over asyncpg.
+
+Every method takes a batch of keys and makes one query, so a DataLoader can gather a whole
+level of a GraphQL query into one upstream call.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from connectors.base import (
+    CallCounter,
+    InvalidCursor,
+    Page,
+    PageRequest,
+    Record,
+    SourceHealth,
+    decode_cursor,
+    encode_cursor,
+)
+from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
+
+LAND_USES = ("agricultural", "residential", "commercial_other", "vacant")
+
+_PARCEL_COLUMNS = """id, title_deed_type, title_deed_number, district_code, land_use,
+    area_sqm, appraised_value, lat, lon, owner_id"""
+
+
+@dataclass(frozen=True)
+class ParcelFilter:
+    district_codes: tuple[str, ...] = ()
+    land_uses: tuple[str, ...] = ()
+
+
+class TaxConnector:
+    name = "tax"
+
+    def __init__(self, dsn: str, settings: PoolSettings | None = None) -> None:
+        self.counter = CallCounter()
+        self._pool = PgPool(dsn, settings or PoolSettings())
+        self._db = PgSource(self.name, self._pool, self.counter)
+
+    async def start(self) -> None:
+        await self._pool.start()
+
+    async def stop(self) -> None:
+        await self._pool.stop()
+
+    async def health(self) -> list[SourceHealth]:
+        return [await self._db.health()]
+
+    async def parcels_by_ids(self, ids: Sequence[int]) -> dict[int, Record]:
+        rows = await self._db.fetch(
+            f"SELECT {_PARCEL_COLUMNS} FROM tax.parcels WHERE id = ANY($1::bigint[])", list(ids)
+        )
+        return {r["id"]: r for r in rows}
+
+    async def owners_by_ids(self, ids: Sequence[int]) -> dict[int, Record]:
+        rows = await self._db.fetch(
+            "SELECT id, kind, name, national_id FROM tax.owners WHERE id = ANY($1::bigint[])",
+            list(ids),
+        )
+        return {r["id"]: r for r in rows}
+
+    async def assessments_by_parcels(self, parcel_ids: Sequence[int]) -> dict[int, list[Record]]:
+        rows = await self._db.fetch(
+            """SELECT parcel_id, tax_year, base, exemption, rate, tax_due, status, paid_at
+               FROM tax.assessments WHERE parcel_id = ANY($1::bigint[])
+               ORDER BY parcel_id, tax_year""",
+            list(parcel_ids),
+        )
+        return _group(rows, "parcel_id")
+
+    async def signboards_by_parcels(self, parcel_ids: Sequence[int]) -> dict[int, list[Record]]:
+        rows = await self._db.fetch(
+            f"SELECT {_SIGNBOARD_COLUMNS} FROM tax.signboards "
+            "WHERE parcel_id = ANY($1::bigint[]) ORDER BY id",
+            list(parcel_ids),
+        )
+        return _group(rows, "parcel_id")
+
+    async def signboards_by_businesses(self, numbers: Sequence[str]) -> dict[str, list[Record]]:
+        rows = await self._db.fetch(
+            f"SELECT {_SIGNBOARD_COLUMNS} FROM tax.signboards "
+            "WHERE business_registration_no = ANY($1::text[]) ORDER BY id",
+            list(numbers),
+        )
+        return _group(rows, "business_registration_no")
+
+    async def revenue(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], Record]:
+        """Land-and-building tax per (district, year): assessed, collected, outstanding."""
+        codes = sorted({c for c, _ in keys})
+        years = sorted({y for _, y in keys})
+        rows = await self._db.fetch(
+            """SELECT p.district_code, a.tax_year AS year,
+                      sum(a.tax_due) AS assessed,
+                      coalesce(sum(a.tax_due) FILTER (WHERE a.status = 'paid'), 0) AS collected,
+                      coalesce(sum(a.tax_due)
+                               FILTER (WHERE a.status IN ('unpaid', 'overdue')), 0) AS outstanding,
+                      count(DISTINCT a.parcel_id) AS parcel_count
+               FROM tax.assessments a JOIN tax.parcels p ON p.id = a.parcel_id
+               WHERE p.district_code = ANY($1::text[]) AND a.tax_year = ANY($2::int[])
+               GROUP BY p.district_code, a.tax_year""",
+            codes,
+            years,
+        )
+        found = {(r["district_code"], r["year"]): r for r in rows}
+        return {key: found.get(key) or _empty_revenue(*key) for key in keys}
+
+    async def search_parcels(self, where: ParcelFilter, page: PageRequest) -> Page:
+        sql = keyset_page_sql(
+            _PARCEL_COLUMNS,
+            "tax.parcels",
+            """(cardinality($1::text[]) = 0 OR district_code = ANY($1::text[]))
+               AND (cardinality($2::text[]) = 0 OR land_use = ANY($2::text[]))""",
+            key="id",
+            after="$3",
+            limit="$4",
+        )
+        rows = await self._db.fetch(
+            sql,
+            list(where.district_codes),
+            list(where.land_uses),
+            _parcel_after(page.after),
+            page.first + 1,
+        )
+        return page_from_rows(rows, page.first, "id")
+
+
+_SIGNBOARD_COLUMNS = """id, business_registration_no, parcel_id, district_code, sign_type,
+    area_cm2, moving, tax_year, tax_due"""
+
+
+def parcel_cursor(parcel_id: int) -> str:
+    return encode_cursor("parcel", parcel_id)
+
+
+def _parcel_after(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    value = decode_cursor("parcel", cursor)
+    if not value.isdigit():
+        raise InvalidCursor("the cursor is not a parcel cursor")
+    return int(value)
+
+
+def _group(rows: list[Record], key: str) -> dict:
+    grouped: dict = defaultdict(list)
+    for r in rows:
+        grouped[r[key]].append(r)
+    return grouped
+
+
+def _empty_revenue(code: str, year: int) -> Record:
+    return {
+        "district_code": code,
+        "year": year,
+        "assessed": 0,
+        "collected": 0,
+        "outstanding": 0,
+        "parcel_count": 0,
+    }

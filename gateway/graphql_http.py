@@ -1,0 +1,145 @@
+"""GraphQL over HTTP: reading requests (POST JSON, GET, batches), GraphiQL, answering JSON.
+
+A request that cannot be an operation — a body over the size limit, malformed JSON, a
+missing ``query`` — is answered here with a 4xx and a stable ``extensions.code``; it never
+reaches execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from strawberry.http.ides import get_graphql_ide_html
+
+from gateway.execution import Executor, Outcome
+
+JSON = "application/json"
+
+
+class RequestRejected(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class GraphQLHTTP:
+    def __init__(
+        self,
+        executor: Executor,
+        make_context: Callable[[Request], Any],
+        *,
+        max_body_bytes: int,
+        max_batch: int,
+        graphiql: bool,
+    ) -> None:
+        self.executor = executor
+        self.make_context = make_context
+        self.max_body_bytes = max_body_bytes
+        self.max_batch = max_batch
+        self.graphiql = graphiql
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            if request.method == "GET":
+                if self.graphiql and _wants_html(request):
+                    return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
+                return await self._single(request, _from_query_params(request))
+            return await self._post(request)
+        except RequestRejected as exc:
+            return _reject(exc.status, exc.code, exc.message)
+
+    async def _post(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (JSON, "application/graphql-response+json"):
+            raise RequestRejected(
+                415, "UNSUPPORTED_MEDIA_TYPE", "send the operation as application/json"
+            )
+        payload = _json(await self._read_body(request))
+        if isinstance(payload, list):
+            return await self._batch(request, payload)
+        return await self._single(request, payload)
+
+    async def _single(self, request: Request, payload: Any) -> Response:
+        outcome = await self._run(request, payload)
+        return _respond(outcome.body, 400 if outcome.request_error else 200)
+
+    async def _batch(self, request: Request, payloads: list[Any]) -> Response:
+        if not payloads:
+            raise RequestRejected(400, "BAD_REQUEST", "a batch needs at least one operation")
+        if len(payloads) > self.max_batch:
+            raise RequestRejected(
+                400, "BATCH_TOO_LARGE", f"a batch holds at most {self.max_batch} operations"
+            )
+        bodies = [(await self._run(request, p)).body for p in payloads]
+        return _respond(bodies, 200)
+
+    async def _run(self, request: Request, payload: Any) -> Outcome:
+        query, variables, operation_name = _operation(payload)
+        return await self.executor.run(query, variables, operation_name, self.make_context(request))
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _operation(payload: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    if not isinstance(payload, dict):
+        raise RequestRejected(400, "BAD_REQUEST", "the body must be a JSON object with `query`")
+    query = payload.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise RequestRejected(400, "BAD_REQUEST", "`query` must be a non-empty string")
+    variables = payload.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise RequestRejected(400, "BAD_REQUEST", "`variables` must be a JSON object")
+    operation_name = payload.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise RequestRejected(400, "BAD_REQUEST", "`operationName` must be a string")
+    return query, variables, operation_name
+
+
+def _from_query_params(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    payload: dict[str, Any] = {"query": params.get("query")}
+    if "variables" in params:
+        payload["variables"] = _json(params["variables"].encode())
+    if "operationName" in params:
+        payload["operationName"] = params["operationName"]
+    return payload
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RequestRejected(400, "BAD_REQUEST", "the body is not valid JSON") from None
+
+
+def _wants_html(request: Request) -> bool:
+    return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
+
+
+def _too_large(limit: int) -> RequestRejected:
+    return RequestRejected(413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes")
+
+
+def _reject(status: int, code: str, message: str) -> Response:
+    return _respond({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+
+def _respond(body: Any, status: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)

@@ -1,0 +1,64 @@
+"""Relay-style cursor connections shared by every list field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import strawberry
+
+from connectors.base import Page, PageRequest, Record
+from schema.context import Limits
+from schema.errors import BadUserInput, PageSizeExceeded
+
+T = TypeVar("T")
+
+
+@strawberry.type(description="ตำแหน่งหน้า / Where this page ends and whether more follow.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="มีหน้าถัดไป / More rows follow.")
+    end_cursor: str | None = strawberry.field(
+        description="เคอร์เซอร์ของแถวสุดท้าย / Pass as `after` to read the next page."
+    )
+
+
+@strawberry.type(description="แถวหนึ่งพร้อมเคอร์เซอร์ / One row and its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="เคอร์เซอร์ / Opaque position of this row.")
+    node: T = strawberry.field(description="ข้อมูล / The row.")
+
+
+@strawberry.type(description="หน้าหนึ่งของรายการ / One page of a list, with its total.")
+class Connection(Generic[T]):
+    total_count: int = strawberry.field(
+        description="จำนวนทั้งหมดตามตัวกรอง / Rows matching the filter, over all pages."
+    )
+    edges: list[Edge[T]] = strawberry.field(description="แถวในหน้านี้ / Rows of this page.")
+    page_info: PageInfo = strawberry.field(description="ข้อมูลหน้า / Paging state.")
+
+
+def page_request(limits: Limits, first: int | None, after: str | None) -> PageRequest:
+    """Validate ``first`` against the configured default and maximum page size."""
+    size = limits.default_page_size if first is None else first
+    if size < 0:
+        raise BadUserInput("`first` must not be negative", argument="first")
+    if size > limits.max_page_size:
+        raise PageSizeExceeded(
+            f"`first` is {size}; the largest page is {limits.max_page_size}",
+            argument="first",
+            max=limits.max_page_size,
+        )
+    return PageRequest(first=size, after=after)
+
+
+def connection(
+    page: Page, node: Callable[[Record], T], cursor: Callable[[Record], str]
+) -> Connection[T]:
+    edges = [Edge(cursor=cursor(r), node=node(r)) for r in page.rows]
+    return Connection(
+        total_count=page.total,
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )

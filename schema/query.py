@@ -1,0 +1,94 @@
+"""The root of the graph: what a client can ask for."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from connectors.registry import district_of_registration
+from schema.context import context_of
+from schema.errors import BadUserInput
+from schema.pagination import Connection
+from schema.types import (
+    Business,
+    BusinessFilter,
+    Complaint,
+    ComplaintFilter,
+    District,
+    Parcel,
+    ParcelFilter,
+    all_district_objects,
+    business_query,
+    businesses_page,
+    complaint_query,
+    complaints_page,
+    district_code_arg,
+    district_of,
+    parcel_query,
+    parcels_page,
+)
+
+
+@strawberry.type(description="BMA Data Gateway: ข้อมูลกรุงเทพมหานคร / Bangkok's data in one graph.")
+class Query:
+    @strawberry.field(description="เขตตามรหัส / One district by code, e.g. 1039.")
+    def district(self, code: str) -> District | None:
+        district_code_arg(code)
+        return district_of(code)
+
+    @strawberry.field(description="ทั้ง 50 เขต / All 50 districts, by code.")
+    def districts(self) -> list[District]:
+        return all_district_objects()
+
+    @strawberry.field(description="เรื่องร้องเรียนตามเลขที่ / One complaint by ticket id.")
+    async def complaint(self, info: Info, ticket_id: str) -> Complaint | None:
+        r = await context_of(info).loaders.complaint.load(ticket_id)
+        return Complaint.of(r) if r else None
+
+    @strawberry.field(description="เรื่องร้องเรียน / Complaints, newest first.")
+    async def complaints(
+        self,
+        info: Info,
+        filter: ComplaintFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Complaint]:
+        return await complaints_page(info, complaint_query(filter), first, after)
+
+    @strawberry.field(description="แปลงที่ดินตามรหัส / One parcel by id.")
+    async def parcel(self, info: Info, id: strawberry.ID) -> Parcel | None:
+        if not str(id).isdigit():
+            raise BadUserInput("a parcel id is a positive whole number", argument="id")
+        r = await context_of(info).loaders.parcel.load(int(id))
+        return Parcel.of(r) if r else None
+
+    @strawberry.field(description="แปลงที่ดิน / Parcels, by id.")
+    async def parcels(
+        self,
+        info: Info,
+        filter: ParcelFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Parcel]:
+        return await parcels_page(info, parcel_query(filter), first, after)
+
+    @strawberry.field(description="ทะเบียนพาณิชย์ตามเลขที่ / One business by registration number.")
+    async def business(self, info: Info, registration_no: str) -> Business | None:
+        if district_of_registration(registration_no) is None:
+            raise BadUserInput(
+                "a registration number looks like 1039-2566-00123", argument="registrationNo"
+            )
+        r = await context_of(info).loaders.business.load(registration_no)
+        return Business.of(r) if r else None
+
+    @strawberry.field(
+        description="ทะเบียนพาณิชย์ทุกเขต / Businesses across district registries, by number."
+    )
+    async def businesses(
+        self,
+        info: Info,
+        filter: BusinessFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Business]:
+        return await businesses_page(info, business_query(filter), first, after)

@@ -1,0 +1,86 @@
+"""Shared test fixtures: real PostgreSQL, the seeded upstream data, real HTTP servers.
+
+PostgreSQL is embedded (pgserver, in a temporary directory) unless BMA_TEST_DATABASE_URL
+names a server, in which case the test databases are created there as ``bmatest_*`` and
+their seed is reused across runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from gateway.demo.seed import SeedScale, ensure_seeded
+from support import Gateway, run, settings_for, sql, start_gateway
+
+from gateway.demo.embedded import DatabaseUrls, ensure_databases
+from gateway.demo.traffy_standin import TicketStore, create_traffy_app
+from gateway.serving import BackgroundServer
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    given = os.environ.get("BMA_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    data_dir = tempfile.mkdtemp(prefix="bma-test-pg-")
+    url, server = start_embedded_temporary(data_dir)
+    yield url
+    server.cleanup()
+
+
+def start_embedded_temporary(data_dir: str) -> tuple[str, Any]:
+    import pgserver
+
+    server = pgserver.get_server(data_dir, cleanup_mode="delete")
+    return server.get_uri(), server
+
+
+@pytest.fixture(scope="session")
+def db(server_url: str) -> DatabaseUrls:
+    async def prepare() -> DatabaseUrls:
+        urls = await ensure_databases(server_url, prefix="bmatest")
+        await ensure_seeded(urls.tax, urls.registry, urls.traffy, SeedScale())
+        return urls
+
+    return run(prepare())
+
+
+@pytest.fixture(scope="session")
+def tickets(db: DatabaseUrls) -> list[dict[str, Any]]:
+    """The raw ticket documents as seeded: the truth the Traffy stand-in serves."""
+    import orjson
+
+    return [
+        orjson.loads(r["doc"])
+        for r in sql(db.traffy, "SELECT doc::text AS doc FROM traffy.tickets")
+    ]
+
+
+@pytest.fixture(scope="session")
+def traffy_url(db: DatabaseUrls) -> Iterator[str]:
+    store = run(TicketStore.load(db.traffy))
+    with BackgroundServer(create_traffy_app(store)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def gateway(db: DatabaseUrls, traffy_url: str) -> Iterator[Gateway]:
+    """The gateway as the demo runs it with ``--expose-restricted`` (synthetic data)."""
+    server, gw = start_gateway(settings_for(db, traffy_url, expose_restricted=True))
+    yield gw
+    gw.client.close()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def default_gateway(db: DatabaseUrls, traffy_url: str) -> Iterator[Gateway]:
+    """The gateway with default settings: restricted fields refused."""
+    server, gw = start_gateway(settings_for(db, traffy_url))
+    yield gw
+    gw.client.close()
+    server.stop()

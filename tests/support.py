@@ -1,0 +1,79 @@
+"""Helpers the tests share: SQL for expected values, a running gateway and its client."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+
+from gateway.app import create_app
+from gateway.demo.embedded import DatabaseUrls
+from gateway.serving import BackgroundServer
+from gateway.settings import Settings
+from schema import Connectors
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine from a synchronous test (each call gets a fresh event loop)."""
+    return asyncio.run(coro)
+
+
+def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of a query against a test database, for expected values."""
+
+    async def fetch() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+
+    return run(fetch())
+
+
+@dataclass
+class Gateway:
+    """A running gateway on a loopback port and the connectors behind it."""
+
+    url: str
+    connectors: Connectors
+    client: httpx.Client
+
+    def post(
+        self, query: str, variables: dict[str, Any] | None = None, **extra: Any
+    ) -> httpx.Response:
+        payload: dict[str, Any] = {"query": query, **extra}
+        if variables is not None:
+            payload["variables"] = variables
+        return self.client.post("/graphql", json=payload)
+
+    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON body of a query that must succeed without errors."""
+        response = self.post(query, variables)
+        body = response.json()
+        assert response.status_code == 200, body
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def reset_counters(self) -> None:
+        for connector in self.connectors.all():
+            connector.counter.reset()
+
+
+def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Settings:
+    return Settings(
+        tax_database_url=db.tax,
+        registry_database_url=db.registry,
+        traffy_base_url=traffy_url,
+        **overrides,
+    )
+
+
+def start_gateway(settings: Settings) -> tuple[BackgroundServer, Gateway]:
+    app = create_app(settings)
+    server = BackgroundServer(app).start()
+    client = httpx.Client(base_url=server.url, timeout=30)
+    return server, Gateway(server.url, app.state.connectors, client)

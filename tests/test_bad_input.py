@@ -1,0 +1,159 @@
+"""Bad input answers a clear error with a stable code: never a 500, never a stack trace."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["errors"], body
+    assert "Traceback" not in response.text
+    return body["errors"][0]
+
+
+def test_unknown_district_code(gateway):
+    error = _error(gateway.post('{ district(code: "9999") { code } }'), 200)
+    assert error["extensions"]["code"] == "UNKNOWN_DISTRICT"
+    assert error["path"] == ["district"]
+    assert "1001-1050" in error["message"]
+
+
+def test_unknown_district_in_a_filter(gateway):
+    response = gateway.post('{ parcels(filter: {district: "10"}) { totalCount } }')
+    assert _error(response, 200)["extensions"]["code"] == "UNKNOWN_DISTRICT"
+    assert response.json()["data"] is None
+
+
+@pytest.mark.parametrize("field", ["parcels", "complaints", "businesses"])
+@pytest.mark.parametrize("cursor", ["garbage!", "cGFyY2VsOng", "Y29tcGxhaW50OjE", ""])
+def test_malformed_or_foreign_cursor(gateway, field, cursor):
+    if cursor == "Y29tcGxhaW50OjE" and field == "complaints":
+        pytest.skip("a valid complaint cursor")
+    response = gateway.post(f'{{ {field}(after: "{cursor}") {{ totalCount }} }}')
+    error = _error(response, 200)
+    assert error["extensions"]["code"] == "INVALID_CURSOR", error
+    assert error["path"] == [field]
+
+
+def test_page_size_above_the_maximum(gateway):
+    error = _error(gateway.post("{ complaints(first: 1001) { totalCount } }"), 200)
+    assert error["extensions"] == {"code": "PAGE_SIZE_EXCEEDED", "argument": "first", "max": 1000}
+
+
+def test_negative_page_size(gateway):
+    error = _error(gateway.post("{ parcels(first: -1) { totalCount } }"), 200)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("radius", [-5, 0, 5001])
+def test_radius_out_of_range(gateway, radius):
+    error = _error(
+        gateway.post(
+            f'{{ parcel(id: "1") {{ nearbyComplaints(radiusMeters: {radius}) {{ ticketId }} }} }}'
+        ),
+        200,
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["path"] == ["parcel", "nearbyComplaints"]
+
+
+def test_unknown_field_is_a_validation_error(gateway):
+    error = _error(gateway.post("{ districts { code mayor } }"), 400)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "mayor" in error["message"]
+
+
+def test_syntax_error(gateway):
+    error = _error(gateway.post("{ districts { code "), 400)
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+def test_malformed_json_body(gateway):
+    response = gateway.client.post(
+        "/graphql",
+        content=b'{"query": "{ districts { code } }"',
+        headers={"content-type": "application/json"},
+    )
+    assert _error(response, 400)["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"query": 5},
+        {"query": ""},
+        {"query": "{ districts { code } }", "variables": [1]},
+        "text",
+        7,
+    ],
+)
+def test_body_that_is_not_an_operation(gateway, payload):
+    response = gateway.client.post("/graphql", json=payload)
+    assert _error(response, 400)["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_wrong_content_type(gateway):
+    response = gateway.client.post(
+        "/graphql", content=b"{ districts { code } }", headers={"content-type": "text/plain"}
+    )
+    assert _error(response, 415)["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+def test_oversized_body(gateway):
+    big = "{ districts { code } }" + " " * 1_100_000
+    response = gateway.client.post("/graphql", json={"query": big})
+    assert _error(response, 413)["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_variable_of_the_wrong_type(gateway):
+    response = gateway.post("query($n: Int) { parcels(first: $n) { totalCount } }", {"n": "many"})
+    assert _error(response, 400)["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_unknown_operation_name(gateway):
+    response = gateway.post("query A { districts { code } }", operationName="B")
+    assert _error(response, 400)["extensions"]["code"] == "OPERATION_NOT_FOUND"
+
+
+def test_malformed_ids(gateway):
+    assert (
+        _error(gateway.post('{ parcel(id: "abc") { id } }'), 200)["extensions"]["code"]
+        == "BAD_USER_INPUT"
+    )
+    error = _error(gateway.post('{ business(registrationNo: "x") { name } }'), 200)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert gateway.query('{ parcel(id: "99999999") { id } }') == {"parcel": None}
+    assert gateway.query('{ business(registrationNo: "1039-2560-99999") { name } }') == {
+        "business": None
+    }
+
+
+def test_get_request_and_graphiql(gateway):
+    response = gateway.client.get(
+        "/graphql", params={"query": '{ district(code: "1001") { nameEn } }'}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"district": {"nameEn": "Khet Phra Nakhon"}}}
+    page = gateway.client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+    bad = gateway.client.get(
+        "/graphql", params={"query": "{ districts { code } }", "variables": "{"}
+    )
+    assert _error(bad, 400)["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_batch_of_operations(gateway):
+    response = gateway.client.post(
+        "/graphql",
+        json=[
+            {"query": '{ district(code: "1001") { code } }'},
+            {"query": '{ district(code: "1002") { code } }'},
+        ],
+    )
+    assert response.status_code == 200
+    assert [b["data"]["district"]["code"] for b in response.json()] == ["1001", "1002"]
+    too_many = gateway.client.post("/graphql", json=[{"query": "{ districts { code } }"}] * 11)
+    assert _error(too_many, 400)["extensions"]["code"] == "BATCH_TOO_LARGE"
