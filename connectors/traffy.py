@@ -141,7 +141,11 @@ class TraffyConnector:
         return found
 
     async def stats(self, codes: Sequence[str]) -> dict[str, ComplaintStats]:
-        """Counts per district, by state and by type, in one upstream call."""
+        """Counts per district, by state and by type, in one upstream call.
+
+        The upstream answers rows of (district, state, type combination, count); a ticket of
+        two types counts once in its state and once under each type.
+        """
         params = _district_params(codes) if len(set(codes)) < 50 else []
         body = await self._get(STATS_PATH, params)
         stats: dict[str, ComplaintStats] = {c: ComplaintStats() for c in codes}
@@ -152,7 +156,8 @@ class TraffyConnector:
             count = _int(row.get("count"), default=0)
             entry = stats[code]
             entry.by_state[STATES.get(str(row.get("state")), OTHER_STATE)] += count
-            entry.by_type[str(row.get("type") or "")] += count
+            for type_ in _string_list(row.get("type")):
+                entry.by_type[type_] += count
         for entry in stats.values():
             entry.total = sum(entry.by_state.values())
         return stats

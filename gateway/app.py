@@ -83,7 +83,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/", root),

@@ -44,7 +44,7 @@ class GraphQLHTTP:
         self.max_batch = max_batch
         self.graphiql = graphiql
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             if request.method == "GET":
                 if self.graphiql and _wants_html(request):

@@ -408,7 +408,9 @@ class Assessment:
     tax_year: int = strawberry.field(description="ปีภาษี / Tax year.")
     base: Decimal = strawberry.field(description="ฐานภาษี / Tax base (appraised value), baht.")
     exemption: Decimal = strawberry.field(description="มูลค่าที่ได้รับยกเว้น / Exempt value, baht.")
-    rate: Decimal = strawberry.field(description="อัตราภาษีที่แท้จริง (%) / Effective rate, %.")
+    rate: Decimal = strawberry.field(
+        description="อัตราภาษีที่แท้จริง (%) ของมูลค่าที่ต้องเสียภาษี / Effective rate, % of base minus exemption."
+    )
     tax_due: Decimal = strawberry.field(description="ภาษีที่ต้องชำระ / Tax due, baht.")
     status: AssessmentStatus = strawberry.field(description="สถานะการชำระ / Payment status.")
     paid_at: datetime | None = strawberry.field(description="วันที่ชำระ / When paid.")

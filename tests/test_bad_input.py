@@ -26,11 +26,24 @@ def test_unknown_district_in_a_filter(gateway):
     assert response.json()["data"] is None
 
 
-@pytest.mark.parametrize("field", ["parcels", "complaints", "businesses"])
-@pytest.mark.parametrize("cursor", ["garbage!", "cGFyY2VsOng", "Y29tcGxhaW50OjE", ""])
+FOREIGN_CURSORS = [
+    "garbage!",
+    "cGFyY2VsOng",
+    "Y29tcGxhaW50OjE",
+    "",
+]  # …, "parcel:x", "complaint:1", …
+
+
+@pytest.mark.parametrize(
+    ("field", "cursor"),
+    [
+        (field, cursor)
+        for field in ("parcels", "complaints", "businesses")
+        for cursor in FOREIGN_CURSORS
+        if not (field == "complaints" and cursor == "Y29tcGxhaW50OjE")  # valid there
+    ],
+)
 def test_malformed_or_foreign_cursor(gateway, field, cursor):
-    if cursor == "Y29tcGxhaW50OjE" and field == "complaints":
-        pytest.skip("a valid complaint cursor")
     response = gateway.post(f'{{ {field}(after: "{cursor}") {{ totalCount }} }}')
     error = _error(response, 200)
     assert error["extensions"]["code"] == "INVALID_CURSOR", error

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _command_after(marker: str, text: str) -> str:
     lines = text.splitlines()
     index = next(i for i, line in enumerate(lines) if marker in line)
-    return next(line for line in lines[index + 1 :] if line.strip() and not line.startswith("#")).strip()
+    return next(
+        line for line in lines[index + 1 :] if line.strip() and not line.startswith("#")
+    ).strip()
 
 
 def test_ci_runs_the_readme_test_command():

@@ -5,6 +5,7 @@ Three databases stand for the three upstream systems; they are created if missin
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,8 @@ def start_embedded(data_dir: Path) -> tuple[str, object]:
     """
     import pgserver  # imported here: only the embedded mode needs the bundled binaries
 
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver then uses /tmp.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     return server.get_uri(), server

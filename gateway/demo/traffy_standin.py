@@ -4,7 +4,7 @@ It answers ``GET /share/teamchadchart/search`` with the public API's JSON
 (``{status, total, results}``, newest first, paged by ``limit``/``offset``) and the filters the
 connector uses (``district``, ``state``, ``type``, ``start``, ``end``, ``ticket_id``,
 repeated ``bbox``), and ``GET /share/teamchadchart/stats`` with counts per district, state and
-type. Tickets are served byte for byte as stored, drifted field names included.
+type combination. Tickets are served byte for byte as stored, drifted field names included.
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ def create_traffy_app(store: TicketStore) -> Starlette:
         for t in matches:
             info = district(t.district_code) if t.district_code else None
             name = info.short_name_th if info else ""
-            for type_ in t.types or ("",):
-                counts[(name, t.state, type_)] += 1
+            # One row per combination of types, as the platform writes them: "{ถนน,ทางเท้า}".
+            counts[(name, t.state, "{" + ",".join(t.types) + "}")] += 1
         results = [
             {"district": d, "state": s, "type": ty, "count": n}
             for (d, s, ty), n in sorted(counts.items())
