@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gateway.demo.seed import SeedScale, ensure_seeded
-from support import Gateway, run, settings_for, sql, start_gateway
 
 from gateway.demo.embedded import DatabaseUrls, ensure_databases
+from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.serving import BackgroundServer
+from support import Gateway, run, settings_for, sql, start_gateway
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
-from support import sql
-
 from connectors.districts import all_districts, code_for_name
 from connectors.traffy import STATES
+from support import sql
 
 DISTRICTS_QUERY = """{ districts { code nameTh nameEn population
     complaintStats { total byState { key count } byType { key count } }

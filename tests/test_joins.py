@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from support import sql
-
 from connectors.traffy import distance_m, parse_ticket
+from support import sql
 
 
 def test_parcel_with_owner_assessments_and_signboards(gateway, db):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from support import sql
-
 from connectors.districts import code_for_name
 from connectors.traffy import STATES
+from support import sql
 
 
 def _walk(gateway, field: str, args: str, fields: str, size: int) -> tuple[list[dict], int]:

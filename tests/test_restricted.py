@@ -4,9 +4,9 @@ however they are reached, unless the operator exposes them for synthetic data.""
 from __future__ import annotations
 
 import pytest
-from support import sql
 
 from policies.restricted import RESTRICTED_FIELDS
+from support import sql
 
 
 @pytest.mark.parametrize(

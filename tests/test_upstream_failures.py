@@ -9,10 +9,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from support import settings_for, sql, start_gateway
 
 from gateway.demo.embedded import database_url
 from gateway.serving import BackgroundServer, free_port
+from support import settings_for, sql, start_gateway
 
 
 @pytest.fixture(scope="module")
