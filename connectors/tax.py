@@ -99,7 +99,7 @@ class TaxConnector:
                       coalesce(sum(a.tax_due) FILTER (WHERE a.status = 'paid'), 0) AS collected,
                       coalesce(sum(a.tax_due)
                                FILTER (WHERE a.status IN ('unpaid', 'overdue')), 0) AS outstanding,
-                      count(DISTINCT a.parcel_id) AS parcel_count
+                      count(*) AS parcel_count  -- one assessment per parcel and year (PK)
                FROM tax.assessments a JOIN tax.parcels p ON p.id = a.parcel_id
                WHERE p.district_code = ANY($1::text[]) AND a.tax_year = ANY($2::int[])
                GROUP BY p.district_code, a.tax_year""",

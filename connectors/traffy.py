@@ -143,21 +143,21 @@ class TraffyConnector:
     async def stats(self, codes: Sequence[str]) -> dict[str, ComplaintStats]:
         """Counts per district, by state and by type, in one upstream call.
 
-        The upstream answers rows of (district, state, type combination, count); a ticket of
-        two types counts once in its state and once under each type.
+        The upstream answers rows of (district, state, count) and (district, type, count); a
+        ticket of two types counts once in its state and once under each type.
         """
         params = _district_params(codes) if len(set(codes)) < 50 else []
         body = await self._get(STATS_PATH, params)
         stats: dict[str, ComplaintStats] = {c: ComplaintStats() for c in codes}
         for row in _results(body):
-            code = code_for_name(row.get("district"))
-            if code not in stats:
+            entry = stats.get(code_for_name(row.get("district")) or "")
+            if entry is None:
                 continue
             count = _int(row.get("count"), default=0)
-            entry = stats[code]
-            entry.by_state[STATES.get(str(row.get("state")), OTHER_STATE)] += count
-            for type_ in _string_list(row.get("type")):
-                entry.by_type[type_] += count
+            if "state" in row:
+                entry.by_state[STATES.get(str(row["state"]), OTHER_STATE)] += count
+            elif row.get("type"):
+                entry.by_type[str(row["type"])] += count
         for entry in stats.values():
             entry.total = sum(entry.by_state.values())
         return stats

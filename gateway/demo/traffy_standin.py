@@ -3,8 +3,8 @@
 It answers ``GET /share/teamchadchart/search`` with the public API's JSON
 (``{status, total, results}``, newest first, paged by ``limit``/``offset``) and the filters the
 connector uses (``district``, ``state``, ``type``, ``start``, ``end``, ``ticket_id``,
-repeated ``bbox``), and ``GET /share/teamchadchart/stats`` with counts per district, state and
-type combination. Tickets are served byte for byte as stored, drifted field names included.
+repeated ``bbox``), and ``GET /share/teamchadchart/stats`` with counts per district and state and per
+district and type (rows carry either ``state`` or ``type``). Tickets are served byte for byte as stored, drifted field names included.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class _Ticket:
     reported_at: datetime
     lat: float | None
     lon: float | None
+    district_name: str  # Thai name without "เขต", as /stats reports it
 
 
 class TicketStore:
@@ -66,6 +67,8 @@ class TicketStore:
     def select(self, query: dict[str, list[str]]) -> list[_Ticket]:
         candidates = self._candidates(query)
         checks = _checks(query)
+        if not checks:
+            return candidates
         return [t for t in candidates if all(check(t) for check in checks)]
 
     def _candidates(self, query: dict[str, list[str]]) -> list[_Ticket]:
@@ -101,16 +104,10 @@ def create_traffy_app(store: TicketStore) -> Starlette:
             matches = store.select(_query(request))
         except BadQuery as exc:
             return _json({"status": False, "error": str(exc)}, status=400)
-        counts: Counter[tuple[str, str, str]] = Counter()
-        for t in matches:
-            info = district(t.district_code) if t.district_code else None
-            name = info.short_name_th if info else ""
-            # One row per combination of types, as the platform writes them: "{ถนน,ทางเท้า}".
-            counts[(name, t.state, "{" + ",".join(t.types) + "}")] += 1
-        results = [
-            {"district": d, "state": s, "type": ty, "count": n}
-            for (d, s, ty), n in sorted(counts.items())
-        ]
+        states = Counter((t.district_name, t.state) for t in matches)
+        types = Counter((t.district_name, ty) for t in matches for ty in t.types)
+        results = [{"district": d, "state": s, "count": n} for (d, s), n in sorted(states.items())]
+        results += [{"district": d, "type": ty, "count": n} for (d, ty), n in sorted(types.items())]
         return _json({"status": True, "total": len(matches), "results": results})
 
     return Starlette(routes=[Route(SEARCH_PATH, search), Route(STATS_PATH, stats)])
@@ -136,7 +133,13 @@ def _ticket(doc: dict[str, Any]) -> _Ticket | None:
         reported_at=parsed["reported_at"],
         lat=parsed["lat"],
         lon=parsed["lon"],
+        district_name=_district_name(parsed["district_code"]),
     )
+
+
+def _district_name(code: str | None) -> str:
+    info = district(code) if code else None
+    return info.short_name_th if info else ""
 
 
 def _query(request: Request) -> dict[str, list[str]]:
