@@ -122,3 +122,19 @@ def decode_cursor(kind: str, cursor: str) -> str:
     if not sep or prefix != kind or not value:
         raise InvalidCursor(f"the cursor is not a {kind} cursor")
     return value
+
+
+MAX_POSITION = 2**53  # larger than any row id or offset we issue; bounds what reaches SQL
+
+
+def decode_position(kind: str, cursor: str | None) -> int:
+    """The whole number inside a ``kind`` cursor (a row id or an offset); 0 without one."""
+    if cursor is None:
+        return 0
+    value = decode_cursor(kind, cursor)
+    if not (value.isascii() and value.isdigit() and len(value) <= 16):
+        raise InvalidCursor(f"the cursor is not a {kind} cursor")
+    position = int(value)
+    if position > MAX_POSITION:
+        raise InvalidCursor(f"the cursor is not a {kind} cursor")
+    return position

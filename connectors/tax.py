@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 from connectors.base import (
     CallCounter,
-    InvalidCursor,
     Page,
     PageRequest,
     Record,
     SourceHealth,
-    decode_cursor,
+    decode_position,
     encode_cursor,
 )
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
@@ -123,7 +122,7 @@ class TaxConnector:
             sql,
             list(where.district_codes),
             list(where.land_uses),
-            _parcel_after(page.after),
+            decode_position("parcel", page.after),
             page.first + 1,
         )
         return page_from_rows(rows, page.first, "id")
@@ -135,15 +134,6 @@ _SIGNBOARD_COLUMNS = """id, business_registration_no, parcel_id, district_code, 
 
 def parcel_cursor(parcel_id: int) -> str:
     return encode_cursor("parcel", parcel_id)
-
-
-def _parcel_after(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    value = decode_cursor("parcel", cursor)
-    if not value.isdigit():
-        raise InvalidCursor("the cursor is not a parcel cursor")
-    return int(value)
 
 
 def _group(rows: list[Record], key: str) -> dict:

@@ -21,14 +21,13 @@ import orjson
 
 from connectors.base import (
     CallCounter,
-    InvalidCursor,
     Page,
     PageRequest,
     Record,
     SourceHealth,
     UpstreamTimeout,
     UpstreamUnavailable,
-    decode_cursor,
+    decode_position,
     encode_cursor,
 )
 from connectors.districts import code_for_name, district
@@ -122,7 +121,7 @@ class TraffyConnector:
         return [SourceHealth(self.name, True)]
 
     async def search(self, where: ComplaintFilter, page: PageRequest) -> Page:
-        offset = _offset_after(page.after)
+        offset = decode_position("complaint", page.after)
         params = _filter_params(where) + [("limit", str(page.first)), ("offset", str(offset))]
         body = await self._get(SEARCH_PATH, params)
         rows = _tickets(body)
@@ -237,15 +236,6 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def complaint_cursor(offset: int) -> str:
     return encode_cursor("complaint", offset)
-
-
-def _offset_after(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    value = decode_cursor("complaint", cursor)
-    if not value.isdigit():
-        raise InvalidCursor("the cursor is not a complaint cursor")
-    return int(value)
 
 
 def _filter_params(where: ComplaintFilter) -> list[tuple[str, str]]:

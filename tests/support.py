@@ -64,6 +64,9 @@ class Gateway:
 
 
 def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Settings:
+    # Small pools: several gateways run at once in a session and the embedded server
+    # accepts 100 connections.
+    overrides.setdefault("db_pool_max", 4)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 
@@ -170,3 +172,12 @@ def test_batch_of_operations(gateway):
     assert [b["data"]["district"]["code"] for b in response.json()] == ["1001", "1002"]
     too_many = gateway.client.post("/graphql", json=[{"query": "{ districts { code } }"}] * 11)
     assert _error(too_many, 400)["extensions"]["code"] == "BATCH_TOO_LARGE"
+
+
+@pytest.mark.parametrize("field", ["parcels", "complaints"])
+def test_cursor_with_an_absurd_position(gateway, field):
+    kind = field.removesuffix("s")
+    for value in ("9" * 30, "١٢", "-1"):
+        cursor = base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+        error = _error(gateway.post(f'{{ {field}(after: "{cursor}") {{ totalCount }} }}'), 200)
+        assert error["extensions"]["code"] == "INVALID_CURSOR", (value, error)
