@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from connectors.base import PageRequest
 from connectors.districts import all_districts
-from connectors.traffy import ComplaintFilter
+from connectors.traffy import ComplaintQuery
 from schema import Connectors
 
 
@@ -46,7 +46,7 @@ def create_baseline_app(c: Connectors) -> Starlette:
         return Response(orjson.dumps({"data": {"districts": rows}}), media_type="application/json")
 
     async def complaints(_request: Request) -> Response:
-        page = await c.traffy.search(ComplaintFilter(), PageRequest(first=1000))
+        page = await c.traffy.search(ComplaintQuery(), PageRequest(first=1000))
         edges = [
             {
                 "node": {

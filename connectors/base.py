@@ -33,7 +33,7 @@ class UpstreamError(Exception):
 
 
 class UpstreamUnavailable(UpstreamError):
-    code = "UPSTREAM_UNAVAILABLE"
+    """Refused, failed, or answered something we cannot read."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -48,7 +48,7 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True)
 class PageRequest:
-    """Keyset pagination: at most ``first`` rows after the opaque position ``after``."""
+    """At most ``first`` rows after the opaque position ``after`` (a key or an offset)."""
 
     first: int
     after: str | None = None

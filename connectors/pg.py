@@ -16,17 +16,21 @@ from connectors.base import (
     with_timeout,
 )
 
-# Errors that mean "this source cannot answer now" rather than "our SQL is wrong".
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InvalidSchemaNameError,
-    asyncpg.UndefinedTableError,
-    asyncpg.InsufficientPrivilegeError,
-)
+# SQLSTATE classes and codes that mean "this source cannot answer now" rather than "our SQL
+# is wrong": connection (08), authorization (28), resources such as too many connections (53),
+# operator intervention such as a shutdown (57), a missing database (3D), schema (3F) or
+# table (42P01), and a revoked privilege (42501).
+_UNAVAILABLE_CLASSES = frozenset({"08", "28", "53", "57", "3D", "3F"})
+_UNAVAILABLE_CODES = frozenset({"42P01", "42501"})
+
+
+def _unavailable(exc: Exception) -> bool:
+    if isinstance(exc, OSError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_CODES
+    return False
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,10 @@ class PgPool:
         try:
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(sql, *args)
-        except _UNAVAILABLE as exc:
-            raise UpstreamUnavailable(source, _reason(exc)) from exc
+        except Exception as exc:
+            if _unavailable(exc):
+                raise UpstreamUnavailable(source, _reason(exc)) from exc
+            raise
         return [dict(r) for r in rows]
 
 

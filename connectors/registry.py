@@ -51,7 +51,7 @@ class RegistrySourceConfig:
 
 
 @dataclass(frozen=True)
-class BusinessFilter:
+class BusinessQuery:
     district_codes: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
@@ -146,7 +146,7 @@ class RegistryConnector:
             )
 
         found = await self._routed(numbers, fetch)
-        return {n: _one(found.get(n), n) for n in numbers}
+        return {n: _first(found.get(n)) for n in numbers}
 
     async def licences_by_numbers(
         self, numbers: Sequence[str]
@@ -176,7 +176,7 @@ class RegistryConnector:
         rows = await d.db.fetch(sql, after, page.first + 1)
         return page_from_rows(rows, page.first, "permit_no", district_code=code)
 
-    async def search_businesses(self, where: BusinessFilter, page: PageRequest) -> Page:
+    async def search_businesses(self, where: BusinessQuery, page: PageRequest) -> Page:
         """One page across the chosen districts, ordered by registration number.
 
         Every source answers its own first ``first`` rows after the cursor and its total for
@@ -264,7 +264,7 @@ def _business_after(cursor: str | None) -> str:
     return value
 
 
-def _one(found: list[Record] | UpstreamError | None, number: str) -> Record | UpstreamError:
+def _first(found: list[Record] | UpstreamError | None) -> Record | UpstreamError | None:
     if isinstance(found, UpstreamError) or found is None:
         return found  # type: ignore[return-value]
     return found[0]

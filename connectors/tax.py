@@ -28,7 +28,7 @@ _PARCEL_COLUMNS = """id, title_deed_type, title_deed_number, district_code, land
 
 
 @dataclass(frozen=True)
-class ParcelFilter:
+class ParcelQuery:
     district_codes: tuple[str, ...] = ()
     land_uses: tuple[str, ...] = ()
 
@@ -108,7 +108,7 @@ class TaxConnector:
         found = {(r["district_code"], r["year"]): r for r in rows}
         return {key: found.get(key) or _empty_revenue(*key) for key in keys}
 
-    async def search_parcels(self, where: ParcelFilter, page: PageRequest) -> Page:
+    async def search_parcels(self, where: ParcelQuery, page: PageRequest) -> Page:
         sql = keyset_page_sql(
             _PARCEL_COLUMNS,
             "tax.parcels",

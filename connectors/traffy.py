@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,7 +50,7 @@ EARTH_RADIUS_M = 6_371_000.0
 
 
 @dataclass(frozen=True)
-class ComplaintFilter:
+class ComplaintQuery:
     district_codes: tuple[str, ...] = ()
     states: tuple[str, ...] = ()  # stable keys, e.g. "COMPLETED"
     type: str | None = None
@@ -59,7 +59,7 @@ class ComplaintFilter:
 
 
 @dataclass
-class ComplaintStats:
+class ComplaintCounts:
     total: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
@@ -120,15 +120,20 @@ class TraffyConnector:
             return [SourceHealth(self.name, False, exc.reason)]
         return [SourceHealth(self.name, True)]
 
-    async def search(self, where: ComplaintFilter, page: PageRequest) -> Page:
+    async def search(self, where: ComplaintQuery, page: PageRequest) -> Page:
         offset = decode_position("complaint", page.after)
         params = _filter_params(where) + [("limit", str(page.first)), ("offset", str(offset))]
         body = await self._get(SEARCH_PATH, params)
-        rows = _tickets(body)
-        total = _int(body.get("total"), default=offset + len(rows))
-        for i, r in enumerate(rows):
-            r["_cursor"] = complaint_cursor(offset + i + 1)
-        return Page(rows=rows, total=total, has_next=offset + len(rows) < total)
+        served = _results(body)
+        rows = []
+        # Cursors count the upstream's rows, unreadable ones included, so offsets stay true.
+        for i, raw in enumerate(served):
+            ticket = parse_ticket(raw)
+            if ticket is not None:
+                ticket["_cursor"] = complaint_cursor(offset + i + 1)
+                rows.append(ticket)
+        total = _int(body.get("total"), default=offset + len(served))
+        return Page(rows=rows, total=total, has_next=bool(served) and offset + len(served) < total)
 
     async def by_ids(self, ids: Sequence[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
@@ -139,7 +144,7 @@ class TraffyConnector:
             found.update({t["ticket_id"]: t for t in _tickets(body)})
         return found
 
-    async def stats(self, codes: Sequence[str]) -> dict[str, ComplaintStats]:
+    async def stats(self, codes: Sequence[str]) -> dict[str, ComplaintCounts]:
         """Counts per district, by state and by type, in one upstream call.
 
         The upstream answers rows of (district, state, count) and (district, type, count); a
@@ -147,7 +152,7 @@ class TraffyConnector:
         """
         params = _district_params(codes) if len(set(codes)) < 50 else []
         body = await self._get(STATS_PATH, params)
-        stats: dict[str, ComplaintStats] = {c: ComplaintStats() for c in codes}
+        stats: dict[str, ComplaintCounts] = {c: ComplaintCounts() for c in codes}
         for row in _results(body):
             entry = stats.get(code_for_name(row.get("district")) or "")
             if entry is None:
@@ -161,17 +166,21 @@ class TraffyConnector:
             entry.total = sum(entry.by_state.values())
         return stats
 
-    async def within(self, boxes: Iterable[BoundingBox]) -> list[Record]:
-        """Every ticket inside any of the boxes, paging through the answer."""
+    async def within(self, boxes: Iterable[BoundingBox], limit: int) -> list[Record]:
+        """Tickets inside any of the boxes, paging through the answer, at most ``limit``."""
         params = [("bbox", b.param()) for b in boxes]
         rows: list[Record] = []
-        while True:
-            page = params + [("limit", str(self.max_page)), ("offset", str(len(rows)))]
+        offset = 0
+        while offset < limit:
+            size = min(self.max_page, limit - offset)
+            page = params + [("limit", str(size)), ("offset", str(offset))]
             body = await self._get(SEARCH_PATH, page)
-            batch = _tickets(body)
-            rows.extend(batch)
-            if not batch or len(rows) >= _int(body.get("total"), default=0):
-                return rows
+            served = _results(body)
+            rows.extend(t for r in served if (t := parse_ticket(r)) is not None)
+            offset += len(served)
+            if not served or offset >= _int(body.get("total"), default=0):
+                break
+        return rows
 
     async def _get(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
         if self._client is None:
@@ -181,7 +190,7 @@ class TraffyConnector:
             response = await self._client.get(path, params=params)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(self.name, f"no answer within {self.timeout:g} s") from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise UpstreamUnavailable(self.name, type(exc).__name__) from exc
         if response.status_code != 200:
             raise UpstreamUnavailable(self.name, f"HTTP {response.status_code}")
@@ -238,7 +247,7 @@ def complaint_cursor(offset: int) -> str:
     return encode_cursor("complaint", offset)
 
 
-def _filter_params(where: ComplaintFilter) -> list[tuple[str, str]]:
+def _filter_params(where: ComplaintQuery) -> list[tuple[str, str]]:
     params = _district_params(where.district_codes)
     if where.states:
         params.append(("state", ",".join(STATE_NAMES[s] for s in where.states)))
@@ -323,18 +332,55 @@ class NearbyKey:
     radius_m: float
 
 
+NEARBY_FETCH_LIMIT = 5000  # tickets one batch may fetch; a denser area answers an error
+
+
 async def near(traffy: TraffyConnector, keys: Sequence[NearbyKey]) -> list[list[Record]]:
-    """Tickets within each key's radius, nearest first: one upstream call for all keys.
+    """Tickets within each key's radius, nearest first: one upstream call for a batch of keys.
 
     The upstream answers the union of the keys' bounding boxes; exact distances are checked
-    here, so a ticket in a box corner but outside the circle is left out.
+    here, against only the tickets in each key's own box (found through a grid of cells),
+    so a ticket in a box corner but outside the circle is left out.
     """
-    rows = await traffy.within(BoundingBox.around(k.lat, k.lon, k.radius_m) for k in keys)
-    located = [r for r in rows if r["lat"] is not None and r["lon"] is not None]
+    boxes = [BoundingBox.around(k.lat, k.lon, k.radius_m) for k in keys]
+    rows = await traffy.within(boxes, NEARBY_FETCH_LIMIT + 1)
+    if len(rows) > NEARBY_FETCH_LIMIT:
+        raise UpstreamUnavailable(
+            traffy.name, f"over {NEARBY_FETCH_LIMIT} complaints in the area; use a smaller radius"
+        )
+    grid = _Grid(rows)
     answers = []
-    for k in keys:
+    for key, box in zip(keys, boxes, strict=True):
         scored = [
-            (distance_m(k.lat, k.lon, r["lat"], r["lon"]), r["ticket_id"], r) for r in located
+            (distance_m(key.lat, key.lon, r["lat"], r["lon"]), r["ticket_id"], r)
+            for r in grid.inside(box)
         ]
-        answers.append([r for d, _, r in sorted(scored, key=lambda s: s[:2]) if d <= k.radius_m])
+        answers.append([r for d, _, r in sorted(scored, key=lambda s: s[:2]) if d <= key.radius_m])
     return answers
+
+
+class _Grid:
+    """Located tickets bucketed in 0.01° cells (about 1.1 km), to find those in a box fast."""
+
+    CELL = 0.01
+
+    def __init__(self, rows: Iterable[Record]) -> None:
+        self.cells: dict[tuple[int, int], list[Record]] = {}
+        for r in rows:
+            if r["lat"] is not None and r["lon"] is not None:
+                self.cells.setdefault(self._cell(r["lat"], r["lon"]), []).append(r)
+
+    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
+        return math.floor(lat / self.CELL), math.floor(lon / self.CELL)
+
+    def inside(self, box: BoundingBox) -> Iterator[Record]:
+        low_lat, low_lon = self._cell(box.min_lat, box.min_lon)
+        high_lat, high_lon = self._cell(box.max_lat, box.max_lon)
+        for i in range(low_lat, high_lat + 1):
+            for j in range(low_lon, high_lon + 1):
+                for r in self.cells.get((i, j), ()):
+                    if (
+                        box.min_lat <= r["lat"] <= box.max_lat
+                        and box.min_lon <= r["lon"] <= box.max_lon
+                    ):
+                        yield r

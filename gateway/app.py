@@ -1,10 +1,12 @@
-"""The Starlette application: connectors started with the app, GraphQL, health endpoints."""
+"""The Starlette application: connectors started with the app, authentication, GraphQL, the
+embedded issuer's JWKS, health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,9 +17,14 @@ from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
+from gateway.api_keys import ApiKeyStore
+from gateway.auth import Authenticator
 from gateway.execution import Executor
 from gateway.graphql_http import GraphQLHTTP
+from gateway.issuer import EmbeddedIssuer
 from gateway.settings import Settings
+from policies.model import load_policy
+from policies.principal import Principal
 from schema import Connectors, Limits, RequestContext, graphql_schema
 
 
@@ -46,10 +53,40 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     limits = Limits(
         default_page_size=settings.default_page_size, max_page_size=settings.max_page_size
     )
-    executor = Executor(graphql_schema(), expose_restricted=settings.expose_restricted)
+    schema = graphql_schema()
+    policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
+    policy.check(schema)  # an unclassified field stops the gateway here, listing them all
+    executor = Executor(schema, policy, mode=settings.policy_mode)
+    issuer = (
+        EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
+        if settings.issuer_key_file
+        else None
+    )
+    api_keys = (
+        ApiKeyStore(
+            settings.gateway_database_url,
+            cache_seconds=settings.api_key_cache_seconds,
+            timeout=settings.upstream_timeout,
+        )
+        if settings.gateway_database_url
+        else None
+    )
+    authenticator = Authenticator.from_settings(settings, embedded=issuer, api_keys=api_keys)
+
+    async def principal_of(request: Request) -> Principal:
+        # Once per HTTP request: a batch's operations share the caller's credentials.
+        principal = getattr(request.state, "principal", None)
+        if principal is None:
+            principal = await authenticator.authenticate(request.headers)
+            request.state.principal = principal
+        return principal
+
+    async def context_for(request: Request) -> RequestContext:
+        return RequestContext(connectors, limits, principal=await principal_of(request))
+
     graphql = GraphQLHTTP(
         executor,
-        lambda _request: RequestContext(connectors, limits),
+        context_for,
         max_body_bytes=settings.max_body_bytes,
         max_batch=settings.max_batch,
         graphiql=settings.graphiql,
@@ -58,9 +95,13 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*(c.start() for c in connectors.all()))
+        if api_keys is not None:
+            await api_keys.start()
         try:
             yield
         finally:
+            if api_keys is not None:
+                await api_keys.stop()
             await asyncio.gather(*(c.stop() for c in connectors.all()))
 
     async def healthz(_request: Request) -> Response:
@@ -81,16 +122,27 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     async def root(_request: Request) -> Response:
         return RedirectResponse("/graphql")
 
+    async def jwks(_request: Request) -> Response:
+        if issuer is None:
+            return JSONResponse({"error": "this gateway issues no tokens"}, status_code=404)
+        with contextlib.suppress(OSError, ValueError):  # unreadable now: serve what we have
+            await asyncio.to_thread(issuer.reload)  # a stat, unless the CLI rotated a key
+        # Short max-age: verifiers refetch soon after a rotation.
+        return JSONResponse(issuer.jwks(), headers={"cache-control": "public, max-age=300"})
+
     app = Starlette(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/.well-known/jwks.json", jwks),
             Route("/", root),
         ],
         lifespan=lifespan,
     )
     app.state.connectors = connectors
+    app.state.issuer = issuer
+    app.state.authenticator = authenticator
     return app
 
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gateway import cli_credentials
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bma-gateway", description="BMA Data Gateway")
@@ -18,16 +20,29 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--traffy-port", type=int, default=0, help="stand-in port (default: free)")
     demo.add_argument(
-        "--expose-restricted",
-        action="store_true",
-        help="serve personal and confidential fields of the synthetic data",
+        "--state-dir",
+        type=Path,
+        help="where the issuer key and the demo API key are kept (default: ~/.local/share/bma-gateway)",
     )
 
     commands.add_parser("serve", help="run against the real systems (settings from BMA_* env)")
 
+    policy = commands.add_parser("policy", help="check or print the access policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_commands.add_parser("check", help="fail unless every schema field is classified")
+    show = policy_commands.add_parser("show", help="the policy as a table")
+    show.add_argument("--format", choices=["text", "csv", "markdown"], default="text")
+    for sub in (check, show):
+        sub.add_argument("--file", type=Path, help="a policy file (default: the shipped one)")
+    cli_credentials.add_commands(commands)
+
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command in ("keys", "token"):
+        return cli_credentials.run(args)
+    if args.command == "policy":
+        return _policy(args)
     return _serve()
 
 
@@ -41,9 +56,27 @@ def _demo(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             traffy_port=args.traffy_port,
-            expose_restricted=args.expose_restricted,
+            state_dir=args.state_dir,
         )
     )
+    return 0
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from policies.model import DEFAULT_POLICY, PolicyError, load_policy
+    from policies.report import render
+    from schema import graphql_schema
+
+    try:
+        policy = load_policy(args.file or DEFAULT_POLICY)
+        policy.check(graphql_schema())
+    except PolicyError as exc:
+        print(f"bma-gateway: {exc}", file=sys.stderr)
+        return 1
+    if args.policy_command == "show":
+        print(render(policy, args.format), end="")
+    else:
+        print(f"policy ok: {len(policy.rules)} fields classified")
     return 0
 
 

@@ -18,50 +18,95 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
+    Visitor,
     execute,
     parse,
-    specified_rules,
     validate,
+    visit,
 )
 
 from connectors.base import UpstreamError
-from policies.restricted import RestrictedFieldsRule
+from gateway.policy_executor import PolicyExecutor, denial_error
+from policies.model import Policy
+from policies.plan import Planner
+from policies.principal import Principal
+from policies.visibility import visible_schema
 
 log = logging.getLogger("bma.gateway")
 
 CACHE_SIZE = 1024
+# Documents longer than this are parsed every time: caching them would let a client fill
+# memory with large one-off documents (1,024 entries of 1 MB each).
+CACHEABLE_LENGTH = 20_000
 
 
 @dataclass
 class Outcome:
-    """What one operation answered, ready to encode; ``request_error`` means HTTP 400."""
+    """What one operation answered, ready to encode, and the HTTP status it deserves."""
 
     body: dict[str, Any]
-    request_error: bool = False
+    status: int = 200
+
+    @property
+    def request_error(self) -> bool:
+        return self.status >= 400
+
+
+@dataclass(frozen=True)
+class Parsed:
+    document: DocumentNode
+    introspects: bool  # selects __schema or __type: runs against the principal's schema
 
 
 class Executor:
-    def __init__(self, schema: GraphQLSchema, *, expose_restricted: bool = False) -> None:
-        self.schema = schema
-        rules = list(specified_rules)
-        if not expose_restricted:
-            rules.append(RestrictedFieldsRule)
-        self._rules = tuple(rules)
-        # Parse and validation depend only on the document text: do each once per text.
-        self._document = lru_cache(maxsize=CACHE_SIZE)(self._parse_and_validate)
+    """Parse, validate, plan and execute, each cached as far as its inputs allow."""
 
-    def _parse_and_validate(self, query: str) -> DocumentNode | list[GraphQLError]:
+    def __init__(self, schema: GraphQLSchema, policy: Policy, *, mode: str = "filter") -> None:
+        if mode not in ("filter", "reject"):
+            raise ValueError(f"policy mode must be filter or reject, not {mode!r}")
+        self.schema = schema
+        self.policy = policy
+        self.mode = mode
+        self.planner = Planner(policy, schema)
+        # Parse and validation depend only on the document text: do each once per text.
+        self._cached_document = lru_cache(maxsize=CACHE_SIZE)(self._parse_and_validate)
+        # What a principal may see depends only on its grants.
+        self._visible = lru_cache(maxsize=256)(self._visible_schema)
+
+    def _document(self, query: str) -> Parsed | list[GraphQLError]:
+        if len(query) > CACHEABLE_LENGTH:
+            return self._parse_and_validate(query)
+        return self._cached_document(query)
+
+    def _parse_and_validate(self, query: str) -> Parsed | list[GraphQLError]:
         try:
             document = parse(query)
         except GraphQLSyntaxError as exc:
             return [_with_code(exc, "GRAPHQL_PARSE_FAILED")]
-        errors = validate(self.schema, document, self._rules)
+        errors = validate(self.schema, document)
         if errors:
             return [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
-        return document
+        return Parsed(document, _introspects(document))
+
+    def _visible_schema(self, grants: tuple, principal: Principal) -> GraphQLSchema:
+        return visible_schema(self.schema, self.policy, principal)
+
+    def visible_to(self, principal: Principal) -> GraphQLSchema:
+        return self._visible(principal.grants, principal)
+
+    def _invalid(self, query: str, principal: Principal) -> list[GraphQLError]:
+        """Validation errors as the principal's own schema words them: a suggestion never
+        names a field the principal may not see."""
+        try:
+            document = parse(query)
+        except GraphQLSyntaxError as exc:
+            return [_with_code(exc, "GRAPHQL_PARSE_FAILED")]
+        errors = validate(self.visible_to(principal), document)
+        return [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
 
     async def run(
         self,
@@ -70,26 +115,52 @@ class Executor:
         operation_name: str | None,
         context: Any,
     ) -> Outcome:
-        document = self._document(query)
-        if isinstance(document, list):
-            return Outcome({"errors": [format_error(e) for e in document]}, request_error=True)
+        principal: Principal = context.principal
+        parsed = self._document(query)
+        if isinstance(parsed, list):
+            errors = parsed if _is_syntax(parsed) else self._invalid(query, principal) or parsed
+            return Outcome({"errors": [format_error(e) for e in errors]}, status=400)
+        plan = self.planner.plan(query, parsed.document, operation_name, principal)
+        if self.mode == "reject" and plan.denials:
+            errors = [denial_error(v) for v in plan.denials]
+            return Outcome({"errors": [format_error(e) for e in errors]}, status=403)
+        policy_args: dict[str, Any] = {}
+        if plan.actions:
+            policy_args = {"executor_class": PolicyExecutor, "actions": plan.actions}
         result = execute(
-            self.schema,
-            document,
+            self.visible_to(principal) if parsed.introspects else self.schema,
+            parsed.document,
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
+            **policy_args,
         )
         if inspect.isawaitable(result):
             result = await result
         return _outcome(result, getattr(context, "partial_errors", ()))
 
 
+def _introspects(document: DocumentNode) -> bool:
+    found = False
+
+    class Find(Visitor):
+        def enter_field(self, node: FieldNode, *_args: object) -> None:
+            nonlocal found
+            found = found or node.name.value in ("__schema", "__type")
+
+    visit(document, Find())
+    return found
+
+
+def _is_syntax(errors: list[GraphQLError]) -> bool:
+    return any(isinstance(e, GraphQLSyntaxError) for e in errors)
+
+
 def _outcome(result: ExecutionResult, partial: Sequence[GraphQLError]) -> Outcome:
     if result.data is None and result.errors and all(e.path is None for e in result.errors):
         # Execution never started: bad variables or an unknown operation name.
         errors = [format_error(_request_error(e)) for e in result.errors]
-        return Outcome({"errors": errors}, request_error=True)
+        return Outcome({"errors": errors}, status=400)
     body: dict[str, Any] = {}
     errors = [*(result.errors or ()), *partial]
     if errors:
@@ -98,8 +169,17 @@ def _outcome(result: ExecutionResult, partial: Sequence[GraphQLError]) -> Outcom
     return Outcome(body)
 
 
+# graphql-core's messages when execution cannot pick the operation; every other request
+# error before execution is about variable values.
+_OPERATION_ERRORS = (
+    "Unknown operation named",
+    "Must provide operation name",
+    "Must provide an operation",
+)
+
+
 def _request_error(error: GraphQLError) -> GraphQLError:
-    if "operation" in error.message.lower():
+    if error.message.startswith(_OPERATION_ERRORS):
         return _with_code(error, "OPERATION_NOT_FOUND")
     return _with_code(error, "BAD_USER_INPUT")
 

@@ -2,12 +2,13 @@
 
 A request that cannot be an operation — a body over the size limit, malformed JSON, a
 missing ``query`` — is answered here with a 4xx and a stable ``extensions.code``; it never
-reaches execution.
+reaches execution. Neither does a request whose credentials the context factory refuses:
+that is a 401 with a ``WWW-Authenticate`` challenge naming the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
+from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
 
 JSON = "application/json"
@@ -32,7 +34,8 @@ class GraphQLHTTP:
     def __init__(
         self,
         executor: Executor,
-        make_context: Callable[[Request], Any],
+        # Called once per operation; may raise AuthError (401) or AuthUnavailable (503).
+        make_context: Callable[[Request], Awaitable[Any]],
         *,
         max_body_bytes: int,
         max_batch: int,
@@ -53,6 +56,12 @@ class GraphQLHTTP:
             return await self._post(request)
         except RequestRejected as exc:
             return _reject(exc.status, exc.code, exc.message)
+        except AuthError as exc:
+            return _unauthenticated(exc)
+        except AuthUnavailable as exc:
+            response = _reject(503, "AUTHENTICATION_UNAVAILABLE", str(exc))
+            response.headers["retry-after"] = "5"
+            return response
 
     async def _post(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -81,7 +90,8 @@ class GraphQLHTTP:
 
     async def _run(self, request: Request, payload: Any) -> Outcome:
         query, variables, operation_name = _operation(payload)
-        return await self.executor.run(query, variables, operation_name, self.make_context(request))
+        context = await self.make_context(request)
+        return await self.executor.run(query, variables, operation_name, context)
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -139,6 +149,20 @@ def _too_large(limit: int) -> RequestRejected:
 
 def _reject(status: int, code: str, message: str) -> Response:
     return _respond({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+
+def _unauthenticated(error: AuthError) -> Response:
+    body = {
+        "errors": [
+            {
+                "message": error.message,
+                "extensions": {"code": "UNAUTHENTICATED", "reason": error.reason},
+            }
+        ]
+    }
+    response = _respond(body, 401)
+    response.headers["www-authenticate"] = error.www_authenticate
+    return response
 
 
 def _respond(body: Any, status: int) -> Response:

@@ -5,15 +5,51 @@ Every variable is listed, with its default, in docs/configuration.md.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from connectors.districts import all_districts
+from policies.principal import Level
+
+EMBEDDED_ISSUER = "bma-gateway-embedded"
+DEFAULT_AUDIENCE = "bma-gateway"
+MAX_LEEWAY_SECONDS = 60
+# Only public-key algorithms: a JWKS is public, so an HMAC "key" from it would be a secret
+# everyone knows. "none" is never accepted.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
+)
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """An identity provider whose tokens the gateway accepts."""
+
+    issuer: str  # the exact `iss` of its tokens
+    jwks: str  # an https/http URL or a file path of its JSON Web Key Set
+    algorithms: tuple[str, ...] = ("ES256",)
+    # The highest clearance its tokens may claim; anything above is lowered to this.
+    max_clearance: Level = Level.PUBLIC
+
+    @property
+    def jwks_is_url(self) -> bool:
+        return self.jwks.startswith(("https://", "http://"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer,
+            "jwks": self.jwks,
+            "algorithms": list(self.algorithms),
+            "max_clearance": self.max_clearance.label,
+        }
 
 
 @dataclass(frozen=True)
@@ -33,7 +69,16 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_batch: int = 10
     graphiql: bool = True
-    expose_restricted: bool = False
+    policy_mode: str = "filter"  # denied fields: "filter" (null + error) or "reject"
+    policy_file: str = ""  # empty: the policy shipped in policies/policy.toml
+    # The gateway's own database (API keys); None: API keys are not accepted.
+    gateway_database_url: str | None = None
+    api_key_cache_seconds: float = 5.0
+    jwt_audience: str = DEFAULT_AUDIENCE
+    jwt_leeway: int = 30
+    trusted_issuers: tuple[TrustedIssuer, ...] = ()
+    # The embedded issuer's signing keys (PEM); None disables the embedded issuer.
+    issuer_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,10 +103,26 @@ class Settings:
             max_body_bytes=reader.integer("BMA_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             max_batch=reader.integer("BMA_MAX_BATCH", cls.max_batch, 1, 1000),
             graphiql=reader.flag("BMA_GRAPHIQL", cls.graphiql),
-            expose_restricted=reader.flag("BMA_EXPOSE_RESTRICTED", cls.expose_restricted),
+            policy_mode=reader.choice("BMA_POLICY_MODE", cls.policy_mode, ("filter", "reject")),
+            policy_file=env.get("BMA_POLICY_FILE", cls.policy_file),
+            gateway_database_url=reader.optional("BMA_GATEWAY_DATABASE_URL"),
+            api_key_cache_seconds=reader.number(
+                "BMA_API_KEY_CACHE_SECONDS", cls.api_key_cache_seconds, high=60, allow_zero=True
+            ),
+            jwt_audience=reader.optional("BMA_JWT_AUDIENCE") or cls.jwt_audience,
+            jwt_leeway=reader.integer("BMA_JWT_LEEWAY", cls.jwt_leeway, 0, MAX_LEEWAY_SECONDS),
+            trusted_issuers=_trusted_issuers(env.get("BMA_TRUSTED_ISSUERS", "")),
+            issuer_key_file=_path_or_none(reader.optional("BMA_ISSUER_KEY_FILE")),
         )
         if settings.default_page_size > settings.max_page_size:
             raise ConfigError("BMA_DEFAULT_PAGE_SIZE must not exceed BMA_MAX_PAGE_SIZE")
+        if settings.issuer_key_file and any(
+            t.issuer == EMBEDDED_ISSUER for t in settings.trusted_issuers
+        ):
+            raise ConfigError(
+                f"BMA_TRUSTED_ISSUERS must not name {EMBEDDED_ISSUER!r}: it is the embedded "
+                "issuer (BMA_ISSUER_KEY_FILE)"
+            )
         return settings
 
     def to_env(self) -> dict[str, str]:
@@ -80,7 +141,14 @@ class Settings:
             "BMA_MAX_BODY_BYTES": str(self.max_body_bytes),
             "BMA_MAX_BATCH": str(self.max_batch),
             "BMA_GRAPHIQL": "1" if self.graphiql else "0",
-            "BMA_EXPOSE_RESTRICTED": "1" if self.expose_restricted else "0",
+            "BMA_POLICY_MODE": self.policy_mode,
+            "BMA_POLICY_FILE": self.policy_file,
+            "BMA_GATEWAY_DATABASE_URL": self.gateway_database_url or "",
+            "BMA_API_KEY_CACHE_SECONDS": str(self.api_key_cache_seconds),
+            "BMA_JWT_AUDIENCE": self.jwt_audience,
+            "BMA_JWT_LEEWAY": str(self.jwt_leeway),
+            "BMA_TRUSTED_ISSUERS": json.dumps([t.to_json() for t in self.trusted_issuers]),
+            "BMA_ISSUER_KEY_FILE": str(self.issuer_key_file or ""),
         }
         env.update(
             {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}
@@ -111,7 +179,12 @@ class _Reader:
             raise ConfigError(f"{name} must be {bound}, got {value}")
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def optional(self, name: str) -> str | None:
+        return self.env.get(name, "").strip() or None
+
+    def number(
+        self, name: str, default: float, high: float = 300, *, allow_zero: bool = False
+    ) -> float:
         raw = self.env.get(name)
         if raw is None or raw == "":
             return default
@@ -119,9 +192,17 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not 0 < value <= 300:
-            raise ConfigError(f"{name} must be between 0 and 300 seconds, got {value}")
+        if not (0 <= value if allow_zero else 0 < value) or value > high:
+            raise ConfigError(f"{name} must be between 0 and {high:g} seconds, got {value}")
         return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self.env.get(name)
+        if raw is None or raw == "":
+            return default
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(name)
@@ -132,3 +213,72 @@ class _Reader:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _path_or_none(raw: str | None) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+_ISSUER_KEYS = {"issuer", "jwks", "algorithms", "max_clearance"}
+
+
+def _trusted_issuers(raw: str) -> tuple[TrustedIssuer, ...]:
+    """BMA_TRUSTED_ISSUERS: a JSON list of {"issuer", "jwks", "algorithms", "max_clearance"}."""
+    if not raw.strip():
+        return ()
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"BMA_TRUSTED_ISSUERS is not valid JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise ConfigError("BMA_TRUSTED_ISSUERS must be a JSON list of objects")
+    issuers = tuple(_trusted_issuer(i, entry) for i, entry in enumerate(entries))
+    names = [t.issuer for t in issuers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"BMA_TRUSTED_ISSUERS names an issuer twice: {', '.join(duplicates)}")
+    return issuers
+
+
+def _trusted_issuer(index: int, entry: Any) -> TrustedIssuer:
+    where = f"BMA_TRUSTED_ISSUERS[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be an object")
+    unknown = set(entry) - _ISSUER_KEYS
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
+    issuer, jwks = entry.get("issuer"), entry.get("jwks")
+    if not isinstance(issuer, str) or not issuer.strip():
+        raise ConfigError(f"{where}.issuer must be a non-empty string (the tokens' `iss`)")
+    if not isinstance(jwks, str) or not jwks.strip():
+        raise ConfigError(f"{where}.jwks must be a URL or the path of a JWKS file")
+    trusted = TrustedIssuer(
+        issuer=issuer,
+        jwks=jwks.strip(),
+        algorithms=_algorithms(where, entry.get("algorithms", ["ES256"])),
+        max_clearance=_level(where, entry.get("max_clearance", "public")),
+    )
+    if not trusted.jwks_is_url and not Path(trusted.jwks).expanduser().is_file():
+        raise ConfigError(f"{where}.jwks: no such file {trusted.jwks!r}")
+    return trusted
+
+
+def _algorithms(where: str, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+        raise ConfigError(f"{where}.algorithms must be a non-empty list of names")
+    refused = [a for a in raw if a not in ASYMMETRIC_ALGORITHMS]
+    if refused:
+        allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
+        raise ConfigError(
+            f"{where}.algorithms: {', '.join(refused)} not allowed (public-key only: {allowed})"
+        )
+    return tuple(raw)
+
+
+def _level(where: str, raw: Any) -> Level:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}.max_clearance must be public, internal, confidential or secret")
+    try:
+        return Level.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.max_clearance: {exc}") from None

@@ -14,7 +14,8 @@ from strawberry.types import Info
 from connectors.base import Record, UpstreamError
 from connectors.registry import RegistryConnector
 from connectors.tax import TaxConnector
-from connectors.traffy import ComplaintStats, NearbyKey, TraffyConnector, near
+from connectors.traffy import ComplaintCounts, NearbyKey, TraffyConnector, near
+from policies.principal import ANONYMOUS, Principal
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -73,9 +74,10 @@ class Loaders:
             c.registry.licences_by_numbers, default=[]
         )
         self.complaint: DataLoader[str, Record | None] = _loader(c.traffy.by_ids)
-        self.complaint_stats: DataLoader[str, ComplaintStats] = _loader(c.traffy.stats)
+        self.complaint_stats: DataLoader[str, ComplaintCounts] = _loader(c.traffy.stats)
+        # At most 50 points per upstream call: each adds a bbox parameter to the URL.
         self.nearby: DataLoader[NearbyKey, list[Record]] = DataLoader(
-            load_fn=lambda keys: near(c.traffy, keys)
+            load_fn=lambda keys: near(c.traffy, keys), max_batch_size=50
         )
 
 
@@ -85,6 +87,7 @@ class RequestContext:
     limits: Limits
     loaders: Loaders = field(init=False)
     partial_errors: list[GraphQLError] = field(default_factory=list)
+    principal: Principal = ANONYMOUS
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.connectors)

@@ -52,13 +52,17 @@ def page_request(limits: Limits, first: int | None, after: str | None) -> PageRe
 
 
 def connection(
-    page: Page, node: Callable[[Record], T], cursor: Callable[[Record], str]
+    page: Page,
+    node: Callable[[Record], T],
+    cursor: Callable[[Record], str],
+    after: str | None = None,
 ) -> Connection[T]:
+    """A connection of the page; an empty page ends where it began (``after``), so a client
+    that asked for ``first: 0`` can still continue from there."""
     edges = [Edge(cursor=cursor(r), node=node(r)) for r in page.rows]
+    end = edges[-1].cursor if edges else after
     return Connection(
         total_count=page.total,
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=end),
     )

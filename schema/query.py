@@ -24,6 +24,7 @@ from schema.types import (
     complaints_page,
     district_code_arg,
     district_of,
+    in_row_scope,
     parcel_query,
     parcels_page,
 )
@@ -42,6 +43,8 @@ class Query:
 
     @strawberry.field(description="เรื่องร้องเรียนตามเลขที่ / One complaint by ticket id.")
     async def complaint(self, info: Info, ticket_id: str) -> Complaint | None:
+        if not 0 < len(ticket_id) <= 64:
+            raise BadUserInput("a ticket id has 1 to 64 characters", argument="ticketId")
         r = await context_of(info).loaders.complaint.load(ticket_id)
         return Complaint.of(r) if r else None
 
@@ -57,10 +60,14 @@ class Query:
 
     @strawberry.field(description="แปลงที่ดินตามรหัส / One parcel by id.")
     async def parcel(self, info: Info, id: strawberry.ID) -> Parcel | None:
-        if not str(id).isdigit():
-            raise BadUserInput("a parcel id is a positive whole number", argument="id")
-        r = await context_of(info).loaders.parcel.load(int(id))
-        return Parcel.of(r) if r else None
+        text = str(id)
+        if not (text.isascii() and text.isdigit() and len(text) <= 15):
+            raise BadUserInput("a parcel id is a whole number of up to 15 digits", argument="id")
+        ctx = context_of(info)
+        r = await ctx.loaders.parcel.load(int(text))
+        if not r or in_row_scope(ctx.principal, (r["district_code"],)) is None:
+            return None
+        return Parcel.of(r)
 
     @strawberry.field(description="แปลงที่ดิน / Parcels, by id.")
     async def parcels(
@@ -78,7 +85,10 @@ class Query:
             raise BadUserInput(
                 "a registration number looks like 1039-2566-00123", argument="registrationNo"
             )
-        r = await context_of(info).loaders.business.load(registration_no)
+        ctx = context_of(info)
+        if in_row_scope(ctx.principal, (registration_no[:4],)) is None:
+            return None
+        r = await ctx.loaders.business.load(registration_no)
         return Business.of(r) if r else None
 
     @strawberry.field(

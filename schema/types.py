@@ -8,25 +8,26 @@ fails, only they become null (with an error naming the source), not the object a
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 
 import strawberry
 from strawberry.types import Info
 
-from connectors.base import Record
+from connectors.base import Page, Record
 from connectors.districts import DistrictInfo, all_districts
 from connectors.districts import district as district_info
-from connectors.registry import BusinessFilter as BusinessQuery
-from connectors.registry import business_cursor, permit_cursor
-from connectors.tax import ParcelFilter as ParcelQuery
-from connectors.tax import parcel_cursor
-from connectors.traffy import ComplaintFilter as ComplaintQuery
-from connectors.traffy import NearbyKey
+from connectors.registry import BusinessQuery, business_cursor, permit_cursor
+from connectors.tax import ParcelQuery, parcel_cursor
+from connectors.traffy import ComplaintQuery, NearbyKey
+from policies.principal import Principal
 from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
+
+BANGKOK = timezone(timedelta(hours=7), "Asia/Bangkok")
 
 # ---------------------------------------------------------------------------- enums
 
@@ -102,10 +103,10 @@ class ComplaintFilter:
         default=None, description="ประเภทปัญหา / Problem type, e.g. ถนน."
     )
     reported_since: datetime | None = strawberry.field(
-        default=None, description="แจ้งตั้งแต่ / Reported at or after."
+        default=None, description="แจ้งตั้งแต่ / Reported at or after; no zone means Bangkok time."
     )
     reported_until: datetime | None = strawberry.field(
-        default=None, description="แจ้งก่อน / Reported before."
+        default=None, description="แจ้งก่อน / Reported before; no zone means Bangkok time."
     )
 
 
@@ -135,21 +136,44 @@ def district_code_arg(code: str | None) -> tuple[str, ...]:
     return (code,)
 
 
+def _district_filter(given: str | None, parent: str | None) -> tuple[str, ...]:
+    """The district of a filter, or of the district the list hangs under; not both."""
+    if parent is not None and given is not None and given != parent:
+        raise BadUserInput(
+            f"this list is of district {parent}; drop `district` from the filter",
+            argument="filter.district",
+        )
+    return district_code_arg(parent or given)
+
+
+def _short_text(value: str | None, argument: str, limit: int = 100) -> str | None:
+    if value is not None and len(value) > limit:
+        raise BadUserInput(f"`{argument}` is longer than {limit} characters", argument=argument)
+    return value
+
+
+def bangkok_time(value: datetime | None) -> datetime | None:
+    """A time without a zone is Bangkok time, as a user of this API in Bangkok means it."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=BANGKOK)
+
+
 def complaint_query(f: ComplaintFilter | None, district: str | None = None) -> ComplaintQuery:
     f = f or ComplaintFilter()
     return ComplaintQuery(
-        district_codes=district_code_arg(district or f.district),
+        district_codes=_district_filter(f.district, district),
         states=(f.state.value,) if f.state else (),
-        type=f.type,
-        since=f.reported_since,
-        until=f.reported_until,
+        type=_short_text(f.type, "filter.type"),
+        since=bangkok_time(f.reported_since),
+        until=bangkok_time(f.reported_until),
     )
 
 
 def parcel_query(f: ParcelFilter | None, district: str | None = None) -> ParcelQuery:
     f = f or ParcelFilter()
     return ParcelQuery(
-        district_codes=district_code_arg(district or f.district),
+        district_codes=_district_filter(f.district, district),
         land_uses=(f.land_use.value,) if f.land_use else (),
     )
 
@@ -157,8 +181,8 @@ def parcel_query(f: ParcelFilter | None, district: str | None = None) -> ParcelQ
 def business_query(f: BusinessFilter | None, district: str | None = None) -> BusinessQuery:
     f = f or BusinessFilter()
     return BusinessQuery(
-        district_codes=district_code_arg(district or f.district),
-        types=(f.type,) if f.type else (),
+        district_codes=_district_filter(f.district, district),
+        types=(_short_text(f.type, "filter.type"),) if f.type else (),
         statuses=(f.status.value,) if f.status else (),
     )
 
@@ -305,10 +329,25 @@ class District:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[BuildingPermit] | None:
         ctx = context_of(info)
-        page = await ctx.connectors.registry.building_permits(
-            self.code, page_request(ctx.limits, first, after)
-        )
-        return connection(page, BuildingPermit.of, lambda r: permit_cursor(r["permit_no"]))
+        request = page_request(ctx.limits, first, after)
+        if in_row_scope(ctx.principal, (self.code,)) is None:
+            return connection(Page(rows=[], total=0, has_next=False), BuildingPermit.of, str)
+        page = await ctx.connectors.registry.building_permits(self.code, request)
+        return connection(page, BuildingPermit.of, lambda r: permit_cursor(r["permit_no"]), after)
+
+
+def in_row_scope(principal: Principal, codes: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The district filter narrowed to the principal's row scope; None when nothing is left.
+
+    Row scopes are pushed into the upstream query, so out-of-scope rows never leave it.
+    An empty result means "no district filter", hence None, not (), for "no rows at all".
+    """
+    if principal.districts is None:
+        return codes
+    if not codes:
+        return tuple(sorted(principal.districts))
+    narrowed = tuple(c for c in codes if c in principal.districts)
+    return narrowed or None
 
 
 def district_of(code: str | None) -> District | None:
@@ -378,7 +417,7 @@ async def complaints_page(
 ) -> Connection[Complaint]:
     ctx = context_of(info)
     page = await ctx.connectors.traffy.search(where, page_request(ctx.limits, first, after))
-    return connection(page, Complaint.of, lambda r: r["_cursor"])
+    return connection(page, Complaint.of, lambda r: r["_cursor"], after)
 
 
 # ---------------------------------------------------------------------------- tax
@@ -386,10 +425,14 @@ async def complaints_page(
 
 @strawberry.type(description="ผู้ถือกรรมสิทธิ์ / Owner of a parcel (BMA TAX).")
 class Owner:
-    id: strawberry.ID = strawberry.field(description="รหัสผู้เสียภาษี / Taxpayer id.")
-    kind: OwnerKind = strawberry.field(description="บุคคลธรรมดาหรือนิติบุคคล / Person or juristic.")
-    name: str = strawberry.field(description="ชื่อ / Name.")
-    national_id: str = strawberry.field(
+    id: strawberry.ID | None = strawberry.field(
+        description="รหัสระเบียนผู้ถือกรรมสิทธิ์ใน BMA TAX / Owner's record id in BMA TAX."
+    )
+    kind: OwnerKind | None = strawberry.field(
+        description="บุคคลธรรมดาหรือนิติบุคคล / Person or juristic."
+    )
+    name: str | None = strawberry.field(description="ชื่อ / Name.")
+    national_id: str | None = strawberry.field(
         description="เลขประจำตัวประชาชนหรือนิติบุคคล / 13-digit national or juristic id."
     )
 
@@ -405,14 +448,16 @@ class Owner:
 
 @strawberry.type(description="การประเมินภาษีรายปี / One tax year's assessment of a parcel.")
 class Assessment:
-    tax_year: int = strawberry.field(description="ปีภาษี / Tax year.")
-    base: Decimal = strawberry.field(description="ฐานภาษี / Tax base (appraised value), baht.")
-    exemption: Decimal = strawberry.field(description="มูลค่าที่ได้รับยกเว้น / Exempt value, baht.")
-    rate: Decimal = strawberry.field(
+    tax_year: int | None = strawberry.field(description="ปีภาษี / Tax year.")
+    base: Decimal | None = strawberry.field(
+        description="ฐานภาษี / Tax base (appraised value), baht."
+    )
+    exemption: Decimal | None = strawberry.field(description="มูลค่าที่ได้รับยกเว้น / Exempt value, baht.")
+    rate: Decimal | None = strawberry.field(
         description="อัตราภาษีที่แท้จริง (%) ของมูลค่าที่ต้องเสียภาษี / Effective rate, % of base minus exemption."
     )
-    tax_due: Decimal = strawberry.field(description="ภาษีที่ต้องชำระ / Tax due, baht.")
-    status: AssessmentStatus = strawberry.field(description="สถานะการชำระ / Payment status.")
+    tax_due: Decimal | None = strawberry.field(description="ภาษีที่ต้องชำระ / Tax due, baht.")
+    status: AssessmentStatus | None = strawberry.field(description="สถานะการชำระ / Payment status.")
     paid_at: datetime | None = strawberry.field(description="วันที่ชำระ / When paid.")
 
     @classmethod
@@ -440,7 +485,7 @@ class Signboard:
     area_cm2: int = strawberry.field(description="พื้นที่ป้าย ตร.ซม. / Area, cm².")
     moving: bool = strawberry.field(description="ป้ายเคลื่อนที่หรือเปลี่ยนข้อความได้ / Moving.")
     tax_year: int = strawberry.field(description="ปีภาษี / Tax year.")
-    tax_due: Decimal = strawberry.field(description="ภาษีป้าย / Signboard tax, baht.")
+    tax_due: Decimal | None = strawberry.field(description="ภาษีป้าย / Signboard tax, baht.")
     district_code: strawberry.Private[str]
 
     @classmethod
@@ -470,10 +515,12 @@ class Signboard:
 class Parcel:
     id: strawberry.ID = strawberry.field(description="รหัสแปลง / Parcel id.")
     title_deed_type: TitleDeedType = strawberry.field(description="ประเภทเอกสารสิทธิ / Title type.")
-    title_deed_number: str = strawberry.field(description="เลขที่เอกสารสิทธิ / Title number.")
+    title_deed_number: str | None = strawberry.field(description="เลขที่เอกสารสิทธิ / Title number.")
     land_use: LandUse = strawberry.field(description="การใช้ประโยชน์ / Land use.")
     area_sqm: Decimal = strawberry.field(description="เนื้อที่ ตร.ม. / Area, m².")
-    appraised_value: Decimal = strawberry.field(description="ราคาประเมิน / Appraised value, baht.")
+    appraised_value: Decimal | None = strawberry.field(
+        description="ราคาประเมิน / Appraised value, baht."
+    )
     location: GeoPoint = strawberry.field(description="พิกัด / Where.")
     district_code: strawberry.Private[str]
     owner_id: strawberry.Private[int]
@@ -502,7 +549,7 @@ class Parcel:
         return Owner.of(r) if r else None
 
     @strawberry.field(description="การประเมินภาษีรายปี / Assessments, oldest year first.")
-    async def assessments(self, info: Info, year: int | None = None) -> list[Assessment]:
+    async def assessments(self, info: Info, year: int | None = None) -> list[Assessment] | None:
         rows = await context_of(info).loaders.assessments.load(int(self.id))
         return [Assessment.of(r) for r in rows if year is None or r["tax_year"] == year]
 
@@ -534,8 +581,12 @@ async def parcels_page(
     info: Info, where: ParcelQuery, first: int | None, after: str | None
 ) -> Connection[Parcel]:
     ctx = context_of(info)
-    page = await ctx.connectors.tax.search_parcels(where, page_request(ctx.limits, first, after))
-    return connection(page, Parcel.of, lambda r: parcel_cursor(r["id"]))
+    request = page_request(ctx.limits, first, after)
+    codes = in_row_scope(ctx.principal, where.district_codes)
+    if codes is None:
+        return connection(Page(rows=[], total=0, has_next=False), Parcel.of, str)
+    page = await ctx.connectors.tax.search_parcels(replace(where, district_codes=codes), request)
+    return connection(page, Parcel.of, lambda r: parcel_cursor(r["id"]), after)
 
 
 # ---------------------------------------------------------------------------- registries
@@ -543,8 +594,8 @@ async def parcels_page(
 
 @strawberry.type(description="เจ้าของกิจการ / Owner of a registered business.")
 class BusinessOwner:
-    name: str = strawberry.field(description="ชื่อ / Name.")
-    national_id: str = strawberry.field(description="เลขประจำตัว 13 หลัก / 13-digit id.")
+    name: str | None = strawberry.field(description="ชื่อ / Name.")
+    national_id: str | None = strawberry.field(description="เลขประจำตัว 13 หลัก / 13-digit id.")
 
 
 @strawberry.type(description="ใบอนุญาต / A district licence of a business.")
@@ -554,9 +605,9 @@ class Licence:
     issued_on: date = strawberry.field(description="วันออก / Issued on.")
     expires_on: date = strawberry.field(description="วันหมดอายุ / Expires on.")
 
-    @strawberry.field(description="ยังไม่หมดอายุ / Not expired today.")
+    @strawberry.field(description="ยังไม่หมดอายุ / Not expired today (Bangkok date).")
     def valid(self) -> bool:
-        return self.expires_on >= date.today()
+        return self.expires_on >= datetime.now(BANGKOK).date()
 
 
 @strawberry.type(description="ทะเบียนพาณิชย์ / A commercial registration at a district office.")
@@ -567,7 +618,7 @@ class Business:
     address: str = strawberry.field(description="ที่ตั้ง / Address.")
     registered_on: date = strawberry.field(description="วันจดทะเบียน / Registered on.")
     status: BusinessStatus = strawberry.field(description="สถานะ / Status.")
-    owner: BusinessOwner = strawberry.field(description="เจ้าของ / Owner.")
+    owner: BusinessOwner | None = strawberry.field(description="เจ้าของ / Owner.")
     district_code: strawberry.Private[str]
 
     @classmethod
@@ -609,7 +660,7 @@ class Business:
 @strawberry.type(description="ใบอนุญาตก่อสร้างอาคาร / A building permit.")
 class BuildingPermit:
     permit_no: str = strawberry.field(description="เลขที่ใบอนุญาต / Permit number.")
-    applicant_name: str = strawberry.field(description="ผู้ขออนุญาต / Applicant.")
+    applicant_name: str | None = strawberry.field(description="ผู้ขออนุญาต / Applicant.")
     address: str = strawberry.field(description="ที่ตั้ง / Address.")
     building_type: str = strawberry.field(description="ประเภทอาคาร / Building type.")
     floors: int = strawberry.field(description="จำนวนชั้น / Floors.")
@@ -634,9 +685,13 @@ async def businesses_page(
 ) -> Connection[Business]:
     """A page across district sources; failed sources become partial errors, not a failure."""
     ctx = context_of(info)
+    request = page_request(ctx.limits, first, after)
+    codes = in_row_scope(ctx.principal, where.district_codes)
+    if codes is None:
+        return connection(Page(rows=[], total=0, has_next=False), Business.of, str)
     page = await ctx.connectors.registry.search_businesses(
-        where, page_request(ctx.limits, first, after)
+        replace(where, district_codes=codes), request
     )
     for failure in page.failures:
         ctx.add_partial_error(info, failure)
-    return connection(page, Business.of, lambda r: business_cursor(r["registration_no"]))
+    return connection(page, Business.of, lambda r: business_cursor(r["registration_no"]), after)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from gateway.demo.credentials import SCOPES as ALL_SCOPES
 from gateway.demo.embedded import DatabaseUrls, ensure_databases
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
+from gateway.issuer import EmbeddedIssuer
 from gateway.serving import BackgroundServer
-from support import Gateway, run, settings_for, sql, start_gateway
+from support import Gateway, issuer_key_file, run, settings_for, sql, start_gateway
 
 
 @pytest.fixture(scope="session")
@@ -69,18 +72,30 @@ def traffy_url(db: DatabaseUrls) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def gateway(db: DatabaseUrls, traffy_url: str) -> Iterator[Gateway]:
-    """The gateway as the demo runs it with ``--expose-restricted`` (synthetic data)."""
-    server, gw = start_gateway(settings_for(db, traffy_url, expose_restricted=True))
+def issuer() -> EmbeddedIssuer:
+    """The embedded issuer every test gateway trusts: tokens it signs are accepted."""
+    return EmbeddedIssuer.open(issuer_key_file())
+
+
+@pytest.fixture(scope="session")
+def anonymous(db: DatabaseUrls, traffy_url: str) -> Iterator[Gateway]:
+    """A gateway with default settings, called without credentials."""
+    server, gw = start_gateway(settings_for(db, traffy_url))
     yield gw
     gw.client.close()
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def default_gateway(db: DatabaseUrls, traffy_url: str) -> Iterator[Gateway]:
-    """The gateway with default settings: restricted fields refused."""
-    server, gw = start_gateway(settings_for(db, traffy_url))
-    yield gw
-    gw.client.close()
-    server.stop()
+def gateway(anonymous: Gateway, issuer: EmbeddedIssuer) -> Gateway:
+    """The same gateway called by an agency principal cleared for everything (a data
+    protection officer on an audit): the tests of values and joins read every field."""
+    token = issuer.issue(
+        "agency",
+        "bma-dpo",
+        " ".join(ALL_SCOPES),
+        "secret",
+        purpose="pdpa-audit",
+        ttl=timedelta(hours=6),
+    )
+    return anonymous.acting_as({"authorization": f"Bearer {token}"})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -41,14 +44,26 @@ class Gateway:
     url: str
     connectors: Connectors
     client: httpx.Client
+    headers: dict[str, str] = field(default_factory=dict)  # the credential every call sends
+
+    def acting_as(self, headers: dict[str, str]) -> Gateway:
+        """The same gateway, called with other credentials."""
+        return replace(self, headers=headers)
 
     def post(
-        self, query: str, variables: dict[str, Any] | None = None, **extra: Any
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
     ) -> httpx.Response:
         payload: dict[str, Any] = {"query": query, **extra}
         if variables is not None:
             payload["variables"] = variables
-        return self.client.post("/graphql", json=payload)
+        return self.client.post(
+            "/graphql", json=payload, headers=self.headers if headers is None else headers
+        )
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON body of a query that must succeed without errors."""
@@ -63,10 +78,18 @@ class Gateway:
             connector.counter.reset()
 
 
+@cache
+def issuer_key_file() -> Path:
+    """The embedded issuer's key file every test gateway of this session trusts."""
+    return Path(tempfile.mkdtemp(prefix="bma-test-issuer-")) / "issuer-key.pem"
+
+
 def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Settings:
     # Small pools: several gateways run at once in a session and the embedded server
     # accepts 100 connections.
     overrides.setdefault("db_pool_max", 4)
+    overrides.setdefault("gateway_database_url", db.gateway)
+    overrides.setdefault("issuer_key_file", issuer_key_file())
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,

@@ -181,3 +181,53 @@ def test_cursor_with_an_absurd_position(gateway, field):
         cursor = base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
         error = _error(gateway.post(f'{{ {field}(after: "{cursor}") {{ totalCount }} }}'), 200)
         assert error["extensions"]["code"] == "INVALID_CURSOR", (value, error)
+
+
+def test_exotic_digits_in_a_parcel_id_do_not_break_the_batch(gateway):
+    body = gateway.post(
+        '{ a: parcel(id: "1") { id } b: parcel(id: "²") { id } c: parcel(id: "99999999999999999999") { id } }'
+    ).json()
+    assert body["data"]["a"] == {"id": "1"}
+    assert body["data"]["b"] is None and body["data"]["c"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT", "BAD_USER_INPUT"]
+
+
+def test_overlong_text_arguments(gateway):
+    long = "ถ" * 5000
+    for query in (
+        f'{{ complaint(ticketId: "{long}") {{ ticketId }} }}',
+        f'{{ complaints(filter: {{type: "{long}"}}) {{ totalCount }} }}',
+        f'{{ businesses(filter: {{type: "{long}"}}) {{ totalCount }} }}',
+    ):
+        assert _error(gateway.post(query), 200)["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_a_nested_list_filter_cannot_name_another_district(gateway):
+    error = _error(
+        gateway.post(
+            '{ district(code: "1039") { parcels(filter: {district: "1001"}) { totalCount } } }'
+        ),
+        200,
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    same = gateway.query(
+        '{ district(code: "1039") { parcels(filter: {district: "1039"}) { totalCount } } }'
+    )
+    assert same["district"]["parcels"]["totalCount"] > 0
+
+
+def test_an_empty_page_keeps_the_position(gateway):
+    first = gateway.query("{ parcels(first: 2) { pageInfo { endCursor } } }")["parcels"][
+        "pageInfo"
+    ]["endCursor"]
+    empty = gateway.query(
+        f'{{ parcels(first: 0, after: "{first}") {{ edges {{ cursor }} pageInfo {{ hasNextPage endCursor }} }} }}'
+    )
+    assert empty["parcels"] == {"edges": [], "pageInfo": {"hasNextPage": True, "endCursor": first}}
+
+
+def test_a_variable_value_mentioning_operation_is_still_bad_input(gateway):
+    response = gateway.post(
+        "query($n: Int) { parcels(first: $n) { totalCount } }", {"n": "operation"}
+    )
+    assert _error(response, 400)["extensions"]["code"] == "BAD_USER_INPUT"

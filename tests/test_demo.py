@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,29 +23,67 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
 
 
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+class _Output:
+    """The demo's output, read as it comes (the credentials are needed while it runs)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def rest(self) -> str:
+        self._thread.join(30)
+        return self.text
+
+
+def _wait_ready(url: str, process: subprocess.Popen, output: _Output, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
+        assert process.poll() is None, output.rest()
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
+            up = httpx.get(url + "/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            time.sleep(0.3)
-    raise AssertionError("the demo did not come up")
+            up = False
+        if up and "Ctrl-C stops everything." in output.text:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the demo did not come up: {output.text}")
 
 
-def test_demo_serves_the_fifty_district_query_and_stops_cleanly(server_url):
+def _exported(output: str) -> dict[str, str]:
+    return dict(re.findall(r"export (BMA_[A-Z_]+)='([^']+)'", output))
+
+
+def test_demo_serves_the_fifty_district_query_and_stops_cleanly(server_url, tmp_path):
     port = free_port()
     process = subprocess.Popen(
-        [*_cli(), "demo", "--database-url", server_url, "--port", str(port)],
+        [
+            *_cli(),
+            "demo",
+            "--database-url",
+            server_url,
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    output = _Output(process)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        _wait_ready(url, process, output)
         response = httpx.post(url + "/graphql", json={"query": QUERY}, timeout=30)
         districts = response.json()["data"]["districts"]
         assert len(districts) == 50
@@ -51,10 +92,41 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(server_url):
             assert float(d["taxRevenue"]["collected"]) > 0
             assert d["businessCount"] > 0
         assert httpx.get(url + "/readyz", timeout=30).json()["status"] == "ready"
+        _check_credentials(url, _exported(output.text), tmp_path)
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
+    output = output.rest()
     assert process.returncode == 0, output
     assert "Traffy stand-in" in output and f"127.0.0.1:{port}/graphql" in output
     assert "Stopped." in output
     assert "Traceback" not in output
+
+
+CREDENTIALS = (
+    "BMA_API_KEY",
+    "BMA_PARTNER_TOKEN",
+    "BMA_DISTRICT_OFFICER_TOKEN",
+    "BMA_FINANCE_OFFICER_TOKEN",
+    "BMA_DPO_TOKEN",
+)
+
+
+def _check_credentials(url: str, exported: dict[str, str], state_dir: Path) -> None:
+    """Every printed credential is accepted; a tampered one is not."""
+    assert set(exported) == set(CREDENTIALS), exported
+    assert exported["BMA_API_KEY"] == (state_dir / "demo-api-key").read_text().strip()
+    query = {"query": '{ district(code: "1039") { nameEn businessCount } }'}
+    for name, value in exported.items():
+        header = (
+            {"X-API-Key": value} if name == "BMA_API_KEY" else {"Authorization": f"Bearer {value}"}
+        )
+        response = httpx.post(url + "/graphql", json=query, headers=header, timeout=30)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["data"]["district"]["nameEn"] == "Khet Watthana"
+    header, payload, signature = exported["BMA_PARTNER_TOKEN"].split(".")
+    forged = f"{header}.{payload}.{signature[::-1]}"
+    response = httpx.post(
+        url + "/graphql", json=query, headers={"Authorization": f"Bearer {forged}"}, timeout=30
+    )
+    assert response.status_code == 401

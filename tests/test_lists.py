@@ -168,3 +168,24 @@ def test_building_permits_and_population_of_a_district(gateway, db):
     assert sum(b["population"] for b in data["populationStats"]) == stats["n"]
     assert {b["year"] for b in data["populationStats"]} == {stats["y"]}
     assert len(data["populationStats"]) == 12
+
+
+def test_time_without_a_zone_is_bangkok_time(gateway, tickets):
+    naive = gateway.query(
+        '{ complaints(filter: {reportedSince: "2024-01-01T00:00:00"}, first: 0) { totalCount } }'
+    )
+    zoned = gateway.query(
+        '{ complaints(filter: {reportedSince: "2024-01-01T00:00:00+07:00"}, first: 0) { totalCount } }'
+    )
+    since = datetime(2023, 12, 31, 17, tzinfo=UTC)
+    expected = sum(datetime.fromisoformat(t["timestamp"]) >= since for t in tickets)
+    assert naive["complaints"]["totalCount"] == zoned["complaints"]["totalCount"] == expected
+
+
+def test_nearby_complaints_for_many_parcels_batch_in_fifties(gateway):
+    gateway.reset_counters()
+    data = gateway.query(
+        '{ parcels(filter: {district: "1003"}, first: 120) { edges { node { nearbyComplaints(radiusMeters: 200, first: 3) { ticketId } } } } }'
+    )
+    assert len(data["parcels"]["edges"]) == 120
+    assert gateway.connectors.traffy.counter.calls["traffy"] == 3  # 50 + 50 + 20 points

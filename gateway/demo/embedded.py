@@ -1,6 +1,7 @@
 """The PostgreSQL the demo and the tests use: embedded (pgserver) or an existing server.
 
-Three databases stand for the three upstream systems; they are created if missing.
+Three databases stand for the three upstream systems, a fourth is the gateway's own (API
+keys); they are created if missing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-DATABASES = ("tax", "registry", "traffy")
+DATABASES = ("tax", "registry", "traffy", "gateway")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class DatabaseUrls:
     tax: str
     registry: str
     traffy: str
+    gateway: str  # the gateway's own: API keys
 
 
 def default_data_dir() -> Path:
@@ -47,7 +49,8 @@ def database_url(server_url: str, database: str) -> str:
 
 
 async def ensure_databases(server_url: str, prefix: str = "bma") -> DatabaseUrls:
-    """Create ``{prefix}_tax``, ``{prefix}_registry`` and ``{prefix}_traffy`` if missing."""
+    """Create ``{prefix}_tax``, ``{prefix}_registry``, ``{prefix}_traffy`` and
+    ``{prefix}_gateway`` if missing."""
     conn = await asyncpg.connect(server_url)
     try:
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}

@@ -1,7 +1,9 @@
 """``bma-gateway demo``: everything on one machine with only Python.
 
 An embedded PostgreSQL (or ``--database-url``), the three upstream databases seeded once,
-the Traffy Fondue stand-in on a loopback port, and the gateway with GraphiQL.
+the gateway's own database (API keys), the Traffy Fondue stand-in on a loopback port, the
+embedded token issuer, and the gateway with GraphiQL. It prints a working credential for
+each audience.
 """
 
 from __future__ import annotations
@@ -10,13 +12,21 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import uvicorn
 
 from gateway.app import create_app
+from gateway.demo.credentials import (
+    Credential,
+    api_key_credential,
+    demo_tokens,
+    ensure_demo_key,
+)
 from gateway.demo.embedded import DatabaseUrls, default_data_dir, ensure_databases, start_embedded
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
+from gateway.issuer import EmbeddedIssuer
 from gateway.serving import BackgroundServer
 from gateway.settings import Settings
 
@@ -24,6 +34,14 @@ EXAMPLE_QUERY = (
     "{ districts { code nameTh complaintStats { total } "
     "taxRevenue(year: 2025) { collected } businessCount } }"
 )
+CREDENTIAL_QUERY = '{ district(code: \\"1039\\") { nameEn businessCount } }'
+ISSUER_KEY_FILE = "issuer-key.pem"
+DEMO_KEY_FILE = "demo-api-key"
+
+
+def default_state_dir() -> Path:
+    """Where the demo keeps its issuer key and its API key, beside the embedded data."""
+    return default_data_dir().parent
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     traffy_port: int = 0
-    expose_restricted: bool = False
+    state_dir: Path | None = None  # issuer key and demo API key; default beside the data
 
 
 def prepare_databases(server_url: str, scale: SeedScale | None = None) -> tuple[DatabaseUrls, bool]:
@@ -70,15 +88,21 @@ def run_demo(options: DemoOptions) -> None:
         f"Traffy stand-in  {traffy.url}/share/teamchadchart/search ({len(store.tickets)} tickets)"
     )
 
+    state_dir = options.state_dir or default_state_dir()
     settings = Settings(
         tax_database_url=urls.tax,
         registry_database_url=urls.registry,
         traffy_base_url=traffy.url,
         host=options.host,
         port=options.port,
-        expose_restricted=options.expose_restricted,
+        gateway_database_url=urls.gateway,
+        issuer_key_file=state_dir / ISSUER_KEY_FILE,
     )
+    issuer = EmbeddedIssuer.open(state_dir / ISSUER_KEY_FILE, audience=settings.jwt_audience)
+    api_key = ensure_demo_key(urls.gateway, state_dir / DEMO_KEY_FILE)
     _banner(settings)
+    _print_credentials(settings, issuer, [api_key_credential(api_key), *demo_tokens(issuer)])
+    print("Ctrl-C stops everything.")
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     finally:
@@ -89,19 +113,39 @@ def run_demo(options: DemoOptions) -> None:
 
 def _banner(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}/graphql"
-    restricted = "exposed (synthetic data)" if settings.expose_restricted else "refused (FORBIDDEN)"
     print(f"Gateway          {url}  (GraphiQL in a browser)")
-    print(f"Restricted data  {restricted}")
+    print(f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}")
     print("Try:")
     print(f"  curl -s {url} -H 'content-type: application/json' \\")
     print(f'    -d \'{{"query": "{EXAMPLE_QUERY}"}}\'')
-    print("Ctrl-C stops everything.")
+
+
+def _print_credentials(
+    settings: Settings, issuer: EmbeddedIssuer, credentials: list[Credential]
+) -> None:
+    url = f"http://{settings.host}:{settings.port}/graphql"
+    print(
+        f"Credentials      tokens valid 12 h, signed by {issuer.issuer} "
+        f"(key {issuer.path}); the API key until revoked"
+    )
+    for credential in credentials:
+        print(f"  {credential.label}")
+        print(f"    export {credential.variable}='{credential.value}'")
+        print(
+            f"    curl -s {url} -H 'content-type: application/json' "
+            f'-H "{credential.header}" -d \'{{"query": "{CREDENTIAL_QUERY}"}}\''
+        )
 
 
 def _redact(url: str) -> str:
-    """A URL without its password, for printing."""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.split("//", 1)[-1]:
-        return url
-    scheme, _, userinfo = head.partition("//")
-    return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
+    """A database URL for printing: no password, in the user part or in the query."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in ("password", "sslpassword") else f"{key}={value}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -1,0 +1,217 @@
+"""``bma-gateway keys …`` and ``bma-gateway token …``: API keys and embedded-issuer tokens.
+
+What a script wants to capture (a new key, a token) goes to stdout alone; notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gateway.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
+from gateway.issuer import EmbeddedIssuer
+from gateway.settings import DEFAULT_AUDIENCE
+from policies.principal import Level
+
+MAX_TTL = timedelta(days=30)
+_TTL = re.compile(r"(\d+)([smhd]?)")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def default_key_file() -> Path:
+    """``BMA_ISSUER_KEY_FILE``, else the demo's key file."""
+    configured = os.environ.get("BMA_ISSUER_KEY_FILE", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".local" / "share" / "bma-gateway" / "issuer-key.pem"
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``keys`` and ``token`` to the top-level subcommands."""
+    _add_keys(commands.add_parser("keys", help="API keys for app developers"))
+    _add_token(commands.add_parser("token", help="tokens of the embedded issuer"))
+
+
+def _add_keys(keys: argparse.ArgumentParser) -> None:
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("BMA_GATEWAY_DATABASE_URL"),
+        help="the gateway's database (default: BMA_GATEWAY_DATABASE_URL)",
+    )
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", parents=[database], help="create a key, shown once")
+    create.add_argument("--name", required=True, help="what the key is for, e.g. the app")
+    create.add_argument("--org", required=True, help="the organisation holding it")
+    create.set_defaults(handler=_keys_create)
+    listing = actions.add_parser("list", parents=[database], help="list keys (never secrets)")
+    listing.set_defaults(handler=_keys_list)
+    revoke = actions.add_parser("revoke", parents=[database], help="revoke a key by its id")
+    revoke.add_argument("key_id", metavar="ID")
+    revoke.set_defaults(handler=_keys_revoke)
+
+
+def _add_token(token: argparse.ArgumentParser) -> None:
+    key_file = argparse.ArgumentParser(add_help=False)
+    key_file.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="the embedded issuer's key file (default: BMA_ISSUER_KEY_FILE, else the demo's)",
+    )
+    actions = token.add_subparsers(dest="action", required=True)
+    issue = actions.add_parser("issue", parents=[key_file], help="print a signed token")
+    issue.add_argument("--audience", required=True, choices=["partner", "agency"])
+    issue.add_argument("--org", required=True)
+    issue.add_argument("--scopes", default="", help='space-separated, e.g. "tax:read"')
+    issue.add_argument("--clearance", default="public", choices=[lv.label for lv in Level])
+    issue.add_argument("--district", action="append", help="row scope; repeat for several")
+    issue.add_argument("--purpose")
+    issue.add_argument("--subject", help="the `sub` claim (default: <audience>:<org>)")
+    issue.add_argument("--ttl", default="1h", help="lifetime: 90s, 30m, 12h, 7d (max 30d)")
+    issue.set_defaults(handler=_token_issue)
+    rotate = actions.add_parser("rotate", parents=[key_file], help="add a new signing key")
+    rotate.set_defaults(handler=_token_rotate)
+    retire = actions.add_parser("retire", parents=[key_file], help="drop a key from the JWKS")
+    retire.add_argument("kid")
+    retire.set_defaults(handler=_token_retire)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return args.handler(args)
+    except ValueError as exc:
+        print(f"bma-gateway: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"bma-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def _with_database(args: argparse.Namespace, operation: Any) -> Any:
+    if not args.database_url:
+        raise ValueError("give --database-url or set BMA_GATEWAY_DATABASE_URL")
+
+    async def call() -> Any:
+        conn = await asyncpg.connect(args.database_url)
+        try:
+            await ensure_schema(conn)
+            return await operation(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(call())
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    record, key = _with_database(args, lambda conn: create_key(conn, args.name, args.org))
+    print(key)
+    print(
+        f"Created API key {record.id} ({record.name}, {record.organisation}). Store it now: "
+        "the gateway keeps only a hash and cannot show it again.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    records: list[ApiKeyRecord] = _with_database(args, list_keys)
+    rows = [("id", "name", "organisation", "created", "last used", "state")]
+    rows += [_key_row(r) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _key_row(record: ApiKeyRecord) -> tuple[str, ...]:
+    def when(moment: Any) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    state = f"revoked {when(record.revoked_at)}" if record.revoked else "active"
+    return (
+        record.id,
+        record.name,
+        record.organisation,
+        when(record.created_at),
+        when(record.last_used_at),
+        state,
+    )
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    record = _with_database(args, lambda conn: revoke_key(conn, args.key_id))
+    if record is None:
+        print(f"bma-gateway: no API key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"Revoked {record.id} ({record.name}, {record.organisation}) at {record.revoked_at}.")
+    return 0
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+def _issuer(args: argparse.Namespace) -> EmbeddedIssuer:
+    audience = os.environ.get("BMA_JWT_AUDIENCE", "").strip() or DEFAULT_AUDIENCE
+    return EmbeddedIssuer.open(args.key_file or default_key_file(), audience=audience)
+
+
+def _token_issue(args: argparse.Namespace) -> int:
+    token = _issuer(args).issue(
+        args.audience,
+        args.org,
+        args.scopes,
+        args.clearance,
+        district=_district(args.district),
+        purpose=args.purpose,
+        ttl=parse_ttl(args.ttl),
+        subject=args.subject,
+    )
+    print(token)
+    return 0
+
+
+def _district(values: list[str] | None) -> str | list[str] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _token_rotate(args: argparse.Namespace) -> int:
+    issuer = _issuer(args)
+    key = issuer.rotate()
+    print(key.kid)
+    print(
+        f"New signing key {key.kid} in {issuer.path}; older keys keep verifying until retired.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _token_retire(args: argparse.Namespace) -> int:
+    issuer = _issuer(args)
+    issuer.retire(args.kid)
+    print(f"Retired {args.kid}; tokens it signed are refused once gateways reload their keys.")
+    return 0
+
+
+def parse_ttl(text: str) -> timedelta:
+    """``90``, ``90s``, ``30m``, ``12h`` or ``7d``; positive and at most 30 days."""
+    match = _TTL.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"--ttl {text!r}: use a number with s, m, h or d, e.g. 12h")
+    ttl = timedelta(seconds=int(match[1]) * _TTL_UNITS[match[2]])
+    if not timedelta(0) < ttl <= MAX_TTL:
+        raise ValueError(f"--ttl {text!r}: must be more than 0 and at most 30 days")
+    return ttl

@@ -1,0 +1,215 @@
+"""The classification model: datasets, field rules, and the decision for one principal.
+
+The policy file (``policies/policy.toml``) classifies every field of every type. This module
+loads it, checks it against a schema (every field classified, nothing classified that does
+not exist), and decides per field and principal: allow, mask, or deny — and why.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from graphql import GraphQLObjectType, GraphQLSchema, is_non_null_type
+
+from policies.masks import MASKS
+from policies.principal import Level, Principal
+
+DEFAULT_POLICY = Path(__file__).with_name("policy.toml")
+TAGS = frozenset({"personal", "sensitive"})
+
+
+class PolicyError(ValueError):
+    """The policy file is malformed or does not match the schema; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("policy problems:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    scopes: frozenset[str]  # to read any non-public field of the dataset
+    personal_scopes: frozenset[str]  # also, to read its personal fields unmasked
+    purposes: frozenset[str]  # purposes for which its personal fields may be read
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    type_name: str
+    field_name: str
+    dataset: Dataset
+    level: Level
+    tags: frozenset[str] = frozenset()
+    mask: str | None = None
+    scopes: frozenset[str] = frozenset()  # beyond the dataset's
+
+    @property
+    def coordinate(self) -> str:
+        return f"{self.type_name}.{self.field_name}"
+
+    @property
+    def personal(self) -> bool:
+        return "personal" in self.tags or "sensitive" in self.tags
+
+    @property
+    def open(self) -> bool:
+        """Readable by anyone: public and not personal."""
+        return self.level == Level.PUBLIC and not self.personal
+
+
+class Decision(Enum):
+    ALLOW = "allow"
+    MASK = "mask"
+    DENY = "deny"
+    PURPOSE_REQUIRED = "purpose_required"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    rule: FieldRule
+    grant: str = ""  # what would grant full access, for the error message
+
+    @property
+    def code(self) -> str:
+        return "PURPOSE_REQUIRED" if self.decision is Decision.PURPOSE_REQUIRED else "FORBIDDEN"
+
+
+@dataclass(frozen=True)
+class Policy:
+    datasets: Mapping[str, Dataset]
+    rules: Mapping[tuple[str, str], FieldRule]
+
+    def rule(self, type_name: str, field_name: str) -> FieldRule | None:
+        return self.rules.get((type_name, field_name))
+
+    def check(self, schema: GraphQLSchema) -> None:
+        """Raise PolicyError naming every unclassified field and every unknown one."""
+        problems = []
+        in_schema = set(_schema_fields(schema))
+        for type_name, field_name in sorted(in_schema - set(self.rules)):
+            problems.append(f"unclassified field {type_name}.{field_name}")
+        for type_name, field_name in sorted(set(self.rules) - in_schema):
+            problems.append(
+                f"policy names {type_name}.{field_name}, which the schema does not have"
+            )
+        for (type_name, field_name), rule in sorted(self.rules.items()):
+            if (type_name, field_name) not in in_schema or rule.open:
+                continue
+            field = schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
+            if is_non_null_type(field.type):
+                problems.append(
+                    f"{rule.coordinate} is {rule.level.name.lower()} but non-null: a denied "
+                    "field answers null, so restricted fields must be nullable"
+                )
+        if problems:
+            raise PolicyError(problems)
+
+    def decide(self, rule: FieldRule, principal: Principal) -> Verdict:
+        if rule.open:
+            return Verdict(Decision.ALLOW, rule)
+        needed = rule.dataset.scopes | rule.scopes
+        missing = needed - principal.scopes
+        if missing:
+            return Verdict(Decision.DENY, rule, f"scopes {' '.join(sorted(missing))}")
+        if rule.personal and principal.purpose not in rule.dataset.purposes:
+            allowed = ", ".join(sorted(rule.dataset.purposes))
+            return Verdict(Decision.PURPOSE_REQUIRED, rule, f"a declared purpose: one of {allowed}")
+        unmet = self._clear_access_needs(rule, principal)
+        if not unmet:
+            return Verdict(Decision.ALLOW, rule)
+        if rule.mask and principal.clearance >= Level.INTERNAL:
+            return Verdict(Decision.MASK, rule, unmet)
+        return Verdict(Decision.DENY, rule, unmet)
+
+    def _clear_access_needs(self, rule: FieldRule, principal: Principal) -> str:
+        needs = []
+        if principal.clearance < rule.level:
+            needs.append(f"clearance {rule.level.name.lower()}")
+        if rule.personal:
+            missing = rule.dataset.personal_scopes - principal.scopes
+            if missing:
+                needs.append(f"scopes {' '.join(sorted(missing))}")
+        return " and ".join(needs)
+
+    def table(self) -> list[dict[str, str]]:
+        """One row per field, for the data governance committee and the open-data catalog."""
+        return [
+            {
+                "type": r.type_name,
+                "field": r.field_name,
+                "level": r.level.name.lower(),
+                "tags": " ".join(sorted(r.tags)),
+                "mask": r.mask or "",
+                "dataset": r.dataset.name,
+                "scopes": " ".join(sorted(r.dataset.scopes | r.scopes)) if not r.open else "",
+            }
+            for r in sorted(self.rules.values(), key=lambda r: (r.type_name, r.field_name))
+        ]
+
+
+def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    problems: list[str] = []
+    datasets = {name: _dataset(name, spec) for name, spec in raw.get("datasets", {}).items()}
+    rules: dict[tuple[str, str], FieldRule] = {}
+    for type_name, spec in raw.get("types", {}).items():
+        dataset = datasets.get(spec.get("dataset", ""))
+        if dataset is None:
+            problems.append(f"type {type_name} names no known dataset ({spec.get('dataset')!r})")
+            continue
+        for field_name, entry in spec.get("fields", {}).items():
+            rule = _rule(type_name, field_name, dataset, entry, problems)
+            if rule:
+                rules[(type_name, field_name)] = rule
+    if problems:
+        raise PolicyError(problems)
+    return Policy(datasets, rules)
+
+
+def _dataset(name: str, spec: Mapping[str, Any]) -> Dataset:
+    return Dataset(
+        name=name,
+        description=spec.get("description", ""),
+        scopes=frozenset(spec.get("scopes", ())),
+        personal_scopes=frozenset(spec.get("personal_scopes", ())),
+        purposes=frozenset(spec.get("purposes", ())),
+    )
+
+
+def _rule(
+    type_name: str, field_name: str, dataset: Dataset, entry: Any, problems: list[str]
+) -> FieldRule | None:
+    spec = {"level": entry} if isinstance(entry, str) else dict(entry)
+    where = f"{type_name}.{field_name}"
+    try:
+        level = Level[str(spec.get("level", "")).upper()]
+    except KeyError:
+        problems.append(f"{where}: level must be public, internal, confidential or secret")
+        return None
+    tags = frozenset(spec.get("tags", ()))
+    if tags - TAGS:
+        problems.append(f"{where}: unknown tags {sorted(tags - TAGS)}")
+    mask = spec.get("mask")
+    if mask is not None and mask not in MASKS:
+        problems.append(f"{where}: unknown mask {mask!r} (known: {', '.join(sorted(MASKS))})")
+    if level == Level.PUBLIC and tags & {"personal", "sensitive"}:
+        problems.append(f"{where}: personal data cannot be public")
+    return FieldRule(
+        type_name, field_name, dataset, level, tags, mask, frozenset(spec.get("scopes", ()))
+    )
+
+
+def _schema_fields(schema: GraphQLSchema) -> Iterable[tuple[str, str]]:
+    for name, type_ in schema.type_map.items():
+        if isinstance(type_, GraphQLObjectType) and not name.startswith("__"):
+            for field_name in type_.fields:
+                yield name, field_name

@@ -1,0 +1,137 @@
+"""The policy plan: decided once per (document, operation, principal's grants), then cached.
+
+The planner walks every field the operation can reach — through aliases, named and inline
+fragments, and fields under ``@skip``/``@include`` whatever their variables — and keeps the
+verdicts that are not a plain "allow". Execution consults only those: an operation that
+reads open fields only runs with no policy work at all.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from threading import Lock
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLSchema,
+    Node,
+    OperationDefinitionNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
+    get_named_type,
+    visit,
+)
+
+from policies.model import Decision, Policy, Verdict
+from policies.principal import Principal
+
+PLAN_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Plan:
+    # Verdicts other than ALLOW, by (parent type, field) — the fields execution must treat.
+    actions: Mapping[tuple[str, str], Verdict]
+    # Every field reached is open data: the answer is the same for every principal.
+    open_only: bool
+
+    @property
+    def denials(self) -> list[Verdict]:
+        return [v for v in self.actions.values() if v.decision is not Decision.MASK]
+
+
+class Planner:
+    def __init__(self, policy: Policy, schema: GraphQLSchema) -> None:
+        self.policy = policy
+        self.schema = schema
+        self._cache: OrderedDict[tuple, Plan] = OrderedDict()
+        self._lock = Lock()
+
+    def plan(
+        self, query: str, document: DocumentNode, operation_name: str | None, principal: Principal
+    ) -> Plan:
+        key = (query, operation_name, principal.grants)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        plan = self._make(document, operation_name, principal)
+        with self._lock:
+            self._cache[key] = plan
+            if len(self._cache) > PLAN_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return plan
+
+    def _make(
+        self, document: DocumentNode, operation_name: str | None, principal: Principal
+    ) -> Plan:
+        actions: dict[tuple[str, str], Verdict] = {}
+        open_only = True
+        for coordinate in reachable_fields(self.schema, document, operation_name):
+            rule = self.policy.rule(*coordinate)
+            if rule is None:  # the policy check at start makes this unreachable
+                raise LookupError(f"no policy for {coordinate[0]}.{coordinate[1]}")
+            open_only = open_only and rule.open
+            verdict = self.policy.decide(rule, principal)
+            if verdict.decision is not Decision.ALLOW:
+                actions[coordinate] = verdict
+        return Plan(actions=actions, open_only=open_only)
+
+
+def reachable_fields(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> Iterator[tuple[str, str]]:
+    """(parent type, field) of every field the chosen operation can reach."""
+    found: set[tuple[str, str]] = set()
+    type_info = TypeInfo(schema)
+
+    class Collect(Visitor):
+        def enter_field(self, node: FieldNode, *_args: object) -> None:
+            parent = type_info.get_parent_type()
+            if parent is not None and not node.name.value.startswith("__"):
+                found.add((get_named_type(parent).name, node.name.value))
+
+    for definition in _definitions_used(document, operation_name):
+        visit(definition, TypeInfoVisitor(type_info, Collect()))
+    return iter(sorted(found))
+
+
+def _definitions_used(document: DocumentNode, operation_name: str | None) -> list[Node]:
+    """The operation that will run and every fragment it spreads, transitively."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    chosen = [
+        o
+        for o in operations
+        if operation_name is None or (o.name and o.name.value == operation_name)
+    ]
+    used: list[Node] = list(chosen[:1] if operation_name is None else chosen)
+    seen: set[str] = set()
+    pending: list[Node] = list(used)
+    while pending:
+        for name in _spread_names(pending.pop()):
+            if name not in seen and name in fragments:
+                seen.add(name)
+                used.append(fragments[name])
+                pending.append(fragments[name])
+    return used
+
+
+def _spread_names(node: Node) -> list[str]:
+    names: list[str] = []
+
+    class Spreads(Visitor):
+        def enter_fragment_spread(self, spread: FragmentSpreadNode, *_args: object) -> None:
+            names.append(spread.name.value)
+
+    visit(node, Spreads())
+    return names
