@@ -139,11 +139,29 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
             Route("/", root),
         ],
         lifespan=lifespan,
+        exception_handlers={404: http_error, 405: http_error},
     )
     app.state.connectors = connectors
     app.state.issuer = issuer
     app.state.authenticator = authenticator
     return app
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer JSON with a code, like every other error."""
+    status = getattr(exc, "status_code", 404)
+    body = {
+        "errors": [
+            {
+                "message": getattr(exc, "detail", "not found"),
+                "extensions": {"code": _HTTP_CODES.get(status, "BAD_REQUEST")},
+            }
+        ]
+    }
+    return JSONResponse(body, status_code=status, headers=getattr(exc, "headers", None))
 
 
 def create_app_from_env() -> Starlette:

@@ -76,7 +76,7 @@ class GraphQLHTTP:
 
     async def _single(self, request: Request, payload: Any) -> Response:
         outcome = await self._run(request, payload)
-        return _respond(outcome.body, 400 if outcome.request_error else 200)
+        return _respond(outcome.body, outcome.status)
 
     async def _batch(self, request: Request, payloads: list[Any]) -> Response:
         if not payloads:
@@ -85,8 +85,14 @@ class GraphQLHTTP:
             raise RequestRejected(
                 400, "BATCH_TOO_LARGE", f"a batch holds at most {self.max_batch} operations"
             )
-        bodies = [(await self._run(request, p)).body for p in payloads]
-        return _respond(bodies, 200)
+        return _respond([await self._batch_item(request, p) for p in payloads], 200)
+
+    async def _batch_item(self, request: Request, payload: Any) -> dict[str, Any]:
+        """One operation's answer; a malformed item is its own error, not the batch's."""
+        try:
+            return (await self._run(request, payload)).body
+        except RequestRejected as exc:
+            return _error_body(exc.code, exc.message)
 
     async def _run(self, request: Request, payload: Any) -> Outcome:
         query, variables, operation_name = _operation(payload)
@@ -147,8 +153,12 @@ def _too_large(limit: int) -> RequestRejected:
     return RequestRejected(413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes")
 
 
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
 def _reject(status: int, code: str, message: str) -> Response:
-    return _respond({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+    return _respond(_error_body(code, message), status)
 
 
 def _unauthenticated(error: AuthError) -> Response:

@@ -113,31 +113,38 @@ class Policy:
             raise PolicyError(problems)
 
     def decide(self, rule: FieldRule, principal: Principal) -> Verdict:
+        """Allow, mask or deny; ``grant`` says everything full access would still need."""
         if rule.open:
             return Verdict(Decision.ALLOW, rule)
-        needed = rule.dataset.scopes | rule.scopes
-        missing = needed - principal.scopes
-        if missing:
-            return Verdict(Decision.DENY, rule, f"scopes {' '.join(sorted(missing))}")
-        if rule.personal and principal.purpose not in rule.dataset.purposes:
+        missing = (rule.dataset.scopes | rule.scopes) - principal.scopes
+        purpose_ok = not rule.personal or principal.purpose in rule.dataset.purposes
+        clear_needs = self._clear_access_needs(rule, principal, missing)
+        if not purpose_ok:
             allowed = ", ".join(sorted(rule.dataset.purposes))
-            return Verdict(Decision.PURPOSE_REQUIRED, rule, f"a declared purpose: one of {allowed}")
-        unmet = self._clear_access_needs(rule, principal)
-        if not unmet:
+            clear_needs.append(f"a declared purpose: one of {allowed}")
+        grant = " and ".join(clear_needs)
+        if missing:
+            return Verdict(Decision.DENY, rule, grant)
+        if not purpose_ok:
+            return Verdict(Decision.PURPOSE_REQUIRED, rule, grant)
+        if not clear_needs:
             return Verdict(Decision.ALLOW, rule)
         if rule.mask and principal.clearance >= Level.INTERNAL:
-            return Verdict(Decision.MASK, rule, unmet)
-        return Verdict(Decision.DENY, rule, unmet)
+            return Verdict(Decision.MASK, rule, grant)
+        return Verdict(Decision.DENY, rule, grant)
 
-    def _clear_access_needs(self, rule: FieldRule, principal: Principal) -> str:
+    def _clear_access_needs(
+        self, rule: FieldRule, principal: Principal, missing: frozenset[str]
+    ) -> list[str]:
         needs = []
+        scopes = set(missing)
+        if rule.personal:
+            scopes |= rule.dataset.personal_scopes - principal.scopes
+        if scopes:
+            needs.append(f"scopes {' '.join(sorted(scopes))}")
         if principal.clearance < rule.level:
             needs.append(f"clearance {rule.level.name.lower()}")
-        if rule.personal:
-            missing = rule.dataset.personal_scopes - principal.scopes
-            if missing:
-                needs.append(f"scopes {' '.join(sorted(missing))}")
-        return " and ".join(needs)
+        return needs
 
     def table(self) -> list[dict[str, str]]:
         """One row per field, for the data governance committee and the open-data catalog."""

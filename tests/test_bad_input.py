@@ -231,3 +231,26 @@ def test_a_variable_value_mentioning_operation_is_still_bad_input(gateway):
         "query($n: Int) { parcels(first: $n) { totalCount } }", {"n": "operation"}
     )
     assert _error(response, 400)["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_unknown_paths_and_methods_answer_json_with_a_code(gateway):
+    missing = gateway.client.get("/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    wrong = gateway.client.put("/graphql", json={"query": "{ districts { code } }"})
+    assert wrong.status_code == 405
+    assert wrong.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "GET" in wrong.headers["allow"]
+
+
+def test_a_malformed_item_fails_alone_in_a_batch(gateway):
+    response = gateway.client.post(
+        "/graphql",
+        json=[{"query": '{ district(code: "1001") { code } }'}, 5, {"query": ""}],
+        headers=gateway.headers,
+    )
+    assert response.status_code == 200
+    first, second, third = response.json()
+    assert first == {"data": {"district": {"code": "1001"}}}
+    assert second["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert third["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

@@ -94,18 +94,29 @@ def test_a_restricted_field_must_be_nullable(tmp_path):
     ("principal", "coordinate", "decision", "grant"),
     [
         (ANONYMOUS, ("Parcel", "landUse"), Decision.ALLOW, ""),
-        (ANONYMOUS, ("Parcel", "owner"), Decision.DENY, "scopes tax:read"),
-        (ANONYMOUS, ("Owner", "nationalId"), Decision.DENY, "scopes tax:read"),
+        (ANONYMOUS, ("Parcel", "owner"), Decision.DENY, "scopes tax:read and clearance internal"),
+        (
+            ANONYMOUS,
+            ("Owner", "nationalId"),
+            Decision.DENY,
+            "scopes tax:personal tax:read and clearance confidential and a declared purpose: "
+            "one of district-service, pdpa-audit, research, tax-collection",
+        ),
         (PARTNER, ("Parcel", "owner"), Decision.ALLOW, ""),
         (
             PARTNER,
             ("Owner", "nationalId"),
             Decision.MASK,
-            "clearance confidential and scopes tax:personal",
+            "scopes tax:personal and clearance confidential",
         ),
         (PARTNER, ("Parcel", "appraisedValue"), Decision.MASK, "clearance confidential"),
         (PARTNER, ("Parcel", "assessments"), Decision.DENY, "clearance confidential"),
-        (PARTNER, ("BusinessOwner", "name"), Decision.DENY, "scopes registry:read"),
+        (
+            PARTNER,
+            ("BusinessOwner", "name"),
+            Decision.DENY,
+            "scopes registry:personal registry:read and clearance confidential",
+        ),
         (FINANCE, ("Owner", "nationalId"), Decision.ALLOW, ""),
         (FINANCE, ("Parcel", "assessments"), Decision.ALLOW, ""),
     ],
@@ -168,3 +179,31 @@ def test_policy_table_for_the_committee(fmt):
 def test_policy_file_is_valid_toml_with_a_version():
     raw = tomllib.loads(DEFAULT_POLICY.read_text(encoding="utf-8"))
     assert raw["version"] == 1
+
+
+def test_the_gateway_refuses_to_start_with_an_unclassified_field(tmp_path):
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    path = _policy_without(tmp_path, 'landUse = "public"\n')
+    settings = Settings(
+        "postgresql://unused", "postgresql://unused", "http://unused", policy_file=str(path)
+    )
+    with pytest.raises(PolicyError) as caught:
+        create_app(settings)
+    assert caught.value.problems == ["unclassified field Parcel.landUse"]
+    assert "unclassified field Parcel.landUse" in str(caught.value)
+
+
+def test_policy_cli_check_and_show(tmp_path, capsys):
+    from gateway.cli import main
+
+    assert main(["policy", "check"]) == 0
+    assert f"{len(POLICY.rules)} fields classified" in capsys.readouterr().out
+    assert main(["policy", "show", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "type,field,level,tags,mask,dataset,scopes"
+    assert "Owner,nationalId,confidential,personal,national_id,tax,tax:read" in out
+    broken = _policy_without(tmp_path, 'star = "public", ')
+    assert main(["policy", "check", "--file", str(broken)]) == 1
+    assert "unclassified field Complaint.star" in capsys.readouterr().err

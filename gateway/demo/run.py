@@ -114,7 +114,9 @@ def run_demo(options: DemoOptions) -> None:
 def _banner(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}/graphql"
     print(f"Gateway          {url}  (GraphiQL in a browser)")
-    print(f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}")
+    print(
+        f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}"
+    )
     print("Try:")
     print(f"  curl -s {url} -H 'content-type: application/json' \\")
     print(f'    -d \'{{"query": "{EXAMPLE_QUERY}"}}\'')
