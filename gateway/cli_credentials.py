@@ -81,7 +81,9 @@ def _add_token(token: argparse.ArgumentParser) -> None:
     rotate = actions.add_parser("rotate", parents=[key_file], help="add a new signing key")
     rotate.set_defaults(handler=_token_rotate)
     retire = actions.add_parser("retire", parents=[key_file], help="drop a key from the JWKS")
-    retire.add_argument("kid")
+    # An option, not a positional: a thumbprint kid may start with "-", which argparse would
+    # take for a flag.
+    retire.add_argument("--kid", required=True, help="the key id to drop")
     retire.set_defaults(handler=_token_retire)
 
 
