@@ -23,7 +23,10 @@ class PolicyExecutor(Executor):
         self, *args: Any, actions: Mapping[tuple[str, str], Verdict], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.actions = actions
+        # By type, then field: most types have no action, and a miss costs one lookup.
+        self.actions: dict[str, dict[str, Verdict]] = {}
+        for (type_name, field_name), verdict in actions.items():
+            self.actions.setdefault(type_name, {})[field_name] = verdict
 
     def execute_field(
         self,
@@ -33,7 +36,8 @@ class PolicyExecutor(Executor):
         path: Path,
         position_context: Any,
     ) -> Any:
-        verdict = self.actions.get((parent_type.name, field_details_list[0].node.name.value))
+        on_type = self.actions.get(parent_type.name)
+        verdict = on_type.get(field_details_list[0].node.name.value) if on_type else None
         if verdict is None:
             return super().execute_field(
                 parent_type, source, field_details_list, path, position_context

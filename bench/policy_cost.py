@@ -1,0 +1,167 @@
+"""What the access policy costs: the same operations with enforcement on and off.
+
+    python -m bench.policy_cost [--database-url URL] [--rounds 30]
+
+In one process against the seeded data (the Traffy stand-in in its own process), each
+operation runs through the gateway's Executor (cached parse and validation, the cached
+policy plan, masks, error shaping) and through graphql-core's ``execute`` on the same
+pre-parsed document with no policy at all. Runs alternate on and off so drift hits both;
+the figure is the ratio of median times. Writes docs/benchmarks.md between POLICY markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from graphql import execute, parse
+
+from bench.run import ROOT, start
+from gateway.app import connectors_from
+from gateway.demo.embedded import start_embedded
+from gateway.demo.run import prepare_databases
+from gateway.execution import Executor
+from gateway.settings import Settings
+from policies.model import load_policy
+from policies.principal import ANONYMOUS, Level, Principal
+from schema import Connectors, Limits, RequestContext, graphql_schema
+
+DOC = ROOT / "docs" / "benchmarks.md"
+
+PARTNER = Principal(
+    "partner",
+    "bench",
+    "utility-partner",
+    Level.INTERNAL,
+    frozenset({"tax:read"}),
+    purpose="research",
+)
+CASES = [
+    (
+        "1,000 complaints x 10 fields, anonymous (open fields: no policy work per field)",
+        ANONYMOUS,
+        "{ complaints(first: 1000) { totalCount edges { node { ticketId type state description address "
+        "location { lat lon } reportedAt lastActivityAt photoUrl district { code } } } } }",
+    ),
+    (
+        "1,000 parcels with owners, partner (3 masked fields per row)",
+        PARTNER,
+        "{ parcels(first: 1000) { edges { node { id landUse areaSqm appraisedValue "
+        "owner { kind name nationalId } } } } }",
+    ),
+]
+
+
+async def timed(call: Callable[[], Awaitable[Any]]) -> float:
+    began = time.perf_counter()
+    await call()
+    return time.perf_counter() - began
+
+
+async def measure(connectors: Connectors, rounds: int) -> list[tuple[str, float, float]]:
+    schema = graphql_schema()
+    executor = Executor(schema, load_policy())
+    rows = []
+    for name, principal, query in CASES:
+        on, off = await compare(executor, connectors, principal, query, rounds)
+        rows.append((name, on, off))
+    return rows
+
+
+async def compare(
+    executor: Executor, connectors: Connectors, principal: Principal, query: str, rounds: int
+) -> tuple[float, float]:
+    """Median seconds of the operation with enforcement on, and off."""
+    document = parse(query)
+
+    def context() -> RequestContext:
+        return RequestContext(connectors, Limits(), principal=principal)
+
+    async def enforced() -> None:
+        outcome = await executor.run(query, None, None, context())
+        assert outcome.status == 200 and "errors" not in outcome.body, outcome.body
+
+    async def unenforced() -> None:
+        result = execute(executor.schema, document, context_value=context())
+        if inspect.isawaitable(result):
+            result = await result
+        assert not result.errors, result.errors
+
+    for _ in range(3):  # warm pools, caches and the plan
+        await enforced()
+        await unenforced()
+    on, off = [], []
+    for _ in range(rounds):
+        on.append(await timed(enforced))
+        off.append(await timed(unenforced))
+    return statistics.median(on), statistics.median(off)
+
+
+def report(rows: list[tuple[str, float, float]], command: str) -> str:
+    lines = [
+        f"Command: `{command}`  ",
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores; medians of alternating runs.",
+        "",
+        "| operation | enforcement off, ms | enforcement on, ms | cost of the policy |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, on, off in rows:
+        lines.append(f"| {name} | {off * 1000:.1f} | {on * 1000:.1f} | {on / off - 1:+.1%} |")
+    return "\n".join(lines)
+
+
+def write_doc(table: str) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    head, _, rest = text.partition("<!-- POLICY:START -->")
+    _, _, tail = rest.partition("<!-- POLICY:END -->")
+    DOC.write_text(
+        f"{head}<!-- POLICY:START -->\n{table}\n<!-- POLICY:END -->{tail}", encoding="utf-8"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    handle = None
+    server_url = args.database_url
+    if not server_url:
+        server_url, handle = start_embedded(Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata")
+    urls = prepare_databases(server_url)[0]
+    env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}
+    traffy, traffy_url = start("traffy", env)
+    try:
+        connectors = connectors_from(Settings(urls.tax, urls.registry, traffy_url))
+
+        async def go() -> list[tuple[str, float, float]]:
+            await asyncio.gather(*(c.start() for c in connectors.all()))
+            try:
+                return await measure(connectors, args.rounds)
+            finally:
+                await asyncio.gather(*(c.stop() for c in connectors.all()))
+
+        rows = asyncio.run(go())
+    finally:
+        traffy.terminate()
+        traffy.wait(10)
+        del handle
+    command = "python -m bench.policy_cost " + " ".join(a for a in sys.argv[1:] if "://" not in a)
+    table = report(rows, command.strip())
+    print(table)
+    if not args.no_write:
+        write_doc(table)
+
+
+if __name__ == "__main__":
+    main()
