@@ -17,25 +17,20 @@ import inspect
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from graphql import execute, parse
 
-from bench.run import ROOT, start
+from bench.common import seeded_databases, write_section
+from bench.run import start
 from gateway.app import connectors_from
-from gateway.demo.embedded import start_embedded
-from gateway.demo.run import prepare_databases
 from gateway.execution import Executor
 from gateway.settings import Settings
 from policies.model import load_policy
 from policies.principal import ANONYMOUS, Level, Principal
 from schema import Connectors, Limits, RequestContext, graphql_schema
-
-DOC = ROOT / "docs" / "benchmarks.md"
 
 PARTNER = Principal(
     "partner",
@@ -119,26 +114,13 @@ def report(rows: list[tuple[str, float, float]], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    head, _, rest = text.partition("<!-- POLICY:START -->")
-    _, _, tail = rest.partition("<!-- POLICY:END -->")
-    DOC.write_text(
-        f"{head}<!-- POLICY:START -->\n{table}\n<!-- POLICY:END -->{tail}", encoding="utf-8"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    handle = None
-    server_url = args.database_url
-    if not server_url:
-        server_url, handle = start_embedded(Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata")
-    urls = prepare_databases(server_url)[0]
+    urls, handle = seeded_databases(args.database_url)
     env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}
     traffy, traffy_url = start("traffy", env)
     try:
@@ -160,7 +142,7 @@ def main() -> None:
     table = report(rows, command.strip())
     print(table)
     if not args.no_write:
-        write_doc(table)
+        write_section("POLICY", table)
 
 
 if __name__ == "__main__":

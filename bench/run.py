@@ -16,20 +16,14 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import orjson
 
-from gateway.demo.embedded import DatabaseUrls, start_embedded
-from gateway.demo.run import prepare_databases
+from bench.common import ROOT, seeded_databases, write_section
 from gateway.serving import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 
 SCENARIOS = {
     "50-district integrated query": (
@@ -140,15 +134,6 @@ def report(rows: list[tuple[str, Result, Result]], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    text = DOC.read_text(encoding="utf-8")
-    head, _, rest = text.partition("<!-- BENCH:START -->")
-    _, _, tail = rest.partition("<!-- BENCH:END -->")
-    DOC.write_text(
-        f"{head}<!-- BENCH:START -->\n{table}\n<!-- BENCH:END -->{tail}", encoding="utf-8"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url")
@@ -157,11 +142,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print, don't update the docs")
     args = parser.parse_args()
 
-    handle = None
-    server_url = args.database_url
-    if not server_url:
-        server_url, handle = start_embedded(Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata")
-    urls: DatabaseUrls = prepare_databases(server_url)[0]
+    urls, handle = seeded_databases(args.database_url)
     env = {
         **os.environ,
         "BMA_TAX_DATABASE_URL": urls.tax,
@@ -187,7 +168,7 @@ def main() -> None:
     table = report(rows, command.strip())
     print(table)
     if not args.no_write:
-        write_doc(table)
+        write_section("BENCH", table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+"""What the benchmarks share: a seeded PostgreSQL and writing figures into the docs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gateway.demo.embedded import DatabaseUrls, start_embedded
+from gateway.demo.run import prepare_databases
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def seeded_databases(database_url: str | None) -> tuple[DatabaseUrls, Any]:
+    """The seeded upstream databases on ``database_url``, or on a fresh embedded server
+    (keep the returned handle: the embedded server stops when it is collected)."""
+    handle = None
+    if not database_url:
+        database_url, handle = start_embedded(
+            Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata"
+        )
+    return prepare_databases(database_url)[0], handle
+
+
+def write_section(marker: str, table: str) -> None:
+    """Replace what stands between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->``."""
+    start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
+    head, _, rest = DOC.read_text(encoding="utf-8").partition(start)
+    _, _, tail = rest.partition(end)
+    DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
