@@ -95,9 +95,14 @@ async def compare(
         await enforced()
         await unenforced()
     on, off = [], []
-    for _ in range(rounds):
-        on.append(await timed(enforced))
-        off.append(await timed(unenforced))
+    for i in range(rounds):
+        # Swap the order every round: whichever runs second inherits the first's garbage.
+        if i % 2:
+            off.append(await timed(unenforced))
+            on.append(await timed(enforced))
+        else:
+            on.append(await timed(enforced))
+            off.append(await timed(unenforced))
     return statistics.median(on), statistics.median(off)
 
 
