@@ -8,6 +8,8 @@ that is a 401 with a ``WWW-Authenticate`` challenge naming the reason.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
+
+log = logging.getLogger("bma.gateway")
 
 JSON = "application/json"
 
@@ -62,6 +66,10 @@ class GraphQLHTTP:
             response = _reject(503, "AUTHENTICATION_UNAVAILABLE", str(exc))
             response.headers["retry-after"] = "5"
             return response
+        except Exception:  # a bug: answer with a reference, keep the stack in the log
+            reference = uuid.uuid4().hex[:12]
+            log.exception("internal error %s", reference)
+            return _reject(500, "INTERNAL_ERROR", f"internal error (reference {reference})")
 
     async def _post(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -95,8 +95,11 @@ def reachable_fields(
     class Collect(Visitor):
         def enter_field(self, node: FieldNode, *_args: object) -> None:
             parent = type_info.get_parent_type()
-            if parent is not None and not node.name.value.startswith("__"):
-                found.add((get_named_type(parent).name, node.name.value))
+            if parent is None or node.name.value.startswith("__"):
+                return
+            parent_name = get_named_type(parent).name
+            if not parent_name.startswith("__"):  # introspection types: the visible schema's
+                found.add((parent_name, node.name.value))
 
     for definition in _definitions_used(document, operation_name):
         visit(definition, TypeInfoVisitor(type_info, Collect()))

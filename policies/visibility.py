@@ -13,7 +13,6 @@ from collections.abc import Callable
 from graphql import (
     GraphQLField,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -100,14 +99,10 @@ def _filter(schema: GraphQLSchema, visible: dict[str, list[str]]) -> GraphQLSche
             is_type_of=original.is_type_of,
             extensions=original.extensions,
         )
-    others: list[GraphQLNamedType] = [
-        t
-        for name, t in schema.type_map.items()
-        if not isinstance(t, GraphQLObjectType) and not name.startswith("__")
-    ]
     return GraphQLSchema(
         query=rebuilt[schema.query_type.name],  # type: ignore[union-attr]
-        types=[*rebuilt.values(), *others],
+        # No explicit type list: only types reachable from the visible Query are listed, so an
+        # enum or input used only by hidden fields is hidden too.
         directives=schema.directives,
         description=schema.description,
     )
