@@ -30,3 +30,12 @@ def write_section(marker: str, table: str) -> None:
     head, _, rest = DOC.read_text(encoding="utf-8").partition(start)
     _, _, tail = rest.partition(end)
     DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
+
+
+def publish(marker: str, script: str, argv: list[str], table: str, write: bool) -> None:
+    """Print the figures with the command that produced them, and put them in the docs."""
+    command = " ".join(["python -m", script, *(a for a in argv if "://" not in a)])
+    text = f"Command: `{command}`  \n{table}"
+    print(text)
+    if write:
+        write_section(marker, text)

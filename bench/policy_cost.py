@@ -23,7 +23,7 @@ from typing import Any
 
 from graphql import execute, parse
 
-from bench.common import seeded_databases, write_section
+from bench.common import publish, seeded_databases
 from bench.run import start
 from gateway.app import connectors_from
 from gateway.execution import Executor
@@ -106,9 +106,8 @@ async def compare(
     return statistics.median(on), statistics.median(off)
 
 
-def report(rows: list[tuple[str, float, float]], command: str) -> str:
+def report(rows: list[tuple[str, float, float]]) -> str:
     lines = [
-        f"Command: `{command}`  ",
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores; medians of alternating runs.",
         "",
         "| operation | enforcement off, ms | enforcement on, ms | cost of the policy |",
@@ -143,11 +142,7 @@ def main() -> None:
         traffy.terminate()
         traffy.wait(10)
         del handle
-    command = "python -m bench.policy_cost " + " ".join(a for a in sys.argv[1:] if "://" not in a)
-    table = report(rows, command.strip())
-    print(table)
-    if not args.no_write:
-        write_section("POLICY", table)
+    publish("POLICY", "bench.policy_cost", sys.argv[1:], report(rows), not args.no_write)
 
 
 if __name__ == "__main__":

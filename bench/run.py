@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
-from bench.common import ROOT, seeded_databases, write_section
+from bench.common import ROOT, publish, seeded_databases
 from gateway.serving import free_port
 
 SCENARIOS = {
@@ -115,9 +115,8 @@ def measure(
     return rows
 
 
-def report(rows: list[tuple[str, Result, Result]], command: str) -> str:
+def report(rows: list[tuple[str, Result, Result]]) -> str:
     lines = [
-        f"Command: `{command}`  ",
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, client, servers and PostgreSQL on one machine.",
         "",
         "| scenario | server | req/s | p50 ms | p99 ms | gateway / baseline throughput |",
@@ -164,11 +163,7 @@ def main() -> None:
             process.terminate()
             process.wait(10)
         del handle
-    command = "python -m bench.run " + " ".join(a for a in sys.argv[1:] if "://" not in a)
-    table = report(rows, command.strip())
-    print(table)
-    if not args.no_write:
-        write_section("BENCH", table)
+    publish("BENCH", "bench.run", sys.argv[1:], report(rows), not args.no_write)
 
 
 if __name__ == "__main__":

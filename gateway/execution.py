@@ -39,6 +39,7 @@ from policies.visibility import visible_schema
 log = logging.getLogger("bma.gateway")
 
 CACHE_SIZE = 1024
+VISIBLE_CACHE_SIZE = 256
 # Documents longer than this are parsed every time: caching them would let a client fill
 # memory with large one-off documents (1,024 entries of 1 MB each).
 CACHEABLE_LENGTH = 20_000
@@ -74,8 +75,8 @@ class Executor:
         self.planner = Planner(policy, schema)
         # Parse and validation depend only on the document text: do each once per text.
         self._cached_document = lru_cache(maxsize=CACHE_SIZE)(self._parse_and_validate)
-        # What a principal may see depends only on its grants.
-        self._visible = lru_cache(maxsize=256)(self._visible_schema)
+        # What a principal may see depends only on its grants, not on who it is.
+        self._visible: dict[tuple, GraphQLSchema] = {}
 
     def _document(self, query: str) -> Parsed | list[GraphQLError]:
         if len(query) > CACHEABLE_LENGTH:
@@ -92,11 +93,15 @@ class Executor:
             return [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
         return Parsed(document, _introspects(document))
 
-    def _visible_schema(self, grants: tuple, principal: Principal) -> GraphQLSchema:
-        return visible_schema(self.schema, self.policy, principal)
-
     def visible_to(self, principal: Principal) -> GraphQLSchema:
-        return self._visible(principal.grants, principal)
+        schema = self._visible.get(principal.grants)
+        if schema is None:
+            if len(self._visible) >= VISIBLE_CACHE_SIZE:
+                self._visible.clear()  # grant sets are few; a flood of odd ones just resets
+            schema = self._visible[principal.grants] = visible_schema(
+                self.schema, self.policy, principal
+            )
+        return schema
 
     def _invalid(self, query: str, principal: Principal) -> list[GraphQLError]:
         """Validation errors as the principal's own schema words them: a suggestion never
