@@ -63,6 +63,13 @@ class TaxConnector:
         )
         return {r["id"]: r for r in rows}
 
+    async def owner_ids_by_national_id(self, national_id: str) -> list[int]:
+        """BMA TAX owner records of one person or juristic person (for data-subject reports)."""
+        rows = await self._db.fetch(
+            "SELECT id FROM tax.owners WHERE national_id = $1 ORDER BY id", national_id
+        )
+        return [r["id"] for r in rows]
+
     async def assessments_by_parcels(self, parcel_ids: Sequence[int]) -> dict[int, list[Record]]:
         rows = await self._db.fetch(
             """SELECT parcel_id, tax_year, base, exemption, rate, tax_due, status, paid_at

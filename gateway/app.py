@@ -13,11 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from connectors.audit_log import AuditLogConnector
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from gateway.api_keys import ApiKeyStore
+from gateway.audit import AuditWriter
+from gateway.audit_store import load_key
 from gateway.auth import Authenticator
 from gateway.execution import Executor
 from gateway.graphql_http import GraphQLHTTP
@@ -41,10 +44,25 @@ def connectors_from(settings: Settings) -> Connectors:
             for code in registry.district_codes
         ]
         registry = RegistryConnector(sources, pool)
+    audit_url = settings.audit_store_url
     return Connectors(
         tax=TaxConnector(settings.tax_database_url, pool),
         registry=registry,
         traffy=TraffyConnector(settings.traffy_base_url, timeout=settings.upstream_timeout),
+        audit_log=AuditLogConnector(audit_url, PoolSettings(max_size=2, timeout=pool.timeout))
+        if audit_url
+        else None,
+    )
+
+
+def audit_writer_from(settings: Settings) -> AuditWriter:
+    key = load_key(settings.audit_key_file) if settings.audit_key_file else None
+    return AuditWriter(
+        settings.audit_store_url,
+        key,
+        batch_max=settings.audit_batch_max,
+        queue_max=settings.audit_queue_max,
+        timeout=settings.audit_timeout,
     )
 
 
@@ -56,7 +74,8 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     schema = graphql_schema()
     policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
     policy.check(schema)  # an unclassified field stops the gateway here, listing them all
-    executor = Executor(schema, policy, mode=settings.policy_mode)
+    audit = audit_writer_from(settings)
+    executor = Executor(schema, policy, audit, mode=settings.policy_mode)
     issuer = (
         EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
         if settings.issuer_key_file
@@ -82,7 +101,13 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         return principal
 
     async def context_for(request: Request) -> RequestContext:
-        return RequestContext(connectors, limits, principal=await principal_of(request))
+        return RequestContext(
+            connectors,
+            limits,
+            principal=await principal_of(request),
+            request_id=request.state.request_id,
+            client=request.client.host if request.client else None,
+        )
 
     graphql = GraphQLHTTP(
         executor,
@@ -97,9 +122,12 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         await asyncio.gather(*(c.start() for c in connectors.all()))
         if api_keys is not None:
             await api_keys.start()
+        await audit.start()
         try:
             yield
         finally:
+            # In-flight requests have finished (uvicorn waits for them): commit their records.
+            await audit.stop()
             if api_keys is not None:
                 await api_keys.stop()
             await asyncio.gather(*(c.stop() for c in connectors.all()))
@@ -144,6 +172,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     app.state.connectors = connectors
     app.state.issuer = issuer
     app.state.authenticator = authenticator
+    app.state.audit = audit
     return app
 
 

@@ -22,6 +22,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
+    OperationDefinitionNode,
     Visitor,
     execute,
     parse,
@@ -30,6 +31,7 @@ from graphql import (
 )
 
 from connectors.base import UpstreamError
+from gateway.audit import AccessTrail, AuditUnavailable, AuditWriter, Caller, access_entry
 from gateway.policy_executor import PolicyExecutor, denial_error
 from policies.model import Policy
 from policies.plan import Planner
@@ -66,11 +68,19 @@ class Parsed:
 class Executor:
     """Parse, validate, plan and execute, each cached as far as its inputs allow."""
 
-    def __init__(self, schema: GraphQLSchema, policy: Policy, *, mode: str = "filter") -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        policy: Policy,
+        audit: AuditWriter,
+        *,
+        mode: str = "filter",
+    ) -> None:
         if mode not in ("filter", "reject"):
             raise ValueError(f"policy mode must be filter or reject, not {mode!r}")
         self.schema = schema
         self.policy = policy
+        self.audit = audit
         self.mode = mode
         self.planner = Planner(policy, schema)
         # Parse and validation depend only on the document text: do each once per text.
@@ -126,12 +136,21 @@ class Executor:
             errors = parsed if _is_syntax(parsed) else self._invalid(query, principal) or parsed
             return Outcome({"errors": [format_error(e) for e in errors]}, status=400)
         plan = self.planner.plan(query, parsed.document, operation_name, principal)
+        trail = AccessTrail()
         if self.mode == "reject" and plan.denials:
             errors = [denial_error(v) for v in plan.denials]
-            return Outcome({"errors": [format_error(e) for e in errors]}, status=403)
+            trail.denials(plan.denials)
+            outcome = Outcome({"errors": [format_error(e) for e in errors]}, status=403)
+            return await self._audited(
+                outcome, trail, query, parsed.document, operation_name, context
+            )
         policy_args: dict[str, Any] = {}
-        if plan.actions:
-            policy_args = {"executor_class": PolicyExecutor, "actions": plan.actions}
+        if plan.audited:
+            policy_args = {
+                "executor_class": PolicyExecutor,
+                "verdicts": plan.audited,
+                "trail": trail,
+            }
         result = execute(
             self.visible_to(principal) if parsed.introspects else self.schema,
             parsed.document,
@@ -142,7 +161,44 @@ class Executor:
         )
         if inspect.isawaitable(result):
             result = await result
-        return _outcome(result, getattr(context, "partial_errors", ()))
+        outcome = _outcome(result, getattr(context, "partial_errors", ()))
+        return await self._audited(outcome, trail, query, parsed.document, operation_name, context)
+
+    async def _audited(
+        self,
+        outcome: Outcome,
+        trail: AccessTrail,
+        query: str,
+        document: DocumentNode,
+        operation_name: str | None,
+        context: Any,
+    ) -> Outcome:
+        """The outcome once its audit record is committed; refused if it carries restricted
+        data and the record cannot be written. A pure refusal is answered either way: it
+        reveals nothing, and a store outage must not change what a denied caller sees."""
+        if not trail.touched:
+            return outcome
+        caller = Caller(context.principal, context.request_id, context.client)
+        name = operation_name or _operation_name(document)
+        entry = access_entry(self.policy, caller, query, name, trail)
+        try:
+            await self.audit.record(entry)
+        except AuditUnavailable as exc:
+            if not trail.revealed:
+                log.warning("denied request %s not audited: %s", caller.request_id, exc)
+                return outcome
+            message = f"restricted data is not served while it cannot be audited ({exc})"
+            error = {"message": message, "extensions": {"code": AuditUnavailable.code}}
+            return Outcome({"errors": [error], "data": None}, status=503)
+        return outcome
+
+
+def _operation_name(document: DocumentNode) -> str | None:
+    """The name of a document's only operation (the one that ran without operationName)."""
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            return definition.name.value if definition.name else None
+    return None
 
 
 def _introspects(document: DocumentNode) -> bool:

@@ -24,6 +24,8 @@ from gateway.execution import Executor, Outcome
 log = logging.getLogger("bma.gateway")
 
 JSON = "application/json"
+MAX_REQUEST_ID = 64
+REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
 
 
 class RequestRejected(Exception):
@@ -52,6 +54,13 @@ class GraphQLHTTP:
         self.graphiql = graphiql
 
     async def handle(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        request.state.request_id = request_id
+        response = await self._answer(request)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         try:
             if request.method == "GET":
                 if self.graphiql and _wants_html(request):
@@ -119,6 +128,15 @@ class GraphQLHTTP:
                 raise _too_large(self.max_body_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _request_id(request: Request) -> str:
+    """The caller's X-Request-Id when it is a sane token (it goes into logs and the audit
+    record), else a new one."""
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= MAX_REQUEST_ID and all(c in REQUEST_ID_CHARS for c in given):
+        return given
+    return uuid.uuid4().hex
 
 
 def _operation(payload: Any) -> tuple[str, dict[str, Any] | None, str | None]:

@@ -1,8 +1,9 @@
 """graphql-core's executor with the policy plan applied at the fields the plan names.
 
-Only operations whose plan has actions run here; every field costs one dictionary lookup,
-and only denied or masked fields do more. A denied field answers null with an error naming
-the rule and what would grant it; a masked field answers its value through the mask.
+Only operations that reach restricted fields run here; every field costs one dictionary
+lookup, and only restricted fields do more: each is noted in the access trail (the audit
+record), a denied one answers null with an error naming the rule and what would grant it,
+a masked one answers its value through the mask.
 """
 
 from __future__ import annotations
@@ -14,19 +15,25 @@ from graphql import GraphQLError, GraphQLObjectType
 from graphql.execution.executor import Executor
 from graphql.pyutils import Path
 
+from gateway.audit import AccessTrail
 from policies.masks import MASKS
 from policies.model import Decision, Verdict
 
 
 class PolicyExecutor(Executor):
     def __init__(
-        self, *args: Any, actions: Mapping[tuple[str, str], Verdict], **kwargs: Any
+        self,
+        *args: Any,
+        verdicts: Mapping[tuple[str, str], Verdict],
+        trail: AccessTrail,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        # By type, then field: most types have no action, and a miss costs one lookup.
-        self.actions: dict[str, dict[str, Verdict]] = {}
-        for (type_name, field_name), verdict in actions.items():
-            self.actions.setdefault(type_name, {})[field_name] = verdict
+        self.trail = trail
+        # By type, then field: most types have no restricted field, and a miss costs one lookup.
+        self.verdicts: dict[str, dict[str, Verdict]] = {}
+        for (type_name, field_name), verdict in verdicts.items():
+            self.verdicts.setdefault(type_name, {})[field_name] = verdict
 
     def execute_field(
         self,
@@ -36,9 +43,14 @@ class PolicyExecutor(Executor):
         path: Path,
         position_context: Any,
     ) -> Any:
-        on_type = self.actions.get(parent_type.name)
+        on_type = self.verdicts.get(parent_type.name)
         verdict = on_type.get(field_details_list[0].node.name.value) if on_type else None
         if verdict is None:
+            return super().execute_field(
+                parent_type, source, field_details_list, path, position_context
+            )
+        self.trail.saw(parent_type.name, verdict, source)
+        if verdict.decision is Decision.ALLOW:
             return super().execute_field(
                 parent_type, source, field_details_list, path, position_context
             )

@@ -79,6 +79,17 @@ class Settings:
     trusted_issuers: tuple[TrustedIssuer, ...] = ()
     # The embedded issuer's signing keys (PEM); None disables the embedded issuer.
     issuer_key_file: Path | None = None
+    # The audit store (default: the gateway's own database) and the key its chain is HMACed
+    # with. Without both, restricted data is refused with AUDIT_UNAVAILABLE.
+    audit_database_url: str | None = None
+    audit_key_file: Path | None = None
+    audit_batch_max: int = 256
+    audit_queue_max: int = 10_000
+    audit_timeout: float = 5.0
+
+    @property
+    def audit_store_url(self) -> str | None:
+        return self.audit_database_url or self.gateway_database_url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,7 +124,19 @@ class Settings:
             jwt_leeway=reader.integer("BMA_JWT_LEEWAY", cls.jwt_leeway, 0, MAX_LEEWAY_SECONDS),
             trusted_issuers=_trusted_issuers(env.get("BMA_TRUSTED_ISSUERS", "")),
             issuer_key_file=_path_or_none(reader.optional("BMA_ISSUER_KEY_FILE")),
+            audit_database_url=reader.optional("BMA_AUDIT_DATABASE_URL"),
+            audit_key_file=_path_or_none(reader.optional("BMA_AUDIT_KEY_FILE")),
+            audit_batch_max=reader.integer("BMA_AUDIT_BATCH_MAX", cls.audit_batch_max, 1, 10_000),
+            audit_queue_max=reader.integer(
+                "BMA_AUDIT_QUEUE_MAX", cls.audit_queue_max, 1, 1_000_000
+            ),
+            audit_timeout=reader.number("BMA_AUDIT_TIMEOUT", cls.audit_timeout, high=60),
         )
+        if settings.audit_key_file and not settings.audit_key_file.is_file():
+            raise ConfigError(
+                f"BMA_AUDIT_KEY_FILE: no such file {str(settings.audit_key_file)!r} "
+                "(create one with `bma-gateway audit keygen PATH`)"
+            )
         if settings.default_page_size > settings.max_page_size:
             raise ConfigError("BMA_DEFAULT_PAGE_SIZE must not exceed BMA_MAX_PAGE_SIZE")
         if settings.issuer_key_file and any(
@@ -149,6 +172,11 @@ class Settings:
             "BMA_JWT_LEEWAY": str(self.jwt_leeway),
             "BMA_TRUSTED_ISSUERS": json.dumps([t.to_json() for t in self.trusted_issuers]),
             "BMA_ISSUER_KEY_FILE": str(self.issuer_key_file or ""),
+            "BMA_AUDIT_DATABASE_URL": self.audit_database_url or "",
+            "BMA_AUDIT_KEY_FILE": str(self.audit_key_file or ""),
+            "BMA_AUDIT_BATCH_MAX": str(self.audit_batch_max),
+            "BMA_AUDIT_QUEUE_MAX": str(self.audit_queue_max),
+            "BMA_AUDIT_TIMEOUT": str(self.audit_timeout),
         }
         env.update(
             {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}

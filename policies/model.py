@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,15 @@ class Dataset:
     scopes: frozenset[str]  # to read any non-public field of the dataset
     personal_scopes: frozenset[str]  # also, to read its personal fields unmasked
     purposes: frozenset[str]  # purposes for which its personal fields may be read
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """A purpose principals may declare, and the lawful basis it rests on (PDPA s.24/s.26)."""
+
+    name: str
+    basis: str  # a code such as "pdpa-24-4", recorded with every audited read
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,12 @@ class Verdict:
 class Policy:
     datasets: Mapping[str, Dataset]
     rules: Mapping[tuple[str, str], FieldRule]
+    purposes: Mapping[str, Purpose] = field(default_factory=dict)
+
+    def lawful_basis(self, purpose: str | None) -> str | None:
+        """The lawful basis of a declared purpose; None when none or unknown was declared."""
+        known = self.purposes.get(purpose) if purpose else None
+        return known.basis if known else None
 
     def rule(self, type_name: str, field_name: str) -> FieldRule | None:
         return self.rules.get((type_name, field_name))
@@ -103,8 +118,8 @@ class Policy:
         for (type_name, field_name), rule in sorted(self.rules.items()):
             if (type_name, field_name) not in in_schema or rule.open:
                 continue
-            field = schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
-            if is_non_null_type(field.type):
+            schema_field = schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
+            if is_non_null_type(schema_field.type):
                 problems.append(
                     f"{rule.coordinate} is {rule.level.name.lower()} but non-null: a denied "
                     "field answers null, so restricted fields must be nullable"
@@ -166,7 +181,16 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
     with path.open("rb") as f:
         raw = tomllib.load(f)
     problems: list[str] = []
+    purposes = {
+        name: _purpose(name, spec, problems) for name, spec in raw.get("purposes", {}).items()
+    }
     datasets = {name: _dataset(name, spec) for name, spec in raw.get("datasets", {}).items()}
+    for dataset in datasets.values():
+        for name in sorted(dataset.purposes - set(purposes)):
+            problems.append(
+                f"dataset {dataset.name} names purpose {name!r}, which [purposes] does not "
+                "define with its lawful basis"
+            )
     rules: dict[tuple[str, str], FieldRule] = {}
     for type_name, spec in raw.get("types", {}).items():
         dataset = datasets.get(spec.get("dataset", ""))
@@ -179,7 +203,15 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
                 rules[(type_name, field_name)] = rule
     if problems:
         raise PolicyError(problems)
-    return Policy(datasets, rules)
+    return Policy(datasets, rules, purposes)
+
+
+def _purpose(name: str, spec: Any, problems: list[str]) -> Purpose:
+    basis = spec.get("basis") if isinstance(spec, dict) else None
+    if not isinstance(basis, str) or not basis.strip():
+        problems.append(f"purpose {name}: `basis` (its lawful basis code) is required")
+        basis = ""
+    return Purpose(name, basis, spec.get("description", "") if isinstance(spec, dict) else "")
 
 
 def _dataset(name: str, spec: Mapping[str, Any]) -> Dataset:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from threading import Lock
 
 from graphql import (
@@ -40,6 +40,9 @@ class Plan:
     actions: Mapping[tuple[str, str], Verdict]
     # Every field reached is open data: the answer is the same for every principal.
     open_only: bool
+    # The verdict on every reached field that is not open data, allowed ones included:
+    # reading (or being refused) any of them leaves an audit record.
+    audited: Mapping[tuple[str, str], Verdict] = field(default_factory=dict)
 
     @property
     def denials(self) -> list[Verdict]:
@@ -72,17 +75,15 @@ class Planner:
     def _make(
         self, document: DocumentNode, operation_name: str | None, principal: Principal
     ) -> Plan:
-        actions: dict[tuple[str, str], Verdict] = {}
-        open_only = True
+        audited: dict[tuple[str, str], Verdict] = {}
         for coordinate in reachable_fields(self.schema, document, operation_name):
             rule = self.policy.rule(*coordinate)
             if rule is None:  # the policy check at start makes this unreachable
                 raise LookupError(f"no policy for {coordinate[0]}.{coordinate[1]}")
-            open_only = open_only and rule.open
-            verdict = self.policy.decide(rule, principal)
-            if verdict.decision is not Decision.ALLOW:
-                actions[coordinate] = verdict
-        return Plan(actions=actions, open_only=open_only)
+            if not rule.open:
+                audited[coordinate] = self.policy.decide(rule, principal)
+        actions = {c: v for c, v in audited.items() if v.decision is not Decision.ALLOW}
+        return Plan(actions=actions, open_only=not audited, audited=audited)
 
 
 def reachable_fields(

@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from connectors.audit_log import AuditLogConnector
 from connectors.base import Record, UpstreamError
 from connectors.registry import RegistryConnector
 from connectors.tax import TaxConnector
@@ -26,9 +27,12 @@ class Connectors:
     tax: TaxConnector
     registry: RegistryConnector
     traffy: TraffyConnector
+    # The gateway's own audit log, read by `accessLog`; None when no audit store is set.
+    audit_log: AuditLogConnector | None = None
 
-    def all(self) -> list[TaxConnector | RegistryConnector | TraffyConnector]:
-        return [self.tax, self.registry, self.traffy]
+    def all(self) -> list[Any]:
+        upstream: list[Any] = [self.tax, self.registry, self.traffy]
+        return upstream + ([self.audit_log] if self.audit_log else [])
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class RequestContext:
     loaders: Loaders = field(init=False)
     partial_errors: list[GraphQLError] = field(default_factory=list)
     principal: Principal = ANONYMOUS
+    request_id: str = ""  # the X-Request-Id answered, recorded in the audit log
+    client: str | None = None  # the caller's address, recorded in the audit log
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.connectors)

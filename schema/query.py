@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from connectors.registry import district_of_registration
+from schema.audit import AccessLogFilter, AccessRecord, access_log
 from schema.context import context_of
 from schema.errors import BadUserInput
 from schema.pagination import Connection
@@ -102,3 +103,16 @@ class Query:
         after: str | None = None,
     ) -> Connection[Business]:
         return await businesses_page(info, business_query(filter), first, after)
+
+    @strawberry.field(
+        description="บันทึกการเข้าถึงข้อมูลที่จำกัด / The audit log of restricted reads, oldest "
+        "first (scope audit:read). The data-subject report is filter: {dataSubject: ...}."
+    )
+    async def access_log(
+        self,
+        info: Info,
+        filter: AccessLogFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[AccessRecord] | None:
+        return await access_log(info, filter, first, after)

@@ -459,10 +459,15 @@ class Assessment:
     tax_due: Decimal | None = strawberry.field(description="ภาษีที่ต้องชำระ / Tax due, baht.")
     status: AssessmentStatus | None = strawberry.field(description="สถานะการชำระ / Payment status.")
     paid_at: datetime | None = strawberry.field(description="วันที่ชำระ / When paid.")
+    # Whose assessment this is: the audit log records it (schema.audit_keys).
+    parcel_id: strawberry.Private[int]
+    owner_id: strawberry.Private[int]
 
     @classmethod
-    def of(cls, r: Record) -> Assessment:
+    def of(cls, r: Record, owner_id: int) -> Assessment:
         return cls(
+            parcel_id=r["parcel_id"],
+            owner_id=owner_id,
             tax_year=r["tax_year"],
             base=r["base"],
             exemption=r["exemption"],
@@ -551,7 +556,9 @@ class Parcel:
     @strawberry.field(description="การประเมินภาษีรายปี / Assessments, oldest year first.")
     async def assessments(self, info: Info, year: int | None = None) -> list[Assessment] | None:
         rows = await context_of(info).loaders.assessments.load(int(self.id))
-        return [Assessment.of(r) for r in rows if year is None or r["tax_year"] == year]
+        return [
+            Assessment.of(r, self.owner_id) for r in rows if year is None or r["tax_year"] == year
+        ]
 
     @strawberry.field(description="ป้ายบนแปลงนี้ / Signboards on this parcel.")
     async def signboards(self, info: Info) -> list[Signboard]:
@@ -596,6 +603,7 @@ async def parcels_page(
 class BusinessOwner:
     name: str | None = strawberry.field(description="ชื่อ / Name.")
     national_id: str | None = strawberry.field(description="เลขประจำตัว 13 หลัก / 13-digit id.")
+    registration_no: strawberry.Private[str]  # the business it owns, for the audit log
 
 
 @strawberry.type(description="ใบอนุญาต / A district licence of a business.")
@@ -630,7 +638,11 @@ class Business:
             address=r["address"],
             registered_on=r["registered_on"],
             status=BusinessStatus(r["status"]),
-            owner=BusinessOwner(name=r["owner_name"], national_id=r["owner_id"]),
+            owner=BusinessOwner(
+                name=r["owner_name"],
+                national_id=r["owner_id"],
+                registration_no=r["registration_no"],
+            ),
             district_code=r["district_code"],
         )
 

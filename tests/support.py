@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 
 from gateway.app import create_app
+from gateway.audit_store import create_key
 from gateway.demo.embedded import DatabaseUrls
 from gateway.serving import BackgroundServer
 from gateway.settings import Settings
@@ -84,12 +85,21 @@ def issuer_key_file() -> Path:
     return Path(tempfile.mkdtemp(prefix="bma-test-issuer-")) / "issuer-key.pem"
 
 
+@cache
+def audit_key_file() -> Path:
+    """The audit chain key every test gateway of this session writes with."""
+    path = Path(tempfile.mkdtemp(prefix="bma-test-audit-")) / "audit.key"
+    create_key(path)
+    return path
+
+
 def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Settings:
     # Small pools: several gateways run at once in a session and the embedded server
     # accepts 100 connections.
     overrides.setdefault("db_pool_max", 4)
     overrides.setdefault("gateway_database_url", db.gateway)
     overrides.setdefault("issuer_key_file", issuer_key_file())
+    overrides.setdefault("audit_key_file", audit_key_file())
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,

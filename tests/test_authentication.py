@@ -593,7 +593,9 @@ def test_token_retire_by_cli(tmp_path, capsys):
     new_kid = capsys.readouterr().out.strip()
     assert cli(["token", "retire", f"--kid={old_kid}", "--key-file", str(key_file)]) == 0
     assert [k.kid for k in EmbeddedIssuer.open(key_file).keys] == [new_kid]
-    assert cli(["token", "retire", f"--kid={new_kid}", "--key-file", str(key_file)]) == 2  # the only key
+    assert (
+        cli(["token", "retire", f"--kid={new_kid}", "--key-file", str(key_file)]) == 2
+    )  # the only key
 
 
 # --- the demo's API key ---------------------------------------------------------------------

@@ -1605,7 +1605,7 @@ def test_reject_mode_refuses_the_whole_operation_before_any_upstream_call(
     }
     assert {e["extensions"]["code"] for e in body["errors"]} <= {"FORBIDDEN", "PURPOSE_REQUIRED"}
     assert code in {e["extensions"]["code"] for e in body["errors"]}
-    assert [dict(c.counter.calls) for c in strict.connectors.all()] == [{}, {}, {}]
+    assert not any(c.counter.calls for c in strict.connectors.all())
 
 
 ANSWERED = [

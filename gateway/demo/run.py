@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import uvicorn
 
 from gateway.app import create_app
+from gateway.audit_store import create_key
 from gateway.demo.credentials import (
     Credential,
     api_key_credential,
@@ -36,6 +37,7 @@ EXAMPLE_QUERY = (
 )
 CREDENTIAL_QUERY = '{ district(code: \\"1039\\") { nameEn businessCount } }'
 ISSUER_KEY_FILE = "issuer-key.pem"
+AUDIT_KEY_FILE = "audit.key"
 DEMO_KEY_FILE = "demo-api-key"
 
 
@@ -89,6 +91,9 @@ def run_demo(options: DemoOptions) -> None:
     )
 
     state_dir = options.state_dir or default_state_dir()
+    audit_key = state_dir / AUDIT_KEY_FILE
+    if not audit_key.exists():
+        create_key(audit_key)
     settings = Settings(
         tax_database_url=urls.tax,
         registry_database_url=urls.registry,
@@ -97,6 +102,7 @@ def run_demo(options: DemoOptions) -> None:
         port=options.port,
         gateway_database_url=urls.gateway,
         issuer_key_file=state_dir / ISSUER_KEY_FILE,
+        audit_key_file=audit_key,
     )
     issuer = EmbeddedIssuer.open(state_dir / ISSUER_KEY_FILE, audience=settings.jwt_audience)
     api_key = ensure_demo_key(urls.gateway, state_dir / DEMO_KEY_FILE)
@@ -116,6 +122,10 @@ def _banner(settings: Settings) -> None:
     print(f"Gateway          {url}  (GraphiQL in a browser)")
     print(
         f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}"
+    )
+    print(
+        f"Audit log        restricted reads recorded in the gateway database; "
+        f"chain key {settings.audit_key_file} (`bma-gateway audit verify`)"
     )
     print("Try:")
     print(f"  curl -s {url} -H 'content-type: application/json' \\")

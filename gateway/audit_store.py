@@ -1,0 +1,250 @@
+"""The audit store: an append-only, hash-chained table in PostgreSQL.
+
+Each record's ``hash`` is an HMAC-SHA256, under the audit key, of the previous record's hash,
+its sequence number, its time and its canonical JSON entry. A record edited, deleted, inserted
+or moved breaks the chain at that record, and without the key nobody can forge a chain that
+verifies. Appends from every worker and replica serialise on the one ``chain_head`` row, so
+the chain stays a single line however many processes write.
+
+The gateway writes as the role ``bma_audit_writer``, which may INSERT records and advance the
+head but not UPDATE or DELETE a record; triggers refuse those even to the table's owner.
+See docs/audit.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+WRITER_ROLE = "bma_audit_writer"
+GENESIS = bytes(32)  # the "previous hash" of record 1
+KEY_BYTES = 32
+# Serialises concurrent first starts (several replicas creating the schema at once).
+_DDL_LOCK = 0x424D_4141_5544_4954  # "BMAAUDIT"
+
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS audit;
+CREATE TABLE IF NOT EXISTS audit.records (
+    seq bigint PRIMARY KEY,
+    at timestamptz NOT NULL,
+    entry jsonb NOT NULL,
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit.chain_head (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL,
+    hash bytea NOT NULL
+);
+INSERT INTO audit.chain_head VALUES (1, 0, '\\x{GENESIS.hex()}') ON CONFLICT DO NOTHING;
+CREATE INDEX IF NOT EXISTS records_at ON audit.records (at);
+CREATE INDEX IF NOT EXISTS records_subjects ON audit.records USING gin ((entry -> 'subjects'));
+CREATE INDEX IF NOT EXISTS records_records ON audit.records USING gin ((entry -> 'records'));
+CREATE INDEX IF NOT EXISTS records_entry ON audit.records USING gin (entry jsonb_path_ops);
+
+CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit records are append-only' USING ERRCODE = 'insufficient_privilege';
+END $$;
+CREATE OR REPLACE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON audit.records
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE OR REPLACE TRIGGER records_no_truncate BEFORE TRUNCATE ON audit.records
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+
+CREATE OR REPLACE FUNCTION audit.head_moves_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.seq < OLD.seq THEN
+        RAISE EXCEPTION 'the audit chain head only moves forward'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER head_forward BEFORE UPDATE ON audit.chain_head
+    FOR EACH ROW EXECUTE FUNCTION audit.head_moves_forward();
+CREATE OR REPLACE TRIGGER head_kept BEFORE DELETE ON audit.chain_head
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE OR REPLACE TRIGGER head_no_truncate BEFORE TRUNCATE ON audit.chain_head
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+
+DO $$ BEGIN
+    CREATE ROLE {WRITER_ROLE} NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+GRANT USAGE ON SCHEMA audit TO {WRITER_ROLE};
+GRANT SELECT, INSERT ON audit.records TO {WRITER_ROLE};
+GRANT SELECT, UPDATE ON audit.chain_head TO {WRITER_ROLE};
+"""
+
+
+class AuditStoreError(RuntimeError):
+    """The audit store cannot be set up or read; the message says what an operator must do."""
+
+
+def load_key(path: Path) -> bytes:
+    """The chain key: 32 random bytes, hex-encoded in a file every replica shares."""
+    try:
+        text = path.read_text("ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as exc:
+        raise AuditStoreError(f"cannot read the audit key from {path}: {exc}") from None
+    if len(key) < KEY_BYTES:
+        raise AuditStoreError(f"the audit key in {path} must be at least {KEY_BYTES} bytes (hex)")
+    return key
+
+
+def create_key(path: Path) -> None:
+    """Write a new random chain key, readable by its owner only."""
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="ascii") as f:
+        path.chmod(0o600)
+        f.write(secrets.token_hex(KEY_BYTES) + "\n")
+
+
+async def ensure_store(conn: asyncpg.Connection) -> None:
+    """Create the audit schema, its triggers and the writer role, once, whoever starts first."""
+    if await _is_set_up(conn):
+        return  # the usual start: nothing to create, no privileges needed
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
+            await conn.execute(_DDL)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise AuditStoreError(
+            f"cannot set up the audit store ({exc}); have a database administrator run "
+            "`bma-gateway audit init` once, or grant the gateway's user CREATEROLE"
+        ) from None
+
+
+async def _is_set_up(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT to_regclass('audit.chain_head') IS NOT NULL
+                      AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                      AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'head_no_truncate')""",
+            WRITER_ROLE,
+        )
+    )
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, entry: dict[str, Any]) -> bytes:
+    stamp = at.astimezone(UTC).isoformat(timespec="microseconds").encode()
+    message = b"\n".join((prev, seq.to_bytes(8, "big"), stamp, canonical(entry)))
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+async def append(
+    conn: asyncpg.Connection, key: bytes, items: Sequence[tuple[datetime, dict[str, Any]]]
+) -> list[int]:
+    """Append records in one transaction; returns their sequence numbers."""
+    async with conn.transaction():
+        head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1 FOR UPDATE")
+        seq, prev = head["seq"], bytes(head["hash"])
+        rows = []
+        for at, entry in items:
+            seq += 1
+            digest = chain_hash(key, prev, seq, at, entry)
+            rows.append((seq, at, canonical(entry).decode(), prev, digest))
+            prev = digest
+        await conn.executemany(
+            "INSERT INTO audit.records (seq, at, entry, prev_hash, hash) "
+            "VALUES ($1, $2, $3::jsonb, $4, $5)",
+            rows,
+        )
+        await conn.execute(
+            "UPDATE audit.chain_head SET seq = $1, hash = $2 WHERE id = 1", seq, prev
+        )
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class Verification:
+    records: int  # records checked
+    head_seq: int
+    head_hash: str
+    broken_at: int | None = None  # the first record that fails, None when the chain is intact
+    reason: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
+    """Walk the chain in order and name the first record that does not hold."""
+    head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
+    if head is None:
+        raise AuditStoreError("the audit store has no chain head: was it ever initialised?")
+    head_seq, head_hash = head["seq"], bytes(head["hash"])
+    expected, prev, checked = 1, GENESIS, 0
+
+    def broken(seq: int, reason: str) -> Verification:
+        return Verification(checked, head_seq, head_hash.hex(), seq, reason)
+
+    async for row in _records(conn):
+        seq = row["seq"]
+        if seq < expected:
+            return broken(seq, f"record {seq} is out of place: the chain continues at {expected}")
+        if seq > expected:
+            return broken(expected, f"record {expected} is missing (record {seq} follows)")
+        if bytes(row["prev_hash"]) != prev:
+            return broken(
+                seq, f"record {seq} does not follow record {seq - 1} (chain link differs)"
+            )
+        entry = orjson.loads(row["entry"])
+        digest = chain_hash(key, prev, seq, row["at"], entry)
+        if not hmac.compare_digest(digest, bytes(row["hash"])):
+            return broken(seq, f"record {seq} was altered: its contents do not match its hash")
+        prev, expected, checked = digest, expected + 1, checked + 1
+    last = expected - 1
+    if head_seq > last:
+        return broken(
+            last + 1, f"record {last + 1} is missing: the chain head names record {head_seq}"
+        )
+    if head_seq < last or head_hash != prev:
+        return broken(head_seq, f"the chain head (record {head_seq}) does not match the log's end")
+    return Verification(checked, head_seq, head_hash.hex())
+
+
+async def _records(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(
+            "SELECT seq, at, entry::text AS entry, prev_hash, hash FROM audit.records ORDER BY seq",
+            prefetch=2000,
+        ):
+            yield row
+
+
+async def rows_between(
+    conn: asyncpg.Connection, since: datetime | None, until: datetime | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Records in a time range, oldest first, as flat dictionaries (for export)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async for row in conn.cursor(
+            """SELECT seq, at, entry::text AS entry, hash FROM audit.records
+               WHERE ($1::timestamptz IS NULL OR at >= $1)
+                 AND ($2::timestamptz IS NULL OR at < $2)
+               ORDER BY seq""",
+            since,
+            until,
+            prefetch=2000,
+        ):
+            yield {
+                "seq": row["seq"],
+                "at": row["at"].astimezone(UTC).isoformat(timespec="microseconds"),
+                **orjson.loads(row["entry"]),
+                "hash": bytes(row["hash"]).hex(),
+            }
