@@ -87,7 +87,8 @@ def access_entry(
         for source in sources:
             found, whose = keys_of(type_name, source)
             keys.update(found)
-            subjects.update(whose)
+            if access != "denied":  # a refusal revealed nothing about the person
+                subjects.update(whose)
         records |= keys
         read = {"field": verdict.rule.coordinate, "access": access, "records": sorted(keys)}
         if access == "denied":

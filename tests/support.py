@@ -113,3 +113,20 @@ def start_gateway(settings: Settings) -> tuple[BackgroundServer, Gateway]:
     server = BackgroundServer(app).start()
     client = httpx.Client(base_url=server.url, timeout=30)
     return server, Gateway(server.url, app.state.connectors, client)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database ``name`` on the test server (dropped first if it exists): for tests
+    that must count exactly what they wrote, such as audit stores."""
+    from gateway.demo.embedded import database_url
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    run(create())
+    return database_url(server_url, name)

@@ -1,0 +1,183 @@
+"""``bma-gateway audit …``: create the store and its key, verify the chain, export records.
+
+``verify`` exits 0 when the chain is intact, 1 naming the first broken record. ``export``
+writes CSV or JSON Lines to stdout or a file; notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+import orjson
+
+from gateway import audit_store
+
+EXPORT_COLUMNS = (
+    "seq",
+    "at",
+    "requestId",
+    "subject",
+    "organisation",
+    "audience",
+    "issuer",
+    "credentialId",
+    "clientAddress",
+    "purpose",
+    "lawfulBasis",
+    "operationName",
+    "documentHash",
+    "outcome",
+    "fields",
+    "records",
+    "subjects",
+    "hash",
+)
+
+
+def add_commands(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="the audit log of restricted reads")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        default=os.environ.get("BMA_AUDIT_DATABASE_URL")
+        or os.environ.get("BMA_GATEWAY_DATABASE_URL"),
+        help="the audit store (default: BMA_AUDIT_DATABASE_URL, else BMA_GATEWAY_DATABASE_URL)",
+    )
+    key = argparse.ArgumentParser(add_help=False)
+    key.add_argument(
+        "--key-file",
+        type=Path,
+        default=_env_path("BMA_AUDIT_KEY_FILE"),
+        help="the chain key (default: BMA_AUDIT_KEY_FILE)",
+    )
+    actions = audit.add_subparsers(dest="action", required=True)
+    keygen = actions.add_parser("keygen", help="write a new chain key file")
+    keygen.add_argument("path", type=Path)
+    keygen.set_defaults(handler=_keygen)
+    init = actions.add_parser(
+        "init", parents=[database], help="create the store (as a database administrator)"
+    )
+    init.set_defaults(handler=_init)
+    verify = actions.add_parser("verify", parents=[database, key], help="check the hash chain")
+    verify.set_defaults(handler=_verify)
+    export = actions.add_parser("export", parents=[database], help="records of a time range")
+    export.add_argument("--since", type=_moment, help="from (ISO 8601, inclusive)")
+    export.add_argument("--until", type=_moment, help="to (ISO 8601, exclusive)")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--output", type=Path, help="a file (default: stdout)")
+    export.set_defaults(handler=_export)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return args.handler(args)
+    except (ValueError, audit_store.AuditStoreError) as exc:
+        print(f"bma-gateway: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"bma-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _with_database(args: argparse.Namespace, operation: Callable[[Any], Awaitable[Any]]) -> Any:
+    if not args.database_url:
+        raise ValueError("give --database-url or set BMA_AUDIT_DATABASE_URL")
+
+    async def call() -> Any:
+        conn = await asyncpg.connect(args.database_url)
+        try:
+            return await operation(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(call())
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    try:
+        audit_store.create_key(args.path)
+    except FileExistsError:
+        raise ValueError(f"{args.path} exists: a chain key is never overwritten") from None
+    print(f"chain key written to {args.path}; give every replica the same file", file=sys.stderr)
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    _with_database(args, audit_store.ensure_store)
+    print("audit store ready")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if args.key_file is None:
+        raise ValueError("give --key-file or set BMA_AUDIT_KEY_FILE")
+    key = audit_store.load_key(args.key_file)
+    result: audit_store.Verification = _with_database(
+        args, lambda conn: audit_store.verify(conn, key)
+    )
+    if result.intact:
+        print(
+            f"audit chain intact: {result.records} records; head record {result.head_seq}, "
+            f"hash {result.head_hash}"
+        )
+        return 0
+    print(f"audit chain BROKEN at record {result.broken_at}: {result.reason}")
+    print(f"({result.records} records verified before it)", file=sys.stderr)
+    return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    async def write(conn: Any) -> int:
+        out: TextIO = (
+            args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+        )
+        try:
+            return await _write_rows(conn, args, out)
+        finally:
+            if args.output:
+                out.close()
+
+    count = _with_database(args, write)
+    print(f"{count} records exported", file=sys.stderr)
+    return 0
+
+
+async def _write_rows(conn: Any, args: argparse.Namespace, out: TextIO) -> int:
+    writer = csv.DictWriter(out, EXPORT_COLUMNS) if args.format == "csv" else None
+    if writer:
+        writer.writeheader()
+    count = 0
+    async for row in audit_store.rows_between(conn, args.since, args.until):
+        if writer:
+            writer.writerow({c: _cell(row.get(c)) for c in EXPORT_COLUMNS})
+        else:
+            out.write(orjson.dumps(row).decode() + "\n")
+        count += 1
+    return count
+
+
+def _cell(value: Any) -> Any:
+    """CSV cells: lists and objects as JSON, so a spreadsheet shows them whole."""
+    return orjson.dumps(value).decode() if isinstance(value, list | dict) else value
