@@ -96,7 +96,9 @@ def person(db: DatabaseUrls) -> dict[str, Any]:
     )
     businesses = {
         r["owner_id"]: r["registration_no"]
-        for r in sql(db.registry, "SELECT owner_id, registration_no FROM d1039.commercial_registrations")
+        for r in sql(
+            db.registry, "SELECT owner_id, registration_no FROM d1039.commercial_registrations"
+        )
     }
     for owner in owners:
         if owner["national_id"] in businesses:
