@@ -93,6 +93,7 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(server_url, tmp_
             assert d["businessCount"] > 0
         assert httpx.get(url + "/readyz", timeout=30).json()["status"] == "ready"
         _check_credentials(url, _exported(output.text), tmp_path)
+        _check_audit(url, _exported(output.text), output.text)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -130,3 +131,34 @@ def _check_credentials(url: str, exported: dict[str, str], state_dir: Path) -> N
         url + "/graphql", json=query, headers={"Authorization": f"Bearer {forged}"}, timeout=30
     )
     assert response.status_code == 401
+
+
+def _check_audit(url: str, exported: dict[str, str], output: str) -> None:
+    """A restricted read by the finance officer is in the log the DPO reads, and the chain
+    verifies with the command the demo printed."""
+    finance = {"Authorization": f"Bearer {exported['BMA_FINANCE_OFFICER_TOKEN']}"}
+    read = {"query": "{ parcels(first: 2) { edges { node { id appraisedValue } } } }"}
+    response = httpx.post(url + "/graphql", json=read, headers=finance, timeout=30)
+    request_id = response.headers["x-request-id"]
+    assert response.json()["data"]["parcels"]["edges"][0]["node"]["appraisedValue"]
+    log = {
+        "query": '{ accessLog(filter: {organisation: "bma-finance"}) { edges { node { requestId } } } }'
+    }
+    dpo = {"Authorization": f"Bearer {exported['BMA_DPO_TOKEN']}"}
+    body = httpx.post(url + "/graphql", json=log, headers=dpo, timeout=30).json()
+    assert request_id in [e["node"]["requestId"] for e in body["data"]["accessLog"]["edges"]]
+    command = re.search(
+        r"BMA_GATEWAY_DATABASE_URL='([^']+)' BMA_AUDIT_KEY_FILE=(\S+) bma-gateway audit verify",
+        output,
+    )
+    assert command, output
+    env = {
+        **os.environ,
+        "BMA_GATEWAY_DATABASE_URL": command[1],
+        "BMA_AUDIT_KEY_FILE": command[2],
+    }
+    verify = subprocess.run(
+        [*_cli(), "audit", "verify"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "audit chain intact" in verify.stdout

@@ -123,9 +123,10 @@ def _banner(settings: Settings) -> None:
     print(
         f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}"
     )
+    print("Audit log        every restricted read is recorded; check the chain with")
     print(
-        f"Audit log        restricted reads recorded in the gateway database; "
-        f"chain key {settings.audit_key_file} (`bma-gateway audit verify`)"
+        f"  BMA_GATEWAY_DATABASE_URL='{_redact(settings.gateway_database_url or '')}' "
+        f"BMA_AUDIT_KEY_FILE={settings.audit_key_file} bma-gateway audit verify"
     )
     print("Try:")
     print(f"  curl -s {url} -H 'content-type: application/json' \\")
