@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,12 +43,19 @@ class AuditUnavailable(Exception):
 class AccessTrail:
     """The restricted fields one operation touched, and the objects they were read from."""
 
-    seen: dict[tuple[str, str, Verdict], list[Any]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    # (type, field) -> the plan's verdict on it and every object it was resolved on.
+    seen: dict[tuple[str, str], tuple[Verdict, list[Any]]] = field(default_factory=dict)
 
-    def saw(self, type_name: str, verdict: Verdict, source: Any) -> None:
-        self.seen[(type_name, ACCESS[verdict.decision], verdict)].append(source)
+    def saw(self, type_name: str, field_name: str, verdict: Verdict, source: Any) -> None:
+        found = self.seen.get((type_name, field_name))
+        if found is None:
+            found = self.seen[(type_name, field_name)] = (verdict, [])
+        found[1].append(source)
+
+    def refused(self, verdicts: list[Verdict]) -> None:
+        """Fields refused before execution (reject mode): no record was read."""
+        for v in verdicts:
+            self.seen.setdefault((v.rule.type_name, v.rule.field_name), (v, []))
 
     @property
     def touched(self) -> bool:
@@ -58,12 +64,7 @@ class AccessTrail:
     @property
     def revealed(self) -> bool:
         """Some restricted value (clear or masked) is in the answer."""
-        return any(access != "denied" for _, access, _ in self.seen)
-
-    def denials(self, verdicts: list[Verdict]) -> None:
-        """Fields refused before execution (reject mode): no record was read."""
-        for verdict in verdicts:
-            self.seen[(verdict.rule.type_name, "denied", verdict)]
+        return any(ACCESS[v.decision] != "denied" for v, _ in self.seen.values())
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def access_entry(
     fields: list[dict[str, Any]] = []
     records: set[str] = set()
     subjects: set[str] = set()
-    for (type_name, access, verdict), sources in trail.seen.items():
+    for (type_name, _field), (verdict, sources) in trail.seen.items():
+        access = ACCESS[verdict.decision]
         keys: set[str] = set()
         for source in sources:
             found, whose = keys_of(type_name, source)
@@ -115,7 +117,7 @@ def access_entry(
 
 
 def _outcome(trail: AccessTrail) -> str:
-    accesses = {access for _, access, _ in trail.seen}
+    accesses = {ACCESS[verdict.decision] for verdict, _ in trail.seen.values()}
     if "denied" not in accesses:
         return "allowed"
     return "partially_denied" if accesses - {"denied"} else "denied"

@@ -139,7 +139,7 @@ class Executor:
         trail = AccessTrail()
         if self.mode == "reject" and plan.denials:
             errors = [denial_error(v) for v in plan.denials]
-            trail.denials(plan.denials)
+            trail.refused(plan.denials)
             outcome = Outcome({"errors": [format_error(e) for e in errors]}, status=403)
             return await self._audited(
                 outcome, trail, query, parsed.document, operation_name, context

@@ -44,12 +44,13 @@ class PolicyExecutor(Executor):
         position_context: Any,
     ) -> Any:
         on_type = self.verdicts.get(parent_type.name)
-        verdict = on_type.get(field_details_list[0].node.name.value) if on_type else None
+        name = field_details_list[0].node.name.value
+        verdict = on_type.get(name) if on_type else None
         if verdict is None:
             return super().execute_field(
                 parent_type, source, field_details_list, path, position_context
             )
-        self.trail.saw(parent_type.name, verdict, source)
+        self.trail.saw(parent_type.name, name, verdict, source)
         if verdict.decision is Decision.ALLOW:
             return super().execute_field(
                 parent_type, source, field_details_list, path, position_context

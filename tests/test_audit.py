@@ -18,6 +18,7 @@ from gateway.audit_store import WRITER_ROLE
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
 from gateway.demo.embedded import DatabaseUrls
 from gateway.issuer import EmbeddedIssuer
+from gateway.settings import ConfigError, Settings
 from policies.model import load_policy
 from schema import graphql_schema
 from schema.audit_keys import KEYS
@@ -465,3 +466,64 @@ def test_every_type_with_a_restricted_field_names_its_records():
     keyless = {"Query", "FieldAccess"}
     assert restricted - keyless <= set(KEYS), restricted - keyless - set(KEYS)
     assert set(KEYS) <= set(schema.type_map)
+
+
+# ---------------------------------------------------------------------------- settings
+
+SETTINGS_ENV = {
+    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
+    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+    "BMA_TRAFFY_BASE_URL": "http://traffy.test",
+}
+
+
+def test_audit_settings_round_trip_and_default_to_the_gateway_database(tmp_path):
+    key = tmp_path / "audit.key"
+    key.write_text("ab" * 32)
+    env = {
+        **SETTINGS_ENV,
+        "BMA_GATEWAY_DATABASE_URL": "postgresql://x/gateway",
+        "BMA_AUDIT_KEY_FILE": str(key),
+        "BMA_AUDIT_BATCH_MAX": "64",
+        "BMA_AUDIT_QUEUE_MAX": "500",
+        "BMA_AUDIT_TIMEOUT": "2.5",
+    }
+    settings = Settings.from_env(env)
+    assert settings.audit_store_url == "postgresql://x/gateway"
+    assert (settings.audit_batch_max, settings.audit_queue_max) == (64, 500)
+    assert settings.audit_timeout == 2.5 and settings.audit_key_file == key
+    assert Settings.from_env(settings.to_env()) == settings
+    separate = Settings.from_env({**env, "BMA_AUDIT_DATABASE_URL": "postgresql://y/audit"})
+    assert separate.audit_store_url == "postgresql://y/audit"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BMA_AUDIT_KEY_FILE", "/no/such/audit.key", "no such file"),
+        ("BMA_AUDIT_BATCH_MAX", "0", "BMA_AUDIT_BATCH_MAX"),
+        ("BMA_AUDIT_QUEUE_MAX", "many", "whole number"),
+        ("BMA_AUDIT_TIMEOUT", "90", "BMA_AUDIT_TIMEOUT"),
+    ],
+)
+def test_bad_audit_settings_name_the_variable(variable: str, value: str, message: str):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**SETTINGS_ENV, variable: value})
+    assert message in str(error.value) and variable in str(error.value)
+
+
+def test_without_an_audit_store_restricted_data_is_refused_and_public_served(
+    db: DatabaseUrls, traffy_url: str, tokens: dict[str, str], person: dict[str, Any]
+):
+    server, gw = start_gateway(settings_for(db, traffy_url, audit_key_file=None))
+    try:
+        variables = {"id": str(person["parcel_id"])}
+        refused = gw.post(PARCEL_READ, variables, headers=bearer(tokens["finance"]))
+        assert refused.status_code == 503
+        assert refused.json()["errors"][0]["extensions"]["code"] == "AUDIT_UNAVAILABLE"
+        assert person["national_id"] not in refused.text
+        public = gw.post("query($id: ID!) { parcel(id: $id) { id } }", variables)
+        assert public.json() == {"data": {"parcel": {"id": str(person["parcel_id"])}}}
+    finally:
+        gw.client.close()
+        server.stop()
