@@ -137,6 +137,8 @@ async def _is_set_up(conn: asyncpg.Connection) -> bool:
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
+    # Entries hold strings, whole numbers, lists and nulls only: floats would not survive
+    # the round trip through jsonb byte for byte (1e16 comes back as an integer).
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
 
 
@@ -184,48 +186,66 @@ class Verification:
 
 
 async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
-    """Walk the chain in order and name the first record that does not hold."""
-    head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
-    if head is None:
-        raise AuditStoreError("the audit store has no chain head: was it ever initialised?")
-    head_seq, head_hash = head["seq"], bytes(head["hash"])
-    expected, prev, checked = 1, GENESIS, 0
+    """Walk the chain in order and name the first record that does not hold.
 
-    def broken(seq: int, reason: str) -> Verification:
-        return Verification(checked, head_seq, head_hash.hex(), seq, reason)
-
-    async for row in _records(conn):
-        seq = row["seq"]
-        if seq < expected:
-            return broken(seq, f"record {seq} is out of place: the chain continues at {expected}")
-        if seq > expected:
-            return broken(expected, f"record {expected} is missing (record {seq} follows)")
-        if bytes(row["prev_hash"]) != prev:
-            return broken(
-                seq, f"record {seq} does not follow record {seq - 1} (chain link differs)"
-            )
-        entry = orjson.loads(row["entry"])
-        digest = chain_hash(key, prev, seq, row["at"], entry)
-        if not hmac.compare_digest(digest, bytes(row["hash"])):
-            return broken(seq, f"record {seq} was altered: its contents do not match its hash")
-        prev, expected, checked = digest, expected + 1, checked + 1
-    last = expected - 1
-    if head_seq > last:
-        return broken(
-            last + 1, f"record {last + 1} is missing: the chain head names record {head_seq}"
-        )
-    if head_seq < last or head_hash != prev:
-        return broken(head_seq, f"the chain head (record {head_seq}) does not match the log's end")
-    return Verification(checked, head_seq, head_hash.hex())
-
-
-async def _records(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
+    The head and the records are read in one snapshot: a gateway appending meanwhile is
+    neither seen half-way nor reported as a break.
+    """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(
+        head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
+        if head is None:
+            raise AuditStoreError("the audit store has no chain head: was it ever initialised?")
+        walk = _ChainWalk(key, head["seq"], bytes(head["hash"]))
+        rows = conn.cursor(
             "SELECT seq, at, entry::text AS entry, prev_hash, hash FROM audit.records ORDER BY seq",
             prefetch=2000,
-        ):
-            yield row
+        )
+        async for row in rows:
+            broken = walk.step(row)
+            if broken is not None:
+                return broken
+        return walk.end()
+
+
+class _ChainWalk:
+    """Checks records one by one, in order, against the chain and its head."""
+
+    def __init__(self, key: bytes, head_seq: int, head_hash: bytes) -> None:
+        self.key = key
+        self.head_seq = head_seq
+        self.head_hash = head_hash
+        self.expected, self.prev, self.checked = 1, GENESIS, 0
+
+    def broken(self, seq: int, reason: str) -> Verification:
+        return Verification(self.checked, self.head_seq, self.head_hash.hex(), seq, reason)
+
+    def step(self, row: asyncpg.Record) -> Verification | None:
+        seq, expected = row["seq"], self.expected
+        if seq < expected:
+            return self.broken(
+                seq, f"record {seq} is out of place: the chain continues at {expected}"
+            )
+        if seq > expected:
+            return self.broken(expected, f"record {expected} is missing (record {seq} follows)")
+        if bytes(row["prev_hash"]) != self.prev:
+            return self.broken(
+                seq, f"record {seq} does not follow record {seq - 1} (chain link differs)"
+            )
+        digest = chain_hash(self.key, self.prev, seq, row["at"], orjson.loads(row["entry"]))
+        if not hmac.compare_digest(digest, bytes(row["hash"])):
+            return self.broken(seq, f"record {seq} was altered: its contents do not match its hash")
+        self.prev, self.expected, self.checked = digest, expected + 1, self.checked + 1
+        return None
+
+    def end(self) -> Verification:
+        last, head = self.expected - 1, self.head_seq
+        if head > last:
+            return self.broken(
+                last + 1, f"record {last + 1} is missing: the chain head names record {head}"
+            )
+        if head < last or self.head_hash != self.prev:
+            return self.broken(head, f"the chain head (record {head}) does not match the log's end")
+        return Verification(self.checked, head, self.head_hash.hex())
 
 
 async def rows_between(
