@@ -34,6 +34,15 @@ ACCESS = {
     Decision.PURPOSE_REQUIRED: "denied",
 }
 
+# What a store that is down, unreachable or refusing looks like.
+_STORE_DOWN = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    audit_store.AuditStoreError,
+    TimeoutError,
+)
+
 
 class AuditUnavailable(Exception):
     code = "AUDIT_UNAVAILABLE"
@@ -180,7 +189,7 @@ class AuditWriter:
         )
         try:
             await self._ensure()
-        except (OSError, asyncpg.PostgresError, audit_store.AuditStoreError, TimeoutError) as exc:
+        except _STORE_DOWN as exc:
             # Public data is still served; restricted reads fail closed until the store is back.
             log.warning("audit store unavailable at start: %s", exc)
         self._task = asyncio.create_task(self._run(), name="audit-writer")
@@ -241,21 +250,23 @@ class AuditWriter:
             await self._ensure()
             async with self._pool.acquire() as conn:
                 seqs = await audit_store.append(conn, self.key, [(p.at, p.entry) for p in batch])
-        except (
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            audit_store.AuditStoreError,
-            TimeoutError,
-        ) as exc:
+        except _STORE_DOWN as exc:
             log.warning("audit store write failed (%d records refused): %s", len(batch), exc)
-            for p in batch:
-                if not p.done.done():
-                    p.done.set_exception(AuditUnavailable("the audit store is unavailable"))
+            _refuse(batch)
+            return
+        except Exception:  # a bug: refuse this batch, keep the writer alive for the next
+            log.exception("audit write failed (%d records refused)", len(batch))
+            _refuse(batch)
             return
         for p, seq in zip(batch, seqs, strict=True):
             if not p.done.done():
                 p.done.set_result(seq)
+
+
+def _refuse(batch: list[_Pending]) -> None:
+    for p in batch:
+        if not p.done.done():
+            p.done.set_exception(AuditUnavailable("the audit store is unavailable"))
 
 
 async def _as_writer(conn: asyncpg.Connection) -> None:
