@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
+class NullAudit:
+    """Stands in for the audit writer where a benchmark measures something else: takes every
+    entry and returns at once, writing nothing (same ``record`` as ``AuditWriter``)."""
+
+    async def record(self, entry: dict[str, Any]) -> int:
+        return 0
+
+
 def seeded_databases(database_url: str | None) -> tuple[DatabaseUrls, Any]:
     """The seeded upstream databases on ``database_url``, or on a fresh embedded server
     (keep the returned handle: the embedded server stops when it is collected)."""

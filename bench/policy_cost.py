@@ -23,7 +23,7 @@ from typing import Any
 
 from graphql import execute, parse
 
-from bench.common import publish, seeded_databases
+from bench.common import NullAudit, publish, seeded_databases
 from bench.run import start
 from gateway.app import connectors_from
 from gateway.execution import Executor
@@ -64,7 +64,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
 
 async def measure(connectors: Connectors, rounds: int) -> list[tuple[str, float, float]]:
     schema = graphql_schema()
-    executor = Executor(schema, load_policy())
+    executor = Executor(schema, load_policy(), NullAudit())  # the policy alone, no audit writes
     rows = []
     for name, principal, query in CASES:
         on, off = await compare(executor, connectors, principal, query, rounds)

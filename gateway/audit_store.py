@@ -48,7 +48,7 @@ INSERT INTO audit.chain_head VALUES (1, 0, '\\x{GENESIS.hex()}') ON CONFLICT DO 
 CREATE INDEX IF NOT EXISTS records_at ON audit.records (at);
 CREATE INDEX IF NOT EXISTS records_subjects ON audit.records USING gin ((entry -> 'subjects'));
 CREATE INDEX IF NOT EXISTS records_records ON audit.records USING gin ((entry -> 'records'));
-CREATE INDEX IF NOT EXISTS records_entry ON audit.records USING gin (entry jsonb_path_ops);
+CREATE INDEX IF NOT EXISTS records_subject ON audit.records ((entry ->> 'subject'));
 
 CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -143,33 +143,94 @@ def canonical(entry: dict[str, Any]) -> bytes:
 
 
 def chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, entry: dict[str, Any]) -> bytes:
+    return _chain_hash(key, prev, seq, at, canonical(entry))
+
+
+def _chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, body: bytes) -> bytes:
     stamp = at.astimezone(UTC).isoformat(timespec="microseconds").encode()
-    message = b"\n".join((prev, seq.to_bytes(8, "big"), stamp, canonical(entry)))
+    message = b"\n".join((prev, seq.to_bytes(8, "big"), stamp, body))
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-async def append(
-    conn: asyncpg.Connection, key: bytes, items: Sequence[tuple[datetime, dict[str, Any]]]
-) -> list[int]:
-    """Append records in one transaction; returns their sequence numbers."""
-    async with conn.transaction():
-        head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1 FOR UPDATE")
-        seq, prev = head["seq"], bytes(head["hash"])
-        rows = []
-        for at, entry in items:
-            seq += 1
-            digest = chain_hash(key, prev, seq, at, entry)
-            rows.append((seq, at, canonical(entry).decode(), prev, digest))
-            prev = digest
-        await conn.executemany(
-            "INSERT INTO audit.records (seq, at, entry, prev_hash, hash) "
-            "VALUES ($1, $2, $3::jsonb, $4, $5)",
-            rows,
-        )
-        await conn.execute(
-            "UPDATE audit.chain_head SET seq = $1, hash = $2 WHERE id = 1", seq, prev
-        )
-    return [r[0] for r in rows]
+Head = tuple[int, bytes]  # the last record's seq and hash
+Item = tuple[datetime, dict[str, Any]]  # a record to append: its time and entry
+Row = tuple[int, datetime, str, bytes, bytes]  # seq, at, entry JSON, previous hash, hash
+
+# One round trip: advance the head from exactly the state the batch was linked to, and insert
+# the batch only if that worked. A head another writer moved meanwhile matches nothing (the
+# UPDATE re-checks its WHERE after waiting for that writer's lock), and nothing is written.
+_APPEND_IF_HEAD = """
+WITH head AS (
+    UPDATE audit.chain_head SET seq = $3, hash = $4
+    WHERE id = 1 AND seq = $1 AND hash = $2
+    RETURNING 1
+)
+INSERT INTO audit.records (seq, at, entry, prev_hash, hash)
+SELECT r.seq, r.at, r.entry, r.prev_hash, r.hash
+FROM unnest($5::bigint[], $6::timestamptz[], $7::jsonb[], $8::bytea[], $9::bytea[])
+    AS r(seq, at, entry, prev_hash, hash)
+WHERE EXISTS (SELECT 1 FROM head)
+"""
+
+
+class Appender:
+    """Appends batches to the chain, remembering the head it last wrote.
+
+    While one writer appends alone, a batch is a single statement (no separate read of the
+    head, no explicit transaction). When another writer moved the head, the batch is linked
+    again under the head's row lock.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.head: Head | None = None
+
+    async def append(self, conn: asyncpg.Connection, items: Sequence[Item]) -> list[int]:
+        head = self.head
+        if head is not None:
+            rows = link(self.key, head, items)
+            # The next batch chains after this one, whether or not this one has committed.
+            self.head = (rows[-1][0], rows[-1][4])
+            if await _insert_if_head_is(conn, head, rows):
+                return [r[0] for r in rows]
+        self.head = None  # unknown until this batch is written
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT seq, hash FROM audit.chain_head WHERE id = 1 FOR UPDATE"
+            )
+            rows = link(self.key, (row["seq"], bytes(row["hash"])), items)
+            if not await _insert_if_head_is(conn, (row["seq"], bytes(row["hash"])), rows):
+                # The head is locked by us: unreachable unless the table is tampered with.
+                raise AuditStoreError("the audit chain head changed under its own lock")
+        self.head = (rows[-1][0], rows[-1][4])
+        return [r[0] for r in rows]
+
+
+async def _insert_if_head_is(conn: asyncpg.Connection, head: Head, rows: list[Row]) -> bool:
+    last = rows[-1]
+    columns = (list(c) for c in zip(*rows, strict=True))
+    status = await conn.execute(_APPEND_IF_HEAD, head[0], head[1], last[0], last[4], *columns)
+    return status == f"INSERT 0 {len(rows)}"
+
+
+def link(
+    key: bytes, head: Head, items: Sequence[Item]
+) -> list[tuple[int, datetime, str, bytes, bytes]]:
+    """The rows of a batch chained after ``head``: (seq, at, entry JSON, prev hash, hash)."""
+    seq, prev = head
+    rows = []
+    for at, entry in items:
+        seq += 1
+        body = canonical(entry)
+        digest = _chain_hash(key, prev, seq, at, body)
+        rows.append((seq, at, body.decode(), prev, digest))
+        prev = digest
+    return rows
+
+
+async def append(conn: asyncpg.Connection, key: bytes, items: Sequence[Item]) -> list[int]:
+    """Append records (one writer's batch); returns their sequence numbers."""
+    return await Appender(key).append(conn, items)
 
 
 @dataclass(frozen=True)
