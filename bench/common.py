@@ -17,8 +17,14 @@ class NullAudit:
     """Stands in for the audit writer where a benchmark measures something else: takes every
     entry and returns at once, writing nothing (same ``record`` as ``AuditWriter``)."""
 
+    async def start(self) -> None:
+        pass
+
     async def record(self, entry: dict[str, Any]) -> int:
         return 0
+
+    async def stop(self) -> None:
+        pass
 
 
 def seeded_databases(database_url: str | None) -> tuple[DatabaseUrls, Any]:

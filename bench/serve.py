@@ -1,7 +1,8 @@
 """One server of the benchmark, in its own process: ``python -m bench.serve KIND PORT``.
 
-KIND is ``gateway``, ``baseline`` or ``traffy``; the upstream URLs come from the gateway's
-own ``BMA_*`` environment variables.
+KIND is ``gateway``, ``gateway-unaudited`` (the gateway with its audit writer replaced by
+one that writes nothing: the baseline of the audit cost), ``baseline`` or ``traffy``; the
+upstream URLs come from the gateway's own ``BMA_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def main(kind: str, port: int) -> None:
     else:
         settings = Settings.from_env()
         if kind == "gateway":
+            app = create_app(settings)
+        elif kind == "gateway-unaudited":
+            import gateway.app
+            from bench.common import NullAudit
+
+            gateway.app.audit_writer_from = lambda _settings: NullAudit()
             app = create_app(settings)
         else:
             from bench.baseline import create_baseline_app

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway import cli_audit, cli_credentials
+from gateway import cli_audit, cli_cache, cli_credentials
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--file", type=Path, help="a policy file (default: the shipped one)")
     cli_credentials.add_commands(commands)
     cli_audit.add_commands(commands)
+    cli_cache.add_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli_credentials.run(args)
     if args.command == "audit":
         return cli_audit.run(args)
+    if args.command == "cache":
+        return cli_cache.run(args)
     if args.command == "policy":
         return _policy(args)
     return _serve()

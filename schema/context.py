@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from connectors.audit_log import AuditLogConnector
 from connectors.base import Record, UpstreamError
+from connectors.cache import CacheStore, cached_batch
 from connectors.registry import RegistryConnector
 from connectors.tax import TaxConnector
 from connectors.traffy import ComplaintCounts, NearbyKey, TraffyConnector, near
@@ -29,6 +30,8 @@ class Connectors:
     traffy: TraffyConnector
     # The gateway's own audit log, read by `accessLog`; None when no audit store is set.
     audit_log: AuditLogConnector | None = None
+    # Caches of public upstream answers (connectors/cache.py); None: nothing is cached.
+    cache: CacheStore | None = None
 
     def all(self) -> list[Any]:
         upstream: list[Any] = [self.tax, self.registry, self.traffy]
@@ -44,12 +47,16 @@ class Limits:
 
 
 def _loader(
-    fetch: Callable[[list[K]], Awaitable[Mapping[K, V | UpstreamError]]], default: Any = None
+    fetch: Callable[[list[K]], Awaitable[Mapping[K, V | UpstreamError]]],
+    default: Any = None,
+    *,
+    cache: tuple[CacheStore | None, str] | None = None,
 ) -> DataLoader[K, V]:
-    """A DataLoader over a connector batch method that answers a mapping by key."""
+    """A DataLoader over a connector batch method that answers a mapping by key; through the
+    named cache when ``cache`` is given (public answers only: see connectors/cache.py)."""
 
     async def load(keys: list[K]) -> Sequence[V | BaseException]:
-        found = await fetch(keys)
+        found = await (cached_batch(*cache, fetch, keys) if cache else fetch(keys))
         return [found.get(k, default) for k in keys]
 
     return DataLoader(load_fn=load)
@@ -70,15 +77,23 @@ class Loaders:
         self.business_signboards: DataLoader[str, list[Record]] = _loader(
             c.tax.signboards_by_businesses, default=[]
         )
-        self.revenue: DataLoader[tuple[str, int], Record] = _loader(c.tax.revenue)
-        self.registry_summary: DataLoader[str, Record] = _loader(c.registry.summaries)
-        self.population: DataLoader[str, list[Record]] = _loader(c.registry.population)
+        self.revenue: DataLoader[tuple[str, int], Record] = _loader(
+            c.tax.revenue, cache=(c.cache, "tax.revenue")
+        )
+        self.registry_summary: DataLoader[str, Record] = _loader(
+            c.registry.summaries, cache=(c.cache, "registry.summaries")
+        )
+        self.population: DataLoader[str, list[Record]] = _loader(
+            c.registry.population, cache=(c.cache, "registry.population")
+        )
         self.business: DataLoader[str, Record | None] = _loader(c.registry.businesses_by_numbers)
         self.licences: DataLoader[str, list[Record]] = _loader(
             c.registry.licences_by_numbers, default=[]
         )
         self.complaint: DataLoader[str, Record | None] = _loader(c.traffy.by_ids)
-        self.complaint_stats: DataLoader[str, ComplaintCounts] = _loader(c.traffy.stats)
+        self.complaint_stats: DataLoader[str, ComplaintCounts] = _loader(
+            c.traffy.stats, cache=(c.cache, "traffy.stats")
+        )
         # At most 50 points per upstream call: each adds a bbox parameter to the URL.
         self.nearby: DataLoader[NearbyKey, list[Record]] = DataLoader(
             load_fn=lambda keys: near(c.traffy, keys), max_batch_size=50

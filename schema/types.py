@@ -17,6 +17,7 @@ import strawberry
 from strawberry.types import Info
 
 from connectors.base import Page, Record
+from connectors.cache import cached_call
 from connectors.districts import DistrictInfo, all_districts
 from connectors.districts import district as district_info
 from connectors.registry import BusinessQuery, business_cursor, permit_cursor
@@ -416,7 +417,14 @@ async def complaints_page(
     info: Info, where: ComplaintQuery, first: int | None, after: str | None
 ) -> Connection[Complaint]:
     ctx = context_of(info)
-    page = await ctx.connectors.traffy.search(where, page_request(ctx.limits, first, after))
+    request = page_request(ctx.limits, first, after)
+    traffy = ctx.connectors.traffy
+    page = await cached_call(
+        ctx.connectors.cache,
+        "traffy.search",
+        (where, request),
+        lambda: traffy.search(where, request),
+    )
     return connection(page, Complaint.of, lambda r: r["_cursor"], after)
 
 

@@ -1,0 +1,300 @@
+"""Caches of upstream answers (aiocache): in memory, or in Redis when ``REDIS_URL`` is set.
+
+Only public data is cached here: aggregates (tax revenue, business counts, population,
+complaint statistics) and public complaint pages. Records carrying personal data are never
+cached — Redis would become a second copy of them — and the access policy applies after the
+cache, so a cached value is shown to each principal as the policy allows.
+
+Each entry remembers when it was stored. Within its TTL it is served; after it, the upstream
+is asked again — and if the upstream fails, an entry younger than TTL + ``stale_seconds`` is
+served instead (stale-if-error) and the request notes it (``stale_uses``), so the response can
+say which data is old. If Redis fails, the caches fall back to memory for a while, with one
+warning; no request fails because the cache does.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.serializers import BaseSerializer
+
+from connectors.base import Page, UpstreamError
+from connectors.traffy import ComplaintCounts
+
+log = logging.getLogger("bma.cache")
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Seconds an entry is fresh, per cache; 0 turns a cache off.
+DEFAULT_TTLS: Mapping[str, float] = {
+    "tax.revenue": 300,
+    "registry.summaries": 300,
+    "registry.population": 3600,
+    "traffy.stats": 60,
+    "traffy.search": 30,
+    "response": 30,
+}
+CONNECTORS = ("tax", "registry", "traffy")
+NAMESPACE = "bma:cache"
+REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, memory is used this long before retrying
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSettings:
+    redis_url: str | None = None
+    ttls: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_TTLS))
+    stale_seconds: float = 600.0  # how long past its TTL an entry may stand in for a failure
+    redis_timeout: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class StaleUse:
+    cache: str
+    source: str
+    age_seconds: float
+
+
+# The stale entries the current request was served; set per request by the executor.
+stale_uses: contextvars.ContextVar[list[StaleUse] | None] = contextvars.ContextVar(
+    "stale_uses", default=None
+)
+
+
+class CacheStore:
+    """The named caches of one process, on one backend (Redis, or memory)."""
+
+    def __init__(self, settings: CacheSettings | None = None) -> None:
+        self.settings = settings or CacheSettings()
+        self._memory = SimpleMemoryCache(timeout=None)
+        self._redis = _redis_cache(self.settings) if self.settings.redis_url else None
+        self._redis_down_until = 0.0
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self._redis is not None else "memory"
+
+    def ttl(self, name: str) -> float:
+        return float(self.settings.ttls.get(name, 0))
+
+    async def get_many(self, name: str, keys: Sequence[str], *, text: bool = False) -> list[Any]:
+        """Values by key (None when missing); ``text``: stored as text, not serialized."""
+        extra = {"loads_fn": _same} if text else {}
+        return await self._call("multi_get", [_key(name, k) for k in keys], **extra)
+
+    async def set_many(
+        self, name: str, pairs: Sequence[tuple[str, Any]], ttl: float, *, text: bool = False
+    ) -> None:
+        if pairs:
+            extra = {"dumps_fn": _same} if text else {}
+            await self._call("multi_set", [(_key(name, k), v) for k, v in pairs], ttl=ttl, **extra)
+
+    async def clear(self, names: Sequence[str], *, strict: bool = False) -> None:
+        """Empty the named caches; ``strict``: a Redis failure raises (the CLI reports it)
+        instead of falling back to memory."""
+        for name in names:
+            namespace = f"{NAMESPACE}:{name}"
+            if strict and self._redis is not None:
+                await self._redis.clear(namespace=namespace)
+            else:
+                await self._call("clear", namespace=namespace)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            # The client itself: aiocache's close() calls redis-py's deprecated close().
+            await self._redis.client.aclose()
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        cache = self._usable()
+        try:
+            return await getattr(cache, method)(*args, **kwargs)
+        except Exception as exc:  # any Redis failure: fall back, never fail the request
+            if cache is self._memory:
+                raise
+            log.warning(
+                "Redis cache unavailable (%s: %s); caching in memory for %.0f s",
+                type(exc).__name__,
+                exc,
+                REDIS_RETRY_SECONDS,
+            )
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            return await getattr(self._memory, method)(*args, **kwargs)
+
+    def _usable(self) -> Any:
+        if self._redis is not None and time.monotonic() >= self._redis_down_until:
+            return self._redis
+        return self._memory
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _key(name: str, key: str) -> str:
+    # Memory keys carry the namespace too: `clear` matches both backends the same way.
+    return f"{NAMESPACE}:{name}:{key}"
+
+
+def _redis_cache(settings: CacheSettings) -> RedisCache:
+    url = urlsplit(settings.redis_url or "")
+    db = url.path.strip("/") or "0"
+    return RedisCache(
+        endpoint=url.hostname or "127.0.0.1",
+        port=url.port or 6379,
+        db=int(db),
+        password=url.password,
+        serializer=TypedJsonSerializer(),
+        timeout=settings.redis_timeout,
+        create_connection_timeout=settings.redis_timeout,
+        connection_pool_kwargs={"socket_timeout": settings.redis_timeout},
+    )
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+async def cached_batch(
+    store: CacheStore | None,
+    name: str,
+    fetch: Callable[[list[K]], Awaitable[Mapping[K, V | UpstreamError]]],
+    keys: list[K],
+) -> Mapping[K, V | UpstreamError]:
+    """``fetch`` (a connector batch method) through the cache ``name``: fresh entries are
+    served, the rest fetched and stored; a failed key is answered from a stale entry when
+    there is one."""
+    ttl = store.ttl(name) if store is not None else 0
+    if store is None or not ttl:
+        return await fetch(keys)
+    texts = [_text(k) for k in keys]
+    entries = dict(zip(keys, await store.get_many(name, texts), strict=True))
+    now = time.time()
+    result: dict[K, V | UpstreamError] = {
+        k: e["v"] for k, e in entries.items() if e is not None and now - e["at"] < ttl
+    }
+    missing = [k for k in keys if k not in result]
+    if not missing:
+        return result
+    try:
+        found = await fetch(missing)
+    except UpstreamError as exc:
+        found = {k: exc for k in missing}
+    fresh: list[tuple[str, Any]] = []
+    for k in missing:
+        value = found.get(k)
+        if isinstance(value, UpstreamError):
+            result[k] = _stale_or(entries.get(k), value, name, now)
+        else:
+            result[k] = value  # type: ignore[assignment]
+            if value is not None and not getattr(value, "failures", None):  # partial: not kept
+                fresh.append((_text(k), {"at": now, "v": value}))
+    await store.set_many(name, fresh, ttl + store.settings.stale_seconds)
+    return result
+
+
+async def cached_call(
+    store: CacheStore | None, name: str, key: Hashable, call: Callable[[], Awaitable[V]]
+) -> V:
+    """One upstream call through the cache ``name`` (e.g. a page of a public list)."""
+
+    async def fetch(keys: list[Hashable]) -> dict[Hashable, Any]:
+        return {keys[0]: await call()}
+
+    found = (await cached_batch(store, name, fetch, [key]))[key]
+    if isinstance(found, UpstreamError):
+        raise found
+    return found  # type: ignore[return-value]
+
+
+def _stale_or(entry: Any, error: UpstreamError, name: str, now: float) -> Any:
+    if entry is None:
+        return error
+    uses = stale_uses.get()
+    if uses is not None:
+        uses.append(StaleUse(name, error.source, round(now - entry["at"], 1)))
+    return entry["v"]
+
+
+def _text(key: Hashable) -> str:
+    """A stable text for a key: tuples and dataclasses (queries, page requests) included."""
+    return orjson.dumps(key, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"cannot key a cache by {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------- serializer
+
+# The only classes a cached value may be rebuilt as: never an arbitrary class from Redis.
+_CLASSES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "ComplaintCounts": lambda f: ComplaintCounts(
+        f["total"], Counter(f["by_state"]), Counter(f["by_type"])
+    ),
+    "Page": lambda f: Page(**f),
+}
+
+
+class TypedJsonSerializer(BaseSerializer):
+    """JSON that keeps Decimal, datetime, date, tuples and the connectors' value classes.
+    Never pickle: a value read from Redis can only become data, not code."""
+
+    DEFAULT_ENCODING = "utf-8"
+
+    def dumps(self, value: Any) -> str:
+        return orjson.dumps(_tagged(value)).decode()
+
+    def loads(self, value: str | None) -> Any:
+        return None if value is None else _untagged(orjson.loads(value))
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _tagged(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [_tagged(v) for v in value]}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if type(value).__name__ in _CLASSES and dataclasses.is_dataclass(value):
+        fields = {f.name: _tagged(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"$class": type(value).__name__, "fields": fields}
+    return value
+
+
+def _untagged(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$decimal" in value:
+        return Decimal(value["$decimal"])
+    if "$datetime" in value:
+        return datetime.fromisoformat(value["$datetime"])
+    if "$date" in value:
+        return date.fromisoformat(value["$date"])
+    if "$tuple" in value:
+        return tuple(_untagged(v) for v in value["$tuple"])
+    if "$class" in value:
+        build = _CLASSES[value["$class"]]
+        return build({k: _untagged(v) for k, v in value["fields"].items()})
+    return {k: _untagged(v) for k, v in value.items()}

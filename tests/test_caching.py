@@ -1,0 +1,212 @@
+"""Caches of public upstream answers and of whole public responses.
+
+The cache tests run against memory and, when REDIS_URL is set, real Redis; the gateway tests
+run a real gateway whose upstreams are the real test databases and the Traffy stand-in.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from connectors.base import Page, UpstreamUnavailable
+from connectors.cache import (
+    CacheSettings,
+    CacheStore,
+    TypedJsonSerializer,
+    cached_batch,
+    stale_uses,
+)
+from connectors.traffy import ComplaintCounts
+from support import run
+
+REDIS_URL = os.environ.get("REDIS_URL")
+needs_redis = pytest.mark.skipif(
+    not REDIS_URL, reason="REDIS_URL not set: the Redis-backed cache needs a Redis server"
+)
+BACKENDS = ["memory", pytest.param("redis", marks=needs_redis)]
+
+
+def store_for(backend: str, name: str, ttl: float) -> CacheStore:
+    """A store whose cache ``name`` keeps entries ``ttl`` seconds (names are unique per test:
+    Redis outlives the test run)."""
+    settings = CacheSettings(
+        redis_url=REDIS_URL if backend == "redis" else None, ttls={name: ttl}, stale_seconds=600
+    )
+    return CacheStore(settings)
+
+
+class Upstream:
+    """A connector batch method whose answers and failures the test controls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.down = False
+
+    async def fetch(self, keys: list[str]) -> dict[str, Any]:
+        self.calls.append(list(keys))
+        if self.down:
+            raise UpstreamUnavailable("test-source", "connection refused")
+        return {k: {"key": k, "value": Decimal("1.50")} for k in keys}
+
+
+def test_values_round_trip_through_the_typed_json_serializer():
+    counts = ComplaintCounts(3, Counter({"DONE": 2}), Counter({"flood": 3}))
+    page = Page(rows=[{"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}], total=1, has_next=False)
+    value = {
+        "amount": Decimal("1234.50"),
+        "on": date(2026, 11, 24),
+        "pair": ("1039", 2025),
+        "counts": counts,
+        "page": page,
+        "thai": "เขตวัฒนา",
+        "none": None,
+    }
+    serializer = TypedJsonSerializer()
+    text = serializer.dumps(value)
+    assert "pickle" not in text and isinstance(text, str)
+    back = serializer.loads(text)
+    assert back == value
+    assert isinstance(back["counts"].by_state, Counter)
+
+
+def test_the_serializer_rebuilds_only_known_classes():
+    forged = '{"x": {"$class": "Popen", "fields": {"args": ["rm", "-rf", "/"]}}}'
+    with pytest.raises(KeyError):
+        TypedJsonSerializer().loads(forged)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fresh_entries_are_served_without_an_upstream_call(backend: str):
+    upstream = Upstream()
+
+    async def go() -> None:
+        name = f"test.values.{uuid.uuid4().hex}"
+        store = store_for(backend, name, 60)
+        first = await cached_batch(store, name, upstream.fetch, ["a", "b"])
+        again = await cached_batch(store, name, upstream.fetch, ["b", "c"])
+        assert first == {
+            "a": {"key": "a", "value": Decimal("1.50")},
+            "b": {"key": "b", "value": Decimal("1.50")},
+        }
+        assert again["b"] == first["b"] and again["c"]["key"] == "c"
+        assert upstream.calls == [["a", "b"], ["c"]]  # b came from the cache
+        await store.clear([name])
+        await cached_batch(store, name, upstream.fetch, ["a"])
+        assert upstream.calls[-1] == ["a"]
+        await store.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failed_upstream_is_answered_from_a_stale_entry_and_flagged(backend: str):
+    upstream = Upstream()
+
+    async def go() -> None:
+        name = f"test.stale.{uuid.uuid4().hex}"
+        store = store_for(backend, name, 0.05)
+        await cached_batch(store, name, upstream.fetch, ["a"])
+        import asyncio
+
+        await asyncio.sleep(0.1)  # past the TTL: the upstream is asked again
+        upstream.down = True
+        uses: list[Any] = []
+        token = stale_uses.set(uses)
+        try:
+            value = await cached_batch(store, name, upstream.fetch, ["a", "new"])
+        finally:
+            stale_uses.reset(token)
+        assert value["a"] == {"key": "a", "value": Decimal("1.50")}
+        assert isinstance(value["new"], UpstreamUnavailable)  # nothing to fall back on
+        assert [(u.cache, u.source) for u in uses] == [(name, "test-source")]
+        assert uses[0].age_seconds >= 0.05
+        assert upstream.calls == [["a"], ["a", "new"]]
+        await store.close()
+
+    run(go())
+
+
+def test_a_cache_with_no_ttl_passes_through():
+    upstream = Upstream()
+
+    async def go() -> None:
+        store = store_for("memory", "configured", 60)
+        await cached_batch(store, "not-configured", upstream.fetch, ["a"])
+        await cached_batch(store, "not-configured", upstream.fetch, ["a"])
+        assert upstream.calls == [["a"], ["a"]]
+
+    run(go())
+
+
+@needs_redis
+def test_redis_going_away_falls_back_to_memory_with_one_warning(caplog: pytest.LogCaptureFixture):
+    upstream = Upstream()
+
+    async def go() -> None:
+        store = CacheStore(CacheSettings(redis_url="redis://127.0.0.1:1/0", ttls={"t": 60}))
+        for _ in range(3):
+            found = await cached_batch(store, "t", upstream.fetch, ["a"])
+            assert found["a"]["key"] == "a"
+        await store.close()
+
+    with caplog.at_level("WARNING", logger="bma.cache"):
+        run(go())
+    warnings = [r for r in caplog.records if "Redis cache unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert upstream.calls == [["a"]]  # the memory fallback cached it
+
+
+@needs_redis
+def test_cache_clear_empties_the_chosen_connectors_caches_in_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from gateway.cli import main
+
+    upstream = Upstream()
+    settings = CacheSettings(redis_url=REDIS_URL)
+
+    async def fill() -> None:
+        store = CacheStore(settings)
+        for name in ("tax.revenue", "traffy.stats"):
+            await cached_batch(store, name, upstream.fetch, ["clear-me"])
+        await store.close()
+
+    async def cached(name: str) -> bool:
+        store = CacheStore(settings)
+        try:
+            [entry] = await store.get_many(name, ['"clear-me"'])
+        finally:
+            await store.close()
+        return entry is not None
+
+    run(fill())
+    assert run(cached("tax.revenue")) and run(cached("traffy.stats"))
+    monkeypatch.setenv("REDIS_URL", REDIS_URL or "")
+    assert main(["cache", "clear", "--connector", "tax"]) == 0
+    assert "tax.revenue" in capsys.readouterr().out
+    assert not run(cached("tax.revenue")) and run(cached("traffy.stats"))
+    assert main(["cache", "clear"]) == 0
+    assert not run(cached("traffy.stats"))
+
+
+def test_cache_clear_without_redis_says_why(monkeypatch: pytest.MonkeyPatch, capsys):
+    from gateway.cli import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["cache", "clear"]) == 2
+    assert "REDIS_URL is not set" in capsys.readouterr().err
+
+
+def test_cache_clear_reports_an_unreachable_redis(monkeypatch: pytest.MonkeyPatch, capsys):
+    from gateway.cli import main
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["cache", "clear", "--connector", "traffy"]) == 1
+    assert "cannot clear the caches" in capsys.readouterr().err
