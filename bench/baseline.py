@@ -71,6 +71,15 @@ def create_baseline_app(c: Connectors) -> Starlette:
         body = {"data": {"complaints": {"totalCount": page.total, "edges": edges}}}
         return Response(orjson.dumps(body), media_type="application/json")
 
+    saved: dict[str, bytes] = {}
+
+    async def districts_saved(request: Request) -> Response:
+        """The same bytes, computed once: the fastest a Starlette endpoint can answer them,
+        to compare the gateway's response cache with."""
+        if "body" not in saved:
+            saved["body"] = (await districts(request)).body
+        return Response(saved["body"], media_type="application/json")
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*(x.start() for x in c.all()))
@@ -80,5 +89,10 @@ def create_baseline_app(c: Connectors) -> Starlette:
             await asyncio.gather(*(x.stop() for x in c.all()))
 
     return Starlette(
-        routes=[Route("/districts", districts), Route("/complaints", complaints)], lifespan=lifespan
+        routes=[
+            Route("/districts", districts),
+            Route("/districts/saved", districts_saved),
+            Route("/complaints", complaints),
+        ],
+        lifespan=lifespan,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from graphql import GraphQLError
@@ -63,41 +64,65 @@ def _loader(
 
 
 class Loaders:
-    """One DataLoader per batch read; created per request so nothing leaks between users."""
+    """One DataLoader per batch read; created per request so nothing leaks between users,
+    and each only when a resolver first asks for it (most operations use two or three)."""
 
     def __init__(self, c: Connectors) -> None:
-        self.parcel: DataLoader[int, Record | None] = _loader(c.tax.parcels_by_ids)
-        self.owner: DataLoader[int, Record | None] = _loader(c.tax.owners_by_ids)
-        self.assessments: DataLoader[int, list[Record]] = _loader(
-            c.tax.assessments_by_parcels, default=[]
-        )
-        self.parcel_signboards: DataLoader[int, list[Record]] = _loader(
-            c.tax.signboards_by_parcels, default=[]
-        )
-        self.business_signboards: DataLoader[str, list[Record]] = _loader(
-            c.tax.signboards_by_businesses, default=[]
-        )
-        self.revenue: DataLoader[tuple[str, int], Record] = _loader(
-            c.tax.revenue, cache=(c.cache, "tax.revenue")
-        )
-        self.registry_summary: DataLoader[str, Record] = _loader(
-            c.registry.summaries, cache=(c.cache, "registry.summaries")
-        )
-        self.population: DataLoader[str, list[Record]] = _loader(
-            c.registry.population, cache=(c.cache, "registry.population")
-        )
-        self.business: DataLoader[str, Record | None] = _loader(c.registry.businesses_by_numbers)
-        self.licences: DataLoader[str, list[Record]] = _loader(
-            c.registry.licences_by_numbers, default=[]
-        )
-        self.complaint: DataLoader[str, Record | None] = _loader(c.traffy.by_ids)
-        self.complaint_stats: DataLoader[str, ComplaintCounts] = _loader(
-            c.traffy.stats, cache=(c.cache, "traffy.stats")
-        )
+        self._c = c
+
+    @cached_property
+    def parcel(self) -> DataLoader[int, Record | None]:
+        return _loader(self._c.tax.parcels_by_ids)
+
+    @cached_property
+    def owner(self) -> DataLoader[int, Record | None]:
+        return _loader(self._c.tax.owners_by_ids)
+
+    @cached_property
+    def assessments(self) -> DataLoader[int, list[Record]]:
+        return _loader(self._c.tax.assessments_by_parcels, default=[])
+
+    @cached_property
+    def parcel_signboards(self) -> DataLoader[int, list[Record]]:
+        return _loader(self._c.tax.signboards_by_parcels, default=[])
+
+    @cached_property
+    def business_signboards(self) -> DataLoader[str, list[Record]]:
+        return _loader(self._c.tax.signboards_by_businesses, default=[])
+
+    @cached_property
+    def revenue(self) -> DataLoader[tuple[str, int], Record]:
+        return _loader(self._c.tax.revenue, cache=(self._c.cache, "tax.revenue"))
+
+    @cached_property
+    def registry_summary(self) -> DataLoader[str, Record]:
+        return _loader(self._c.registry.summaries, cache=(self._c.cache, "registry.summaries"))
+
+    @cached_property
+    def population(self) -> DataLoader[str, list[Record]]:
+        return _loader(self._c.registry.population, cache=(self._c.cache, "registry.population"))
+
+    @cached_property
+    def business(self) -> DataLoader[str, Record | None]:
+        return _loader(self._c.registry.businesses_by_numbers)
+
+    @cached_property
+    def licences(self) -> DataLoader[str, list[Record]]:
+        return _loader(self._c.registry.licences_by_numbers, default=[])
+
+    @cached_property
+    def complaint(self) -> DataLoader[str, Record | None]:
+        return _loader(self._c.traffy.by_ids)
+
+    @cached_property
+    def complaint_stats(self) -> DataLoader[str, ComplaintCounts]:
+        return _loader(self._c.traffy.stats, cache=(self._c.cache, "traffy.stats"))
+
+    @cached_property
+    def nearby(self) -> DataLoader[NearbyKey, list[Record]]:
         # At most 50 points per upstream call: each adds a bbox parameter to the URL.
-        self.nearby: DataLoader[NearbyKey, list[Record]] = DataLoader(
-            load_fn=lambda keys: near(c.traffy, keys), max_batch_size=50
-        )
+        traffy = self._c.traffy
+        return DataLoader(load_fn=lambda keys: near(traffy, keys), max_batch_size=50)
 
 
 @dataclass
