@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from connectors.audit_log import AuditLogConnector
+from connectors.cache import CacheSettings, CacheStore
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.tax import TaxConnector
@@ -52,6 +53,13 @@ def connectors_from(settings: Settings) -> Connectors:
         audit_log=AuditLogConnector(audit_url, PoolSettings(max_size=2, timeout=pool.timeout))
         if audit_url
         else None,
+        cache=CacheStore(
+            CacheSettings(
+                redis_url=settings.redis_url,
+                ttls=settings.cache_ttls,
+                stale_seconds=settings.cache_stale_seconds,
+            )
+        ),
     )
 
 
@@ -131,6 +139,8 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
             if api_keys is not None:
                 await api_keys.stop()
             await asyncio.gather(*(c.stop() for c in connectors.all()))
+            if connectors.cache is not None:
+                await connectors.cache.close()
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
 from policies.principal import Level
 
@@ -86,6 +87,10 @@ class Settings:
     audit_batch_max: int = 256
     audit_queue_max: int = 10_000
     audit_timeout: float = 5.0
+    # Caches (connectors/cache.py): Redis shared by replicas, else each process's memory.
+    redis_url: str | None = None
+    cache_ttls: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TTLS))
+    cache_stale_seconds: float = 600.0
 
     @property
     def audit_store_url(self) -> str | None:
@@ -131,6 +136,11 @@ class Settings:
                 "BMA_AUDIT_QUEUE_MAX", cls.audit_queue_max, 1, 1_000_000
             ),
             audit_timeout=reader.number("BMA_AUDIT_TIMEOUT", cls.audit_timeout, high=60),
+            redis_url=reader.optional("REDIS_URL"),
+            cache_ttls=_cache_ttls(env.get("BMA_CACHE_TTLS", "")),
+            cache_stale_seconds=reader.number(
+                "BMA_CACHE_STALE_SECONDS", cls.cache_stale_seconds, high=86_400, allow_zero=True
+            ),
         )
         if settings.audit_key_file and not settings.audit_key_file.is_file():
             raise ConfigError(
@@ -177,6 +187,9 @@ class Settings:
             "BMA_AUDIT_BATCH_MAX": str(self.audit_batch_max),
             "BMA_AUDIT_QUEUE_MAX": str(self.audit_queue_max),
             "BMA_AUDIT_TIMEOUT": str(self.audit_timeout),
+            "REDIS_URL": self.redis_url or "",
+            "BMA_CACHE_TTLS": json.dumps(dict(self.cache_ttls)),
+            "BMA_CACHE_STALE_SECONDS": str(self.cache_stale_seconds),
         }
         env.update(
             {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}
@@ -241,6 +254,32 @@ class _Reader:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _cache_ttls(raw: str) -> dict[str, float]:
+    """BMA_CACHE_TTLS: a JSON object of seconds per cache name, merged onto the defaults."""
+    ttls = dict(DEFAULT_TTLS)
+    if not raw.strip():
+        return ttls
+    try:
+        given = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"BMA_CACHE_TTLS is not valid JSON: {exc}") from None
+    if not isinstance(given, dict):
+        raise ConfigError("BMA_CACHE_TTLS must be a JSON object of seconds per cache")
+    for name, seconds in given.items():
+        if name not in DEFAULT_TTLS:
+            raise ConfigError(
+                f"BMA_CACHE_TTLS names an unknown cache {name!r} (known: {', '.join(DEFAULT_TTLS)})"
+            )
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= 86_400
+        ):
+            raise ConfigError(f"BMA_CACHE_TTLS[{name!r}] must be seconds between 0 and 86400")
+        ttls[name] = float(seconds)
+    return ttls
 
 
 def _path_or_none(raw: str | None) -> Path | None:

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from connectors.cache import DEFAULT_TTLS
 from gateway.app import create_app
 from gateway.audit_store import create_key
 from gateway.demo.embedded import DatabaseUrls
@@ -100,6 +101,8 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("gateway_database_url", db.gateway)
     overrides.setdefault("issuer_key_file", issuer_key_file())
     overrides.setdefault("audit_key_file", audit_key_file())
+    # Caches off unless a test turns them on: most tests count or break upstream calls.
+    overrides.setdefault("cache_ttls", dict.fromkeys(DEFAULT_TTLS, 0))
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,
