@@ -67,9 +67,12 @@ class Page:
 
 @dataclass(frozen=True)
 class SourceHealth:
+    """One source's answer to a health check, and its circuit breaker's state."""
+
     source: str
     ok: bool
     detail: str = ""
+    breaker: str = "closed"  # "closed", "open" or "half_open" (connectors/resilience.py)
 
 
 class CallCounter:

@@ -15,6 +15,7 @@ from connectors.base import (
     UpstreamUnavailable,
     with_timeout,
 )
+from connectors.resilience import Guard, ResilienceSettings
 
 # SQLSTATE classes and codes that mean "this source cannot answer now" rather than "our SQL
 # is wrong": connection (08), authorization (28), resources such as too many connections (53),
@@ -73,26 +74,41 @@ class PgPool:
 
 
 class PgSource:
-    """One PostgreSQL-backed source: a name for errors, a pool, a call counter."""
+    """One PostgreSQL-backed source: a name for errors, a pool, a call counter, and its own
+    guard (concurrency bound, circuit breaker, retries), even when it shares the pool."""
 
-    def __init__(self, name: str, pool: PgPool, counter: CallCounter) -> None:
+    def __init__(
+        self,
+        name: str,
+        pool: PgPool,
+        counter: CallCounter,
+        resilience: ResilienceSettings | None = None,
+    ) -> None:
         self.name = name
         self.pool = pool
         self.counter = counter
+        self.guard = Guard(name, resilience, queue_timeout=pool.settings.timeout)
 
     async def fetch(self, sql: str, *args: object) -> list[Record]:
-        """Run one read, counted, bounded by the timeout, failures named for this source."""
-        self.counter.record(self.name)
-        timeout = self.pool.settings.timeout
-        return await with_timeout(self.name, timeout, self.pool.fetch(self.name, sql, args))
+        """Run one read, guarded and retried; every attempt that reaches the upstream is
+        counted, bounded by the timeout, and its failure named for this source."""
+
+        async def attempt() -> list[Record]:
+            self.counter.record(self.name)
+            timeout = self.pool.settings.timeout
+            return await with_timeout(self.name, timeout, self.pool.fetch(self.name, sql, args))
+
+        return await self.guard.call(attempt)
 
     async def health(self) -> SourceHealth:
+        """A direct ``SELECT 1`` (not through the breaker, not counted) and the breaker's state."""
+        breaker = self.guard.breaker.state.value
         try:
             timeout = self.pool.settings.timeout
             await with_timeout(self.name, timeout, self.pool.fetch(self.name, "SELECT 1", ()))
         except Exception as exc:  # health reports any failure; it never raises
-            return SourceHealth(self.name, False, _reason(exc))
-        return SourceHealth(self.name, True)
+            return SourceHealth(self.name, False, _reason(exc), breaker)
+        return SourceHealth(self.name, True, breaker=breaker)
 
 
 def _reason(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from connectors.base import (
 )
 from connectors.districts import all_districts
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
+from connectors.resilience import Guard, ResilienceSettings
 
 T = TypeVar("T")
 
@@ -58,14 +59,21 @@ class BusinessQuery:
 
 
 class _District:
-    """One district's source: where it lives and how to read it."""
+    """One district's source: where it lives and how to read it. Its breaker is its own: a
+    district that is down never opens another's, even one sharing its pool."""
 
-    def __init__(self, config: RegistrySourceConfig, pool: PgPool, counter: CallCounter) -> None:
+    def __init__(
+        self,
+        config: RegistrySourceConfig,
+        pool: PgPool,
+        counter: CallCounter,
+        resilience: ResilienceSettings | None = None,
+    ) -> None:
         if not _SCHEMA_NAME.match(config.schema):
             raise ValueError(f"invalid schema name for district {config.code}: {config.schema!r}")
         self.code = config.code
         self.schema = config.schema
-        self.db = PgSource(f"registry:{config.code}", pool, counter)
+        self.db = PgSource(f"registry:{config.code}", pool, counter, resilience)
 
     def table(self, name: str) -> str:
         return f"{self.schema}.{name}"
@@ -75,7 +83,10 @@ class RegistryConnector:
     name = "registry"
 
     def __init__(
-        self, sources: Sequence[RegistrySourceConfig], settings: PoolSettings | None = None
+        self,
+        sources: Sequence[RegistrySourceConfig],
+        settings: PoolSettings | None = None,
+        resilience: ResilienceSettings | None = None,
     ) -> None:
         self.counter = CallCounter()
         settings = settings or PoolSettings()
@@ -83,13 +94,20 @@ class RegistryConnector:
         self._districts: dict[str, _District] = {}
         for config in sources:
             pool = self._pools.setdefault(config.dsn, PgPool(config.dsn, settings))
-            self._districts[config.code] = _District(config, pool, self.counter)
+            self._districts[config.code] = _District(config, pool, self.counter, resilience)
 
     @classmethod
-    def one_database(cls, dsn: str, settings: PoolSettings | None = None) -> RegistryConnector:
+    def one_database(
+        cls,
+        dsn: str,
+        settings: PoolSettings | None = None,
+        resilience: ResilienceSettings | None = None,
+    ) -> RegistryConnector:
         """All 50 districts as schemas ``d1001`` … ``d1050`` of one database (the demo)."""
         return cls(
-            [RegistrySourceConfig(d.code, dsn, f"d{d.code}") for d in all_districts()], settings
+            [RegistrySourceConfig(d.code, dsn, f"d{d.code}") for d in all_districts()],
+            settings,
+            resilience,
         )
 
     @property
@@ -104,6 +122,10 @@ class RegistryConnector:
 
     async def health(self) -> list[SourceHealth]:
         return list(await asyncio.gather(*(d.db.health() for d in self._districts.values())))
+
+    def guards(self) -> dict[str, Guard]:
+        """Each district source's guard, by source name (``registry:1039``)."""
+        return {d.db.name: d.db.guard for d in self._districts.values()}
 
     async def summaries(self, codes: Sequence[str]) -> dict[str, Record | UpstreamError]:
         """Per district: latest population total and active business count, one call each."""

@@ -20,6 +20,7 @@ from connectors.base import (
     encode_cursor,
 )
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
+from connectors.resilience import Guard, ResilienceSettings
 
 LAND_USES = ("agricultural", "residential", "commercial_other", "vacant")
 
@@ -36,10 +37,15 @@ class ParcelQuery:
 class TaxConnector:
     name = "tax"
 
-    def __init__(self, dsn: str, settings: PoolSettings | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        settings: PoolSettings | None = None,
+        resilience: ResilienceSettings | None = None,
+    ) -> None:
         self.counter = CallCounter()
         self._pool = PgPool(dsn, settings or PoolSettings())
-        self._db = PgSource(self.name, self._pool, self.counter)
+        self._db = PgSource(self.name, self._pool, self.counter, resilience)
 
     async def start(self) -> None:
         await self._pool.start()
@@ -49,6 +55,9 @@ class TaxConnector:
 
     async def health(self) -> list[SourceHealth]:
         return [await self._db.health()]
+
+    def guards(self) -> dict[str, Guard]:
+        return {self.name: self._db.guard}
 
     async def parcels_by_ids(self, ids: Sequence[int]) -> dict[int, Record]:
         rows = await self._db.fetch(

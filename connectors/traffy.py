@@ -29,8 +29,10 @@ from connectors.base import (
     UpstreamUnavailable,
     decode_position,
     encode_cursor,
+    with_timeout,
 )
 from connectors.districts import code_for_name, district
+from connectors.resilience import Guard, RequestRejected, ResilienceSettings
 
 SEARCH_PATH = "/share/teamchadchart/search"
 STATS_PATH = "/share/teamchadchart/stats"
@@ -92,6 +94,7 @@ class TraffyConnector:
         timeout: float = 5.0,
         max_page: int = 1000,
         transport: httpx.AsyncBaseTransport | None = None,
+        resilience: ResilienceSettings | None = None,
     ) -> None:
         self.counter = CallCounter()
         self.base_url = base_url.rstrip("/")
@@ -99,6 +102,10 @@ class TraffyConnector:
         self.max_page = max_page
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self.guard = Guard(self.name, resilience, queue_timeout=timeout)
+
+    def guards(self) -> dict[str, Guard]:
+        return {self.name: self.guard}
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -114,11 +121,13 @@ class TraffyConnector:
             self._client = None
 
     async def health(self) -> list[SourceHealth]:
+        """A direct call (not through the breaker, not counted) and the breaker's state."""
+        breaker = self.guard.breaker.state.value
         try:
-            await self._get(SEARCH_PATH, [("limit", "1"), ("offset", "0")])
+            await self._request(SEARCH_PATH, [("limit", "1"), ("offset", "0")])
         except (UpstreamUnavailable, UpstreamTimeout) as exc:
-            return [SourceHealth(self.name, False, exc.reason)]
-        return [SourceHealth(self.name, True)]
+            return [SourceHealth(self.name, False, exc.reason, breaker)]
+        return [SourceHealth(self.name, True, breaker=breaker)]
 
     async def search(self, where: ComplaintQuery, page: PageRequest) -> Page:
         offset = decode_position("complaint", page.after)
@@ -183,17 +192,29 @@ class TraffyConnector:
         return rows
 
     async def _get(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        """One read, guarded (bound, breaker, retries); each attempt made is counted."""
+
+        async def attempt() -> dict[str, Any]:
+            self.counter.record(self.name)
+            return await self._request(path, params)
+
+        return await self.guard.call(attempt)
+
+    async def _request(self, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+        """One GET within the timeout (connection, answer and body), failures named."""
         if self._client is None:
             raise UpstreamUnavailable(self.name, "connector is not started")
-        self.counter.record(self.name)
         try:
-            response = await self._client.get(path, params=params)
+            call = self._client.get(path, params=params)
+            response = await with_timeout(self.name, self.timeout, call)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(self.name, f"no answer within {self.timeout:g} s") from exc
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except httpx.InvalidURL as exc:
+            raise RequestRejected(self.name, type(exc).__name__) from exc
+        except httpx.HTTPError as exc:
             raise UpstreamUnavailable(self.name, type(exc).__name__) from exc
         if response.status_code != 200:
-            raise UpstreamUnavailable(self.name, f"HTTP {response.status_code}")
+            raise _status_error(self.name, response.status_code)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -201,6 +222,14 @@ class TraffyConnector:
         if not isinstance(body, dict) or not isinstance(body.get("results"), list):
             raise UpstreamUnavailable(self.name, "unexpected response shape")
         return body
+
+
+def _status_error(source: str, status: int) -> UpstreamUnavailable:
+    """A 4xx (but 408 and 429) refuses this request; anything else means the source is down."""
+    reason = f"HTTP {status}"
+    if 400 <= status < 500 and status not in (408, 429):
+        return RequestRejected(source, reason)
+    return UpstreamUnavailable(source, reason)
 
 
 def parse_ticket(raw: dict[str, Any]) -> Record | None:

@@ -17,6 +17,7 @@ from connectors.audit_log import AuditLogConnector
 from connectors.cache import CacheSettings, CacheStore
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
+from connectors.resilience import ResilienceSettings
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from gateway.api_keys import ApiKeyStore
@@ -34,7 +35,13 @@ from schema import Connectors, Limits, RequestContext, graphql_schema
 
 def connectors_from(settings: Settings) -> Connectors:
     pool = PoolSettings(max_size=settings.db_pool_max, timeout=settings.upstream_timeout)
-    registry = RegistryConnector.one_database(settings.registry_database_url, pool)
+    resilience = ResilienceSettings(
+        retries=settings.upstream_retries,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset=settings.breaker_reset_seconds,
+        concurrency=settings.upstream_concurrency,
+    )
+    registry = RegistryConnector.one_database(settings.registry_database_url, pool, resilience)
     if settings.registry_district_urls:
         sources = [
             RegistrySourceConfig(
@@ -44,12 +51,14 @@ def connectors_from(settings: Settings) -> Connectors:
             )
             for code in registry.district_codes
         ]
-        registry = RegistryConnector(sources, pool)
+        registry = RegistryConnector(sources, pool, resilience)
     audit_url = settings.audit_store_url
     return Connectors(
-        tax=TaxConnector(settings.tax_database_url, pool),
+        tax=TaxConnector(settings.tax_database_url, pool, resilience),
         registry=registry,
-        traffy=TraffyConnector(settings.traffy_base_url, timeout=settings.upstream_timeout),
+        traffy=TraffyConnector(
+            settings.traffy_base_url, timeout=settings.upstream_timeout, resilience=resilience
+        ),
         audit_log=AuditLogConnector(audit_url, PoolSettings(max_size=2, timeout=pool.timeout))
         if audit_url
         else None,
@@ -83,7 +92,14 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
     policy.check(schema)  # an unclassified field stops the gateway here, listing them all
     audit = audit_writer_from(settings)
-    executor = Executor(schema, policy, audit, mode=settings.policy_mode)
+    executor = Executor(
+        schema,
+        policy,
+        audit,
+        mode=settings.policy_mode,
+        limits=settings.operation_limits,
+        page_limits=limits,
+    )
     issuer = (
         EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
         if settings.issuer_key_file
@@ -123,6 +139,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         max_body_bytes=settings.max_body_bytes,
         max_batch=settings.max_batch,
         graphiql=settings.graphiql,
+        principal_for=principal_of,
     )
 
     @contextlib.asynccontextmanager
@@ -153,7 +170,10 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         status = "ready" if up == len(sources) else "degraded" if up else "down"
         body = {
             "status": status,
-            "sources": {h.source: "ok" if h.ok else f"down: {h.detail}" for h in sources},
+            "sources": {
+                h.source: {"state": "ok" if h.ok else f"down: {h.detail}", "breaker": h.breaker}
+                for h in sources
+            },
         }
         return JSONResponse(body, status_code=503 if status == "down" else 200)
 

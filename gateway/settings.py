@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
+from gateway.limits import AudienceLimits
 from policies.principal import Level
 
 EMBEDDED_ISSUER = "bma-gateway-embedded"
@@ -64,6 +65,11 @@ class Settings:
     port: int = 8000
     workers: int = 1
     upstream_timeout: float = 5.0
+    # Upstream resilience per source (connectors/resilience.py).
+    upstream_retries: int = 2
+    upstream_concurrency: int = 20
+    breaker_failures: int = 5
+    breaker_reset_seconds: float = 10.0
     db_pool_max: int = 10
     default_page_size: int = 20
     max_page_size: int = 1000
@@ -91,6 +97,8 @@ class Settings:
     redis_url: str | None = None
     cache_ttls: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TTLS))
     cache_stale_seconds: float = 600.0
+    # Operation limits per audience (gateway/limits.py), overridden by BMA_OPERATION_LIMITS.
+    operation_limits: AudienceLimits = AudienceLimits()
 
     @property
     def audit_store_url(self) -> str | None:
@@ -113,6 +121,14 @@ class Settings:
             port=reader.integer("BMA_PORT", cls.port, 1, 65535),
             workers=reader.integer("BMA_WORKERS", cls.workers, 1, 64),
             upstream_timeout=reader.number("BMA_UPSTREAM_TIMEOUT", cls.upstream_timeout),
+            upstream_retries=reader.integer("BMA_UPSTREAM_RETRIES", cls.upstream_retries, 0, 5),
+            upstream_concurrency=reader.integer(
+                "BMA_UPSTREAM_CONCURRENCY", cls.upstream_concurrency, 1, 1000
+            ),
+            breaker_failures=reader.integer("BMA_BREAKER_FAILURES", cls.breaker_failures, 1, 1000),
+            breaker_reset_seconds=reader.number(
+                "BMA_BREAKER_RESET_SECONDS", cls.breaker_reset_seconds, high=3600
+            ),
             db_pool_max=reader.integer("BMA_DB_POOL_MAX", cls.db_pool_max, 1, 500),
             default_page_size=reader.integer("BMA_DEFAULT_PAGE_SIZE", cls.default_page_size, 1),
             max_page_size=reader.integer("BMA_MAX_PAGE_SIZE", cls.max_page_size, 1),
@@ -141,6 +157,7 @@ class Settings:
             cache_stale_seconds=reader.number(
                 "BMA_CACHE_STALE_SECONDS", cls.cache_stale_seconds, high=86_400, allow_zero=True
             ),
+            operation_limits=AudienceLimits.from_env(env),
         )
         if settings.audit_key_file and not settings.audit_key_file.is_file():
             raise ConfigError(
@@ -168,6 +185,10 @@ class Settings:
             "BMA_PORT": str(self.port),
             "BMA_WORKERS": str(self.workers),
             "BMA_UPSTREAM_TIMEOUT": str(self.upstream_timeout),
+            "BMA_UPSTREAM_RETRIES": str(self.upstream_retries),
+            "BMA_UPSTREAM_CONCURRENCY": str(self.upstream_concurrency),
+            "BMA_BREAKER_FAILURES": str(self.breaker_failures),
+            "BMA_BREAKER_RESET_SECONDS": str(self.breaker_reset_seconds),
             "BMA_DB_POOL_MAX": str(self.db_pool_max),
             "BMA_DEFAULT_PAGE_SIZE": str(self.default_page_size),
             "BMA_MAX_PAGE_SIZE": str(self.max_page_size),
@@ -190,6 +211,7 @@ class Settings:
             "REDIS_URL": self.redis_url or "",
             "BMA_CACHE_TTLS": json.dumps(dict(self.cache_ttls)),
             "BMA_CACHE_STALE_SECONDS": str(self.cache_stale_seconds),
+            "BMA_OPERATION_LIMITS": self.operation_limits.to_env(),
         }
         env.update(
             {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}

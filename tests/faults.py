@@ -1,4 +1,5 @@
-"""Fault injection for tests: a TCP proxy in front of a real server that can be cut off.
+"""Fault injection for tests: a TCP proxy in front of a real server that can be cut off, and
+an HTTP front in front of a real HTTP server that can turn slow, fail or garble its answers.
 
 Stopping the proxy is the network's view of a stopped server: new connections are refused
 and open ones are cut. Starting it again on the same port is the server coming back.
@@ -11,13 +12,23 @@ import contextlib
 import glob
 import os
 import threading
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.serving import free_port
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.serving import BackgroundServer, free_port
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a PostgreSQL server given by its URL (TCP or socket)."""
+    """Forwards 127.0.0.1:<port> to a server given by its URL: PostgreSQL (TCP or socket),
+    or any TCP server such as ``http://127.0.0.1:8000``."""
 
     def __init__(self, server_url: str) -> None:
         self.server_url = server_url
@@ -32,6 +43,11 @@ class TcpProxy:
         """A URL of ``database`` through the proxy."""
         user = urlsplit(self.server_url).username or "postgres"
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def base_url(self) -> str:
+        """The proxy's own address with the target's scheme, e.g. ``http://127.0.0.1:<port>``."""
+        return f"{urlsplit(self.server_url).scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> TcpProxy:
         self._call(self._listen())
@@ -50,7 +66,8 @@ class TcpProxy:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        if self._server is None:  # started already: nothing to do
+            self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -77,7 +94,8 @@ class TcpProxy:
                 s for s in glob.glob(os.path.join(socket_dir, ".s.PGSQL.*")) if "lock" not in s
             ]
             return await asyncio.open_unix_connection(sockets[0])
-        return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 5432)
+        return await asyncio.open_connection(parts.hostname or "127.0.0.1", port)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,3 +104,85 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
+
+
+class HttpFaults:
+    """An HTTP server forwarding every GET to ``target`` (a real server) until told to fail.
+
+    ``mode``: ``ok`` forwards; ``slow`` waits ``delay`` seconds, then forwards; ``error``
+    answers 500; ``malformed`` answers truncated JSON; with ``times``, only the next ``times``
+    requests get the fault and the front is ``ok`` again. ``requests`` counts the requests that
+    reached it and ``max_in_flight`` the most it held at once (``reset()`` zeroes both).
+    Settable from the test's thread: the server runs in its own thread and loop.
+    """
+
+    MODES = ("ok", "slow", "error", "malformed")
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.mode = "ok"
+        self.delay = 0.0
+        self.times: int | None = None
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._server = BackgroundServer(self._app())
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> HttpFaults:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def set(self, mode: str, delay: float = 0.0, times: int | None = None) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode, self.delay, self.times = mode, delay, times
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.max_in_flight = 0
+
+    def _app(self) -> Starlette:
+        client: dict[str, httpx.AsyncClient] = {}
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            async with httpx.AsyncClient(base_url=self.target, timeout=30) as forward:
+                client["forward"] = forward
+                yield
+
+        async def answer(request: Request) -> Response:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await self._answer(client["forward"], request)
+            finally:
+                self.in_flight -= 1
+
+        return Starlette(routes=[Route("/{path:path}", answer)], lifespan=lifespan)
+
+    async def _answer(self, forward: httpx.AsyncClient, request: Request) -> Response:
+        mode, delay = self.mode, self.delay
+        if self.times is not None:
+            self.times -= 1
+            if self.times <= 0:
+                self.mode, self.times = "ok", None
+        if mode == "error":
+            return Response(b"upstream exploded", status_code=500)
+        if mode == "malformed":
+            return Response(b'{"status": true, "results": [', media_type="application/json")
+        if mode == "slow":
+            await asyncio.sleep(delay)
+        upstream = await forward.get(request.url.path, params=request.query_params.multi_items())
+        return Response(
+            upstream.content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type"),
+        )

@@ -1,0 +1,243 @@
+"""Resilience around every upstream call: a concurrency bound, a circuit breaker, retries.
+
+Each source (BMA TAX, each district registry, Traffy) gets its own ``Guard``, so one source
+in trouble cannot take the others down with it:
+
+* A **concurrency bound** (a semaphore): a slow source holds at most ``concurrency`` of our
+  calls; more wait for a slot (no longer than the call's timeout) instead of piling up
+  connections on a system that is already struggling.
+* A **circuit breaker**: after ``breaker_failures`` consecutive failures the source is taken
+  for down. Calls then fail at once with ``CircuitOpen`` (an ``UpstreamUnavailable``) without
+  touching it: clients get their partial result without waiting for a timeout, and the source
+  gets room to recover. After ``breaker_reset`` seconds one probe call is let through (the
+  others still fail fast): success closes the breaker, failure opens it again.
+* **Bounded retries with full jitter**, for idempotent reads that failed *unavailable*
+  (refused, reset, 5xx, unreadable answer): such failures are often momentary — a restart, a
+  failover, a pooled connection cut by the network — and a quick retry hides them. Timeouts
+  are never retried: asking a slow system again only makes it slower. The jitter spreads the
+  retries of many requests so they do not arrive together.
+
+Timeouts themselves belong to the connectors (they know what a call is); ``Guard`` only
+bounds the wait for a slot. Time is ``time.monotonic`` unless a clock is injected (tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from connectors.base import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+T = TypeVar("T")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ResilienceSettings:
+    """How hard one source is tried and when it is left alone; one set for every source."""
+
+    retries: int = 2  # extra attempts of an idempotent read that failed unavailable
+    backoff_base: float = 0.05  # seconds; attempt n waits uniform(0, base * 2**(n-1))
+    backoff_cap: float = 1.0  # seconds; the longest wait before a retry
+    breaker_failures: int = 5  # consecutive failures that open the breaker
+    breaker_reset: float = 10.0  # seconds open before a half-open probe
+    concurrency: int = 20  # calls in flight per source
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError("retries must not be negative")
+        if self.backoff_base < 0 or self.backoff_cap < 0:
+            raise ValueError("backoff must not be negative")
+        if self.breaker_failures < 1:
+            raise ValueError("breaker_failures must be at least 1")
+        if self.breaker_reset < 0:
+            raise ValueError("breaker_reset must not be negative")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"  # the reset interval has passed: the next call is a probe
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """A call refused by an open breaker: the upstream was not asked."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source, "circuit open")
+
+
+class RequestRejected(UpstreamUnavailable):
+    """The source refused this request as such (too long, malformed): our request's fault,
+    not an outage, so it is neither retried nor counted against the source's breaker."""
+
+
+class CircuitBreaker:
+    """Closed, open or half-open, from the outcomes of the calls it admitted."""
+
+    def __init__(
+        self,
+        source: str,
+        failures: int = 5,
+        reset: float = 10.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.failures_to_open = max(1, failures)
+        self.reset = reset
+        self._clock = clock
+        self._state = BreakerState.CLOSED
+        self._failures = 0  # consecutive, while closed
+        self._opened_at = 0.0
+        self._probing = False  # a half-open probe is in flight
+
+    @property
+    def state(self) -> BreakerState:
+        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self.reset:
+            return BreakerState.HALF_OPEN
+        return self._state
+
+    def allows(self) -> bool:
+        """Whether a call now would be admitted; changes nothing."""
+        state = self.state
+        return state is BreakerState.CLOSED or (
+            state is BreakerState.HALF_OPEN and not self._probing
+        )
+
+    def admit(self) -> None:
+        """Let one call through, or raise ``CircuitOpen``. In half-open, the call admitted
+        is the probe and every other call fails fast until its outcome is known."""
+        if not self.allows():
+            raise CircuitOpen(self.source)
+        if self.state is BreakerState.HALF_OPEN:
+            self._state = BreakerState.HALF_OPEN
+            self._probing = True
+
+    def succeeded(self) -> None:
+        """The source answered: it is up."""
+        self._state = BreakerState.CLOSED
+        self._failures = 0
+        self._probing = False
+
+    def failed(self) -> None:
+        """The source failed a call: count it, open at the threshold, re-open after a probe."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._open()
+        elif self._state is BreakerState.CLOSED:
+            self._failures += 1
+            if self._failures >= self.failures_to_open:
+                self._open()
+        # Already open: a call admitted before it opened; the open interval stands.
+
+    def released(self) -> None:
+        """A call ended with no verdict on the source (cancelled, or our own error): if it
+        was the probe, the next call probes instead."""
+        self._probing = False
+
+    def _open(self) -> None:
+        self._state = BreakerState.OPEN
+        self._opened_at = self._clock()
+        self._failures = 0
+        self._probing = False
+
+
+class Guard:
+    """One source's concurrency bound, breaker and retries, around its upstream calls."""
+
+    def __init__(
+        self,
+        source: str,
+        settings: ResilienceSettings | None = None,
+        *,
+        queue_timeout: float | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings or ResilienceSettings()
+        self.breaker = CircuitBreaker(
+            source, self.settings.breaker_failures, self.settings.breaker_reset, clock
+        )
+        self.queue_timeout = queue_timeout  # longest wait for a slot; None: no limit
+        self.in_flight = 0
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._rng = rng or random.Random()
+
+    async def call(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        """``attempt()`` under the bound and the breaker; an idempotent one is retried (with
+        jittered backoff) while it fails unavailable and the breaker lets it."""
+        tries = 1 + (self.settings.retries if idempotent else 0)
+        n = 1
+        while True:
+            try:
+                return await self._once(attempt)
+            except (CircuitOpen, RequestRejected):
+                raise
+            except UpstreamUnavailable as exc:
+                if n >= tries:
+                    raise
+                last = exc
+            await asyncio.sleep(self.backoff(n))
+            if not self.breaker.allows():
+                raise last  # opened meanwhile: the real reason says more than "circuit open"
+            n += 1
+
+    def backoff(self, retry: int) -> float:
+        """Seconds before retry ``retry`` (1, 2, ...): full jitter under a capped exponential."""
+        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (retry - 1))
+        return self._rng.uniform(0, ceiling)
+
+    async def _once(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allows():  # fail fast, without queueing for a slot
+            raise CircuitOpen(self.source)
+        async with self._slot():
+            self.breaker.admit()  # again: it may have opened while we waited
+            try:
+                result = await attempt()
+            except RequestRejected:
+                self.breaker.released()
+                raise
+            except UpstreamError:
+                self.breaker.failed()
+                raise
+            except BaseException:
+                self.breaker.released()
+                raise
+            self.breaker.succeeded()
+            return result
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        """The bound of the running loop (a semaphore belongs to one loop; the gateway runs
+        one, but a script or a test may run the same connector under several in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.settings.concurrency), loop
+        return self._slots
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        slots = self._semaphore()
+        try:
+            async with asyncio.timeout(self.queue_timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                self.source,
+                f"{self.settings.concurrency} calls in flight for {self.queue_timeout:g} s",
+            ) from exc
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            slots.release()
