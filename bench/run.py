@@ -3,9 +3,11 @@
     python -m bench.run [--database-url URL] [--seconds 10] [--concurrency 8]
 
 Starts PostgreSQL (embedded unless ``--database-url``), seeds it, then the Traffy stand-in,
-the gateway and the baseline, each in its own process, checks that gateway and baseline
-answer the same JSON, and loads each with the same closed-loop client. Figures are ratios
-to the baseline because these machines are noisy; the table is written into
+two gateways — one with its caches off, one with its defaults (response cache and connector
+caches in memory) — and the baseline, each in its own process, checks that gateway and
+baseline answer the same JSON, and loads each with the same closed-loop client. The cached
+gateway is compared with a baseline endpoint that serves the same bytes saved once. Figures
+are ratios to the baseline because these machines are noisy; the table is written into
 docs/benchmarks.md between the BENCH markers.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -23,19 +26,26 @@ import httpx
 import orjson
 
 from bench.common import ROOT, publish, seeded_databases
+from connectors.cache import DEFAULT_TTLS
 from gateway.serving import free_port
 
+DISTRICTS = (
+    "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } "
+    "businessCount } }"
+)
+# name: (query, baseline path, which gateway: "uncached" or "cached")
 SCENARIOS = {
-    "50-district integrated query": (
-        "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } businessCount } }",
-        "/districts",
-    ),
+    "50-district integrated query": (DISTRICTS, "/districts", "uncached"),
+    "50-district query, response cache vs saved bytes": (DISTRICTS, "/districts/saved", "cached"),
     "1,000 complaints x 10 fields": (
         "{ complaints(first: 1000) { totalCount edges { node { ticketId type state description address "
         "location { lat lon } reportedAt lastActivityAt photoUrl district { code } } } } }",
         "/complaints",
+        "uncached",
     ),
 }
+# Every cache off: the uncached gateway asks its upstreams for every request.
+CACHES_OFF = json.dumps(dict.fromkeys(DEFAULT_TTLS, 0))
 
 
 @dataclass
@@ -90,13 +100,14 @@ async def load(make_request, seconds: float, concurrency: int) -> Result:
 
 
 def measure(
-    gateway: str, baseline: str, seconds: float, concurrency: int
+    gateways: dict[str, str], baseline: str, seconds: float, concurrency: int
 ) -> list[tuple[str, Result, Result]]:
     rows = []
-    for name, (query, path) in SCENARIOS.items():
+    for name, (query, path, which) in SCENARIOS.items():
+        gateway = gateways[which]
 
-        def via_gateway(client, q=query):
-            return client.post(gateway + "/graphql", json={"query": q})
+        def via_gateway(client, q=query, url=gateway):
+            return client.post(url + "/graphql", json={"query": q})
 
         def via_baseline(client, p=path):
             return client.get(baseline + p)
@@ -147,17 +158,20 @@ def main() -> None:
         "BMA_TAX_DATABASE_URL": urls.tax,
         "BMA_REGISTRY_DATABASE_URL": urls.registry,
         "BMA_TRAFFY_DATABASE_URL": urls.traffy,
+        "BMA_RATE_LIMITS": "off",  # one client address: the benchmark is not the abuse it stops
     }
     processes = []
     try:
         traffy, traffy_url = start("traffy", env)
         processes.append(traffy)
         env["BMA_TRAFFY_BASE_URL"] = traffy_url
-        gateway, gateway_url = start("gateway", env)
-        processes.append(gateway)
+        gateways = {}
+        for which, ttls in (("uncached", CACHES_OFF), ("cached", "")):
+            gateway, gateways[which] = start("gateway", {**env, "BMA_CACHE_TTLS": ttls})
+            processes.append(gateway)
         baseline, baseline_url = start("baseline", env)
         processes.append(baseline)
-        rows = measure(gateway_url, baseline_url, args.seconds, args.concurrency)
+        rows = measure(gateways, baseline_url, args.seconds, args.concurrency)
     finally:
         for process in processes:
             process.terminate()

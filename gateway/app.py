@@ -27,6 +27,7 @@ from gateway.auth import Authenticator
 from gateway.execution import Executor
 from gateway.graphql_http import GraphQLHTTP
 from gateway.issuer import EmbeddedIssuer
+from gateway.rate_limit import RateLimitMiddleware, buckets_for
 from gateway.settings import Settings
 from policies.model import load_policy
 from policies.principal import Principal
@@ -99,6 +100,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         mode=settings.policy_mode,
         limits=settings.operation_limits,
         page_limits=limits,
+        responses=connectors.cache,
     )
     issuer = (
         EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
@@ -199,6 +201,14 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         lifespan=lifespan,
         exception_handlers={404: http_error, 405: http_error},
     )
+    if settings.rate_limits is not None:
+        # Before the body is read; the principal it authenticates is reused by principal_of.
+        app.add_middleware(
+            RateLimitMiddleware,
+            limits=settings.rate_limits,
+            buckets=buckets_for(settings.redis_url),
+            authenticator=authenticator,
+        )
     app.state.connectors = connectors
     app.state.issuer = issuer
     app.state.authenticator = authenticator

@@ -1,4 +1,11 @@
-"""Running one GraphQL operation: cached parse and validation, execution, error shaping.
+"""Running one GraphQL operation: limits, cached parse and validation, execution, errors.
+
+Before anything else, the operation is held to the limits of the caller's audience
+(``gateway.limits``): variables' nesting, then — once per document text and audience,
+cached — tokens, aliases, directives and depth read by the lexer, depth through fragments,
+root fields, introspection and a lower bound of the cost on the parsed document; only then
+validation. The exact cost (with the request's variables, when a ``first`` is one) is
+checked before planning and execution, so a refused operation never reaches a source.
 
 Every error leaves here with a stable ``extensions.code``. Errors raised on purpose carry
 their code (``schema.errors``, ``connectors.base``); anything else is a bug, answered as
@@ -10,33 +17,49 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    FieldNode,
     GraphQLError,
     GraphQLSchema,
     GraphQLSyntaxError,
+    NoFragmentCyclesRule,
     OperationDefinitionNode,
-    Visitor,
     execute,
     parse,
+    recommended_rules,
+    specified_rules,
     validate,
-    visit,
 )
 
 from connectors.base import UpstreamError
+from connectors.cache import CacheStore, StaleUse, stale_uses
 from gateway.audit import AccessTrail, AuditUnavailable, AuditWriter, Caller, access_entry
+from gateway.limits import (
+    Analysis,
+    AudienceLimits,
+    CostModel,
+    OperationLimits,
+    nested_deeper_than,
+    scan,
+    too_costly,
+    too_deep,
+    too_many_tokens,
+    variables_too_deep,
+)
 from gateway.policy_executor import PolicyExecutor, denial_error
+from gateway.response_cache import ResponseCache
 from policies.model import Policy
 from policies.plan import Planner
 from policies.principal import Principal
 from policies.visibility import visible_schema
+from schema.context import Limits
 
 log = logging.getLogger("bma.gateway")
 
@@ -45,6 +68,9 @@ VISIBLE_CACHE_SIZE = 256
 # Documents longer than this are parsed every time: caching them would let a client fill
 # memory with large one-off documents (1,024 entries of 1 MB each).
 CACHEABLE_LENGTH = 20_000
+# The specified rules and graphql-core's recommended MaxIntrospectionDepthRule, which stops
+# introspection that recurses through `fields { type { fields { type ...`.
+RULES = (*specified_rules, *recommended_rules)
 
 
 @dataclass
@@ -53,6 +79,9 @@ class Outcome:
 
     body: dict[str, Any]
     status: int = 200
+    # From the response cache: "hit" (``encoded`` is the answer) or "miss" (stored now).
+    cache: str | None = None
+    encoded: bytes | None = None
 
     @property
     def request_error(self) -> bool:
@@ -63,6 +92,16 @@ class Outcome:
 class Parsed:
     document: DocumentNode
     introspects: bool  # selects __schema or __type: runs against the principal's schema
+    # The cost by requested operation name, for operations whose cost no variable changes.
+    static_costs: Mapping[str | None, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A document that does not run: over a limit, not GraphQL, or invalid."""
+
+    errors: list[GraphQLError]
+    invalid: DocumentNode | None = None  # the document, when validation refused it
 
 
 class Executor:
@@ -75,6 +114,9 @@ class Executor:
         audit: AuditWriter,
         *,
         mode: str = "filter",
+        limits: AudienceLimits | None = None,
+        page_limits: Limits | None = None,
+        responses: CacheStore | None = None,
     ) -> None:
         if mode not in ("filter", "reject"):
             raise ValueError(f"policy mode must be filter or reject, not {mode!r}")
@@ -82,26 +124,56 @@ class Executor:
         self.policy = policy
         self.audit = audit
         self.mode = mode
+        self.limits = limits or AudienceLimits()
+        self.responses = ResponseCache(responses)
+        page = page_limits or Limits()
+        self.cost_model = CostModel(schema, page.default_page_size, page.max_page_size)
         self.planner = Planner(policy, schema)
-        # Parse and validation depend only on the document text: do each once per text.
-        self._cached_document = lru_cache(maxsize=CACHE_SIZE)(self._parse_and_validate)
+        # The limits, parse and validation depend only on the document text and the
+        # audience (its limits, whether suggestions are shown): done once per pair.
+        self._cached_document = lru_cache(maxsize=CACHE_SIZE)(self._prepare)
         # What a principal may see depends only on its grants, not on who it is.
         self._visible: dict[tuple, GraphQLSchema] = {}
 
-    def _document(self, query: str) -> Parsed | list[GraphQLError]:
+    def _document(self, query: str, audience: str) -> Parsed | Refused:
         if len(query) > CACHEABLE_LENGTH:
-            return self._parse_and_validate(query)
-        return self._cached_document(query)
+            return self._prepare(query, audience)
+        return self._cached_document(query, audience)
 
-    def _parse_and_validate(self, query: str) -> Parsed | list[GraphQLError]:
+    def _prepare(self, query: str, audience: str) -> Parsed | Refused:
+        limits = self.limits.of(audience)
+        exceeded = scan(query, limits)  # before parsing: the lexer's pass, stopped early
+        if exceeded:
+            return Refused([exceeded.error()])
         try:
-            document = parse(query)
+            document = parse(query, max_lexical_tokens=limits.max_tokens)
         except GraphQLSyntaxError as exc:
-            return [_with_code(exc, "GRAPHQL_PARSE_FAILED")]
-        errors = validate(self.schema, document)
+            if "Document is nested too deeply" in exc.message:  # in an argument
+                return Refused([too_deep(limits.max_depth).error()])
+            if "Document contains more than" in exc.message:  # the scan counts alike
+                return Refused([too_many_tokens(limits.max_tokens).error()])
+            return Refused([_with_code(exc, "GRAPHQL_PARSE_FAILED")])
+        analysis = Analysis.of(document)
+        exceeded = analysis.exceeds(limits)
+        if exceeded:
+            return Refused([exceeded.error()])
+        if analysis.fragments:
+            # Cycles first, with their own rule (linear): in the full validation a ring of
+            # 150 fragments costs a quarter of a second.
+            cycles = validate(self.schema, document, [NoFragmentCyclesRule])
+            if cycles:
+                return Refused([_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in cycles])
+        # Before validation as well: a document of thousands of fields is refused for its
+        # cost without being validated. A `first` given by a variable counts 0 here.
+        costs, dynamic = self.cost_model.bounds(document)
+        lowest = min(costs.values(), default=0)
+        if lowest > limits.max_cost:
+            return Refused([too_costly(limits, lowest).error()])
+        errors = validate(self.schema, document, RULES, hide_suggestions=not limits.suggestions)
         if errors:
-            return [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
-        return Parsed(document, _introspects(document))
+            errors = [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+            return Refused(errors, invalid=document)
+        return Parsed(document, analysis.introspects, {} if dynamic else costs)
 
     def visible_to(self, principal: Principal) -> GraphQLSchema:
         schema = self._visible.get(principal.grants)
@@ -113,15 +185,21 @@ class Executor:
             )
         return schema
 
-    def _invalid(self, query: str, principal: Principal) -> list[GraphQLError]:
+    def _invalid(
+        self, document: DocumentNode, principal: Principal, limits: OperationLimits
+    ) -> list[GraphQLError]:
         """Validation errors as the principal's own schema words them: a suggestion never
         names a field the principal may not see."""
-        try:
-            document = parse(query)
-        except GraphQLSyntaxError as exc:
-            return [_with_code(exc, "GRAPHQL_PARSE_FAILED")]
-        errors = validate(self.visible_to(principal), document)
+        errors = validate(
+            self.visible_to(principal), document, RULES, hide_suggestions=not limits.suggestions
+        )
         return [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
+
+    def _cost(self, parsed: Parsed, operation_name: str | None, variables: Any) -> int:
+        cost = parsed.static_costs.get(operation_name)
+        if cost is None:  # a `first` is a variable, or no operation has that name
+            cost = self.cost_model.cost(parsed.document, operation_name, variables or {})
+        return cost
 
     async def run(
         self,
@@ -131,11 +209,27 @@ class Executor:
         context: Any,
     ) -> Outcome:
         principal: Principal = context.principal
-        parsed = self._document(query)
-        if isinstance(parsed, list):
-            errors = parsed if _is_syntax(parsed) else self._invalid(query, principal) or parsed
-            return Outcome({"errors": [format_error(e) for e in errors]}, status=400)
+        limits = self.limits.of(principal.kind)
+        if variables and nested_deeper_than(variables, limits.max_variable_depth):
+            return _refused([variables_too_deep(limits).error()])
+        parsed = self._document(query, principal.kind)
+        if isinstance(parsed, Refused):
+            errors = parsed.errors
+            if parsed.invalid is not None:
+                errors = self._invalid(parsed.invalid, principal, limits) or errors
+            return _refused(errors)
+        cost = self._cost(parsed, operation_name, variables)
+        if cost > limits.max_cost:
+            return _refused([too_costly(limits, cost).error()])
+        _apply_page_size(context, limits)
         plan = self.planner.plan(query, parsed.document, operation_name, principal)
+        # Open data only: the same bytes for everyone, so the response cache may answer.
+        cache_key = None
+        if plan.open_only and not parsed.introspects and self.responses.enabled:
+            cache_key = ResponseCache.key(query, operation_name, variables)
+            cached = await self.responses.get(cache_key)
+            if cached is not None:
+                return Outcome({}, cache="hit", encoded=cached)
         trail = AccessTrail()
         if self.mode == "reject" and plan.denials:
             errors = [denial_error(v) for v in plan.denials]
@@ -151,17 +245,29 @@ class Executor:
                 "verdicts": plan.audited,
                 "trail": trail,
             }
+        # Cached values served in place of a failed upstream, noted by the caches (the
+        # DataLoaders' tasks inherit this context when execution creates them).
+        stale: list[StaleUse] = []
+        token = stale_uses.set(stale)
         result = execute(
             self.visible_to(principal) if parsed.introspects else self.schema,
             parsed.document,
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
+            hide_suggestions=not limits.suggestions,
             **policy_args,
         )
-        if inspect.isawaitable(result):
-            result = await result
-        outcome = _outcome(result, getattr(context, "partial_errors", ()))
+        try:
+            if inspect.isawaitable(result):
+                result = await result
+        finally:
+            stale_uses.reset(token)
+        outcome = _outcome(result, getattr(context, "partial_errors", ()), stale)
+        if cache_key is not None and _cacheable(outcome):
+            outcome.encoded = orjson.dumps(outcome.body)
+            outcome.cache = "miss"
+            await self.responses.put(cache_key, outcome.encoded)
         return await self._audited(outcome, trail, query, parsed.document, operation_name, context)
 
     async def _audited(
@@ -201,23 +307,26 @@ def _operation_name(document: DocumentNode) -> str | None:
     return None
 
 
-def _introspects(document: DocumentNode) -> bool:
-    found = False
-
-    class Find(Visitor):
-        def enter_field(self, node: FieldNode, *_args: object) -> None:
-            nonlocal found
-            found = found or node.name.value in ("__schema", "__type")
-
-    visit(document, Find())
-    return found
+def _refused(errors: list[GraphQLError]) -> Outcome:
+    return Outcome({"errors": [format_error(e) for e in errors]}, status=400)
 
 
-def _is_syntax(errors: list[GraphQLError]) -> bool:
-    return any(isinstance(e, GraphQLSyntaxError) for e in errors)
+def _apply_page_size(context: Any, limits: OperationLimits) -> None:
+    """The audience's page size, when it is below the gateway's (``page_request`` reads
+    ``context.limits``); the default page never exceeds the largest."""
+    page: Limits | None = getattr(context, "limits", None)
+    if page is None:
+        return
+    largest = limits.page_size(page.max_page_size)
+    if largest < page.max_page_size:
+        context.limits = replace(
+            page, max_page_size=largest, default_page_size=min(page.default_page_size, largest)
+        )
 
 
-def _outcome(result: ExecutionResult, partial: Sequence[GraphQLError]) -> Outcome:
+def _outcome(
+    result: ExecutionResult, partial: Sequence[GraphQLError], stale: Sequence[StaleUse] = ()
+) -> Outcome:
     if result.data is None and result.errors and all(e.path is None for e in result.errors):
         # Execution never started: bad variables or an unknown operation name.
         errors = [format_error(_request_error(e)) for e in result.errors]
@@ -227,7 +336,18 @@ def _outcome(result: ExecutionResult, partial: Sequence[GraphQLError]) -> Outcom
     if errors:
         body["errors"] = [format_error(e) for e in errors]
     body["data"] = result.data
+    if stale:
+        body["extensions"] = {
+            "stale": [
+                {"source": u.source, "cache": u.cache, "ageSeconds": u.age_seconds} for u in stale
+            ]
+        }
     return Outcome(body)
+
+
+def _cacheable(outcome: Outcome) -> bool:
+    """A complete, fresh answer: no errors (partial results), no stale data."""
+    return outcome.status == 200 and outcome.body.keys() == {"data"}
 
 
 # graphql-core's messages when execution cannot pick the operation; every other request

@@ -4,11 +4,17 @@ A request that cannot be an operation — a body over the size limit, malformed 
 missing ``query`` — is answered here with a 4xx and a stable ``extensions.code``; it never
 reaches execution. Neither does a request whose credentials the context factory refuses:
 that is a 401 with a ``WWW-Authenticate`` challenge naming the reason.
+
+The caller is authenticated before the body is read: the body size and the batch size are
+limits of its audience (``gateway.limits``). A batch over the limit is refused before any
+of its operations is parsed. Every answer carries ``Server-Timing: app;dur=<ms>``, the
+time from the request reaching this handler to its response being ready.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +26,8 @@ from strawberry.http.ides import get_graphql_ide_html
 
 from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
+from gateway.limits import VARIABLE_DEPTH, VARIABLES_TOO_DEEP, OperationLimits
+from policies.principal import Principal
 
 log = logging.getLogger("bma.gateway")
 
@@ -29,11 +37,14 @@ REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 
 class RequestRejected(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, extensions: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extensions = extensions or {}
 
 
 class GraphQLHTTP:
@@ -46,29 +57,42 @@ class GraphQLHTTP:
         max_body_bytes: int,
         max_batch: int,
         graphiql: bool,
+        # Who is calling, before the body is read (the same principal make_context uses);
+        # None: every caller gets the gateway-wide body and batch limits.
+        principal_for: Callable[[Request], Awaitable[Principal]] | None = None,
     ) -> None:
         self.executor = executor
         self.make_context = make_context
+        self.principal_for = principal_for
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
         self.graphiql = graphiql
 
     async def handle(self, request: Request) -> Response:
+        began = time.perf_counter()
         request_id = _request_id(request)
         request.state.request_id = request_id
         response = await self._answer(request)
         response.headers["x-request-id"] = request_id
+        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"
         return response
+
+    async def _limits(self, request: Request) -> OperationLimits | None:
+        if self.principal_for is None:
+            return None
+        principal = await self.principal_for(request)
+        return self.executor.limits.of(principal.kind)
 
     async def _answer(self, request: Request) -> Response:
         try:
             if request.method == "GET":
                 if self.graphiql and _wants_html(request):
                     return HTMLResponse(get_graphql_ide_html(graphql_ide="graphiql"))
-                return await self._single(request, _from_query_params(request))
+                limits = await self._limits(request)
+                return await self._single(request, _from_query_params(request, limits))
             return await self._post(request)
         except RequestRejected as exc:
-            return _reject(exc.status, exc.code, exc.message)
+            return _reject(exc.status, exc.code, exc.message, exc.extensions)
         except AuthError as exc:
             return _unauthenticated(exc)
         except AuthUnavailable as exc:
@@ -86,46 +110,57 @@ class GraphQLHTTP:
             raise RequestRejected(
                 415, "UNSUPPORTED_MEDIA_TYPE", "send the operation as application/json"
             )
-        payload = _json(await self._read_body(request))
+        limits = await self._limits(request)  # authenticated before the body is read
+        max_body = limits.body_bytes(self.max_body_bytes) if limits else self.max_body_bytes
+        payload = _json(await self._read_body(request, max_body), limits)
         if isinstance(payload, list):
-            return await self._batch(request, payload)
+            max_batch = limits.batch(self.max_batch) if limits else self.max_batch
+            return await self._batch(request, payload, max_batch)
         return await self._single(request, payload)
 
     async def _single(self, request: Request, payload: Any) -> Response:
         outcome = await self._run(request, payload)
-        return _respond(outcome.body, outcome.status)
+        if outcome.encoded is None:
+            return _respond(outcome.body, outcome.status)
+        response = Response(outcome.encoded, status_code=outcome.status, media_type=JSON)
+        response.headers["x-cache"] = outcome.cache or "miss"
+        return response
 
-    async def _batch(self, request: Request, payloads: list[Any]) -> Response:
+    async def _batch(self, request: Request, payloads: list[Any], max_batch: int) -> Response:
         if not payloads:
             raise RequestRejected(400, "BAD_REQUEST", "a batch needs at least one operation")
-        if len(payloads) > self.max_batch:
+        if len(payloads) > max_batch:  # before any operation is parsed
             raise RequestRejected(
-                400, "BATCH_TOO_LARGE", f"a batch holds at most {self.max_batch} operations"
+                400,
+                "BATCH_TOO_LARGE",
+                f"a batch holds at most {max_batch} operations",
+                {"limit": max_batch, "actual": len(payloads)},
             )
         return _respond([await self._batch_item(request, p) for p in payloads], 200)
 
     async def _batch_item(self, request: Request, payload: Any) -> dict[str, Any]:
         """One operation's answer; a malformed item is its own error, not the batch's."""
         try:
-            return (await self._run(request, payload)).body
+            outcome = await self._run(request, payload)
         except RequestRejected as exc:
-            return _error_body(exc.code, exc.message)
+            return _error_body(exc.code, exc.message, exc.extensions)
+        return orjson.loads(outcome.encoded) if outcome.cache == "hit" else outcome.body
 
     async def _run(self, request: Request, payload: Any) -> Outcome:
         query, variables, operation_name = _operation(payload)
         context = await self.make_context(request)
         return await self.executor.run(query, variables, operation_name, context)
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise _too_large(self.max_body_bytes)
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _too_large(self.max_body_bytes)
+            if size > limit:
+                raise _too_large(limit)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -154,21 +189,31 @@ def _operation(payload: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     return query, variables, operation_name
 
 
-def _from_query_params(request: Request) -> dict[str, Any]:
+def _from_query_params(request: Request, limits: OperationLimits | None) -> dict[str, Any]:
     params = request.query_params
     payload: dict[str, Any] = {"query": params.get("query")}
     if "variables" in params:
-        payload["variables"] = _json(params["variables"].encode())
+        payload["variables"] = _json(params["variables"].encode(), limits)
     if "operationName" in params:
         payload["operationName"] = params["operationName"]
     return payload
 
 
-def _json(raw: bytes) -> Any:
+def _json(raw: bytes, limits: OperationLimits | None = None) -> Any:
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise RequestRejected(400, "BAD_REQUEST", "the body is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:
+        if "limit exceeded" not in str(exc):
+            raise RequestRejected(400, "BAD_REQUEST", "the body is not valid JSON") from None
+    # orjson refuses JSON nested over 1,024 deep. Only variables (and extensions) can nest
+    # in a GraphQL request: that is the limit hit, far beyond the executor's own.
+    limit = limits.max_variable_depth if limits else VARIABLE_DEPTH
+    raise RequestRejected(
+        400,
+        VARIABLES_TOO_DEEP,
+        f"the JSON nests more than 1024 levels deep; variables may nest {limit} levels",
+        {"limit": limit},
+    )
 
 
 def _wants_html(request: Request) -> bool:
@@ -176,15 +221,21 @@ def _wants_html(request: Request) -> bool:
 
 
 def _too_large(limit: int) -> RequestRejected:
-    return RequestRejected(413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes")
+    return RequestRejected(
+        413, "PAYLOAD_TOO_LARGE", f"the body is over {limit} bytes", {"limit": limit}
+    )
 
 
-def _error_body(code: str, message: str) -> dict[str, Any]:
-    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+def _error_body(
+    code: str, message: str, extensions: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code, **(extensions or {})}}]}
 
 
-def _reject(status: int, code: str, message: str) -> Response:
-    return _respond(_error_body(code, message), status)
+def _reject(
+    status: int, code: str, message: str, extensions: dict[str, Any] | None = None
+) -> Response:
+    return _respond(_error_body(code, message, extensions), status)
 
 
 def _unauthenticated(error: AuthError) -> Response:

@@ -15,6 +15,7 @@ from typing import Any
 from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
 from gateway.limits import AudienceLimits
+from gateway.rate_limit import RateLimits, parse_rate_limits
 from policies.principal import Level
 
 EMBEDDED_ISSUER = "bma-gateway-embedded"
@@ -99,6 +100,9 @@ class Settings:
     cache_stale_seconds: float = 600.0
     # Operation limits per audience (gateway/limits.py), overridden by BMA_OPERATION_LIMITS.
     operation_limits: AudienceLimits = AudienceLimits()
+    # Requests per principal (gateway/rate_limit.py), in Redis when redis_url is set;
+    # BMA_RATE_LIMITS overrides them, None (`off`) turns rate limiting off.
+    rate_limits: RateLimits | None = RateLimits()
 
     @property
     def audit_store_url(self) -> str | None:
@@ -158,6 +162,7 @@ class Settings:
                 "BMA_CACHE_STALE_SECONDS", cls.cache_stale_seconds, high=86_400, allow_zero=True
             ),
             operation_limits=AudienceLimits.from_env(env),
+            rate_limits=parse_rate_limits(env.get("BMA_RATE_LIMITS")),
         )
         if settings.audit_key_file and not settings.audit_key_file.is_file():
             raise ConfigError(
@@ -212,6 +217,7 @@ class Settings:
             "BMA_CACHE_TTLS": json.dumps(dict(self.cache_ttls)),
             "BMA_CACHE_STALE_SECONDS": str(self.cache_stale_seconds),
             "BMA_OPERATION_LIMITS": self.operation_limits.to_env(),
+            "BMA_RATE_LIMITS": self.rate_limits.to_env() if self.rate_limits else "off",
         }
         env.update(
             {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}

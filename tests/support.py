@@ -103,6 +103,8 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("audit_key_file", audit_key_file())
     # Caches off unless a test turns them on: most tests count or break upstream calls.
     overrides.setdefault("cache_ttls", dict.fromkeys(DEFAULT_TTLS, 0))
+    # Many tests call one gateway from one address: rate limits are tested on their own.
+    overrides.setdefault("rate_limits", None)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,

@@ -17,6 +17,9 @@ import pytest
 
 from connectors.base import Page, UpstreamUnavailable
 from connectors.cache import (
+    DEFAULT_TTLS as CACHE_NAMES,
+)
+from connectors.cache import (
     CacheSettings,
     CacheStore,
     TypedJsonSerializer,
@@ -210,3 +213,173 @@ def test_cache_clear_reports_an_unreachable_redis(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(["cache", "clear", "--connector", "traffy"]) == 1
     assert "cannot clear the caches" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- through the gateway
+
+OPEN_QUERY = "{ districts { code nameEn complaintStats { total } businessCount } }"
+# Operations that read a non-public field (allowed, masked or denied, depending on who asks).
+RESTRICTED = {
+    "appraised value": ("query($id: ID!) { parcel(id: $id) { id appraisedValue } }", True),
+    "owner name": ("query($id: ID!) { parcel(id: $id) { landUse owner { name } } }", True),
+    "assessments": ("query($id: ID!) { parcel(id: $id) { assessments { taxDue } } }", True),
+    "business owner": (
+        "{ businesses(first: 3) { edges { node { name owner { nationalId } } } } }",
+        False,
+    ),
+    "access log": ("{ accessLog(first: 1) { totalCount } }", False),
+    "introspection": ("{ __schema { queryType { fields { name } } } }", False),
+}
+
+
+@pytest.fixture(scope="module")
+def cached_gateway(db, traffy_url):
+    from connectors.cache import DEFAULT_TTLS
+    from support import settings_for, start_gateway
+
+    settings = settings_for(db, traffy_url, cache_ttls=dict(DEFAULT_TTLS))
+    server, gw = start_gateway(settings)
+    yield gw
+    gw.client.close()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def callers(issuer, db) -> dict[str, dict[str, str]]:
+    from datetime import timedelta
+
+    from gateway.api_keys import create_key, ensure_schema
+    from gateway.demo.credentials import SCOPES
+
+    async def new_key() -> str:
+        import asyncpg
+
+        conn = await asyncpg.connect(db.gateway)
+        try:
+            await ensure_schema(conn)
+            return (await create_key(conn, "cache-suite", "civic-app"))[1]
+        finally:
+            await conn.close()
+
+    def token(*args: Any, **kwargs: Any) -> dict[str, str]:
+        return {"authorization": f"Bearer {issuer.issue(*args, ttl=timedelta(hours=1), **kwargs)}"}
+
+    return {
+        "anonymous": {},
+        "app": {"X-API-Key": run(new_key())},
+        "partner": token("partner", "utility-partner", "tax:read", "internal", purpose="research"),
+        "officer": token(
+            "agency",
+            "bma-district-1039",
+            "tax:read registry:read registry:personal",
+            "confidential",
+            district="1039",
+            purpose="district-service",
+        ),
+        "finance": token(
+            "agency",
+            "bma-finance",
+            "tax:read tax:personal",
+            "confidential",
+            purpose="tax-collection",
+        ),
+        "dpo": token("agency", "bma-dpo", SCOPES, "secret", purpose="pdpa-audit"),
+    }
+
+
+def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
+    from gateway.response_cache import NAME, ResponseCache
+
+    [found] = run(
+        gw.connectors.cache.get_many(NAME, [ResponseCache.key(query, None, variables)], text=True)
+    )
+    return found is not None
+
+
+def test_an_open_operation_is_answered_from_the_response_cache_with_the_same_bytes_for_all(
+    cached_gateway, callers
+):
+    gw = cached_gateway
+    first = gw.post(OPEN_QUERY, headers=callers["dpo"])
+    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
+    gw.reset_counters()
+    for who in ("anonymous", "app", "partner", "finance"):
+        again = gw.post(OPEN_QUERY, headers=callers[who])
+        assert again.headers["x-cache"] == "hit", who
+        assert again.content == first.content
+    assert not any(c.counter.calls for c in gw.connectors.all())  # no upstream was asked
+    assert response_cached(gw, OPEN_QUERY, None)
+
+
+@pytest.mark.parametrize("case", sorted(RESTRICTED))
+def test_the_response_cache_is_never_used_for_an_operation_reading_a_non_public_field(
+    cached_gateway, callers, db, case: str
+):
+    from support import sql
+
+    query, takes_id = RESTRICTED[case]
+    parcel = sql(db.tax, "SELECT id FROM tax.parcels WHERE district_code = '1039' LIMIT 1")[0]["id"]
+    variables = {"id": str(parcel)} if takes_id else None
+    for who, headers in callers.items():
+        answers = [cached_gateway.post(query, variables, headers=headers) for _ in range(2)]
+        for response in answers:
+            assert response.status_code in (200, 503), (who, response.text)
+            assert "x-cache" not in response.headers, (who, case)
+        assert not response_cached(cached_gateway, query, variables), (who, case)
+
+
+def test_a_failing_upstream_is_answered_from_stale_connector_cache_and_flagged(db, traffy_url):
+    import time
+
+    from faults import HttpFaults
+    from support import settings_for, start_gateway
+
+    front = HttpFaults(traffy_url).start()
+    ttls = {"traffy.stats": 0.3, "response": 0}
+    settings = settings_for(db, front.url, cache_ttls={**dict.fromkeys(CACHE_NAMES, 0), **ttls})
+    server, gw = start_gateway(settings)
+    query = '{ district(code: "1039") { complaintStats { total } } }'
+    try:
+        fresh = gw.post(query).json()
+        assert "errors" not in fresh and "extensions" not in fresh
+        time.sleep(0.4)  # past the TTL: the gateway asks Traffy again, which now fails
+        front.mode = "error"
+        stale = gw.post(query).json()
+        assert stale["data"] == fresh["data"]
+        assert "errors" not in stale
+        [use] = stale["extensions"]["stale"]
+        assert use["source"] == "traffy" and use["cache"] == "traffy.stats"
+        assert use["ageSeconds"] >= 0.3
+        front.mode = "ok"
+        time.sleep(0.4)
+        assert "extensions" not in gw.post(query).json()  # fresh again once Traffy answers
+    finally:
+        gw.client.close()
+        server.stop()
+        front.stop()
+
+
+@needs_redis
+def test_redis_stopped_under_the_gateway_no_request_fails(db, traffy_url, caplog):
+    from connectors.cache import DEFAULT_TTLS
+    from faults import TcpProxy
+    from support import settings_for, start_gateway
+
+    proxy = TcpProxy(REDIS_URL or "").start()
+    settings = settings_for(
+        db, traffy_url, cache_ttls=dict(DEFAULT_TTLS), redis_url=f"redis://127.0.0.1:{proxy.port}/0"
+    )
+    server, gw = start_gateway(settings)
+    try:
+        query = "{ districts { code businessCount } }"
+        expected = gw.post(query).json()
+        proxy.stop()
+        with caplog.at_level("WARNING", logger="bma.cache"):
+            answers = [gw.post(query) for _ in range(5)]
+        assert all(a.status_code == 200 and a.json() == expected for a in answers)
+        assert sum("Redis cache unavailable" in r.getMessage() for r in caplog.records) == 1
+        proxy.start()
+    finally:
+        gw.client.close()
+        server.stop()
+        proxy.close()
