@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -146,13 +147,16 @@ class _Pending:
 
 
 class AuditWriter:
-    """Appends entries in batches: whatever queued while the last batch was committing goes
-    in the next transaction (group commit), so a busy gateway pays one commit per batch.
+    """Appends entries in batches, group-commit style, on one connection of its own.
 
-    Batches are written one at a time on one connection of the writer's own, as the
-    append-only role; while this process is the only writer, a batch is one statement.
-    (Two connections pipelining batches were measured slower: smaller batches, more
-    commits, and the chain head's row lock orders them anyway.)
+    A request whose entry finds the writer idle writes it at once, itself: no hand-off to
+    another task, so the only wait is the commit. Entries that arrive while a batch commits
+    wait, and go together in the next transaction, written by a task the finishing writer
+    starts — so a busy gateway pays one commit per batch, not per request. Batches are
+    written one at a time, as the append-only role; while this process is the store's only
+    writer, a batch is one statement. (Measured and rejected: a background writer task
+    taking every entry — two more turns of the event loop per request; two connections
+    pipelining batches; waiting to gather larger batches.)
     """
 
     def __init__(
@@ -167,11 +171,14 @@ class AuditWriter:
         self.dsn = dsn
         self.key = key
         self.batch_max = batch_max
+        self.queue_max = queue_max
         self.timeout = timeout
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_max)
+        self._pending: list[_Pending] = []
+        self._writing = False
+        self._started = False
+        self._tasks: set[asyncio.Task[None]] = set()  # hand-offs in flight (kept referenced)
         self._conn: asyncpg.Connection | None = None
         self._appender = audit_store.Appender(key or b"")
-        self._task: asyncio.Task[None] | None = None
         self._ready = False  # the store's schema is known to exist
 
     @property
@@ -180,7 +187,7 @@ class AuditWriter:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     async def start(self) -> None:
         if not self.configured:
@@ -191,36 +198,57 @@ class AuditWriter:
         except _STORE_DOWN as exc:
             # Public data is still served; restricted reads fail closed until the store is back.
             log.warning("audit store unavailable at start: %s", exc)
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        self._started = True
 
     async def record(self, entry: dict[str, Any]) -> int:
-        """Queue an entry and wait until it is committed; its sequence number."""
-        if self._task is None or self._task.done():
+        """Write an entry (with whatever else is waiting) and return once it is committed;
+        its sequence number."""
+        if not self._started:
             raise AuditUnavailable("this gateway has no audit store")
+        if len(self._pending) >= self.queue_max:
+            raise AuditUnavailable("the audit queue is full")
         pending = _Pending(datetime.now(UTC), entry, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
         try:
-            self._queue.put_nowait(pending)
-        except asyncio.QueueFull:
-            raise AuditUnavailable("the audit queue is full") from None
-        try:
-            # A timeout cancels the future; the writer then leaves it alone, and the record,
-            # if it commits after all, belongs to a request that was refused.
+            # A timeout cancels the wait; the record, if it commits after all, belongs to a
+            # request that was refused.
             async with asyncio.timeout(self.timeout * 2):
+                if not self._writing:
+                    await self._write_next()
                 return await pending.done
         except TimeoutError:
             raise AuditUnavailable("the audit store did not confirm the record in time") from None
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
-        """Commit every queued entry (SIGTERM drain), then close the connection."""
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._queue.join(), drain_seconds)
-            except TimeoutError:
-                log.error("audit queue not drained: %d records not written", self.depth)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Commit every waiting entry (SIGTERM drain), then close the connection."""
+        deadline = time.monotonic() + drain_seconds
+        while (self._pending or self._writing) and time.monotonic() < deadline:
+            if self._writing:
+                await asyncio.sleep(0.01)
+            else:
+                await self._write_next()
+        if self._pending:
+            log.error("audit queue not drained: %d records not written", self.depth)
+        self._started = False
         await self._disconnect()
+
+    async def _write_next(self) -> None:
+        """Write the waiting entries (up to ``batch_max``) as one batch; if more arrived
+        meanwhile, start a task to write them."""
+        self._writing = True
+        try:
+            batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
+            await self._write(batch)
+        finally:
+            self._writing = False
+        if self._pending:
+            task = asyncio.create_task(self._write_if_idle(), name="audit-writer")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write_if_idle(self) -> None:
+        if self._pending and not self._writing:
+            await self._write_next()
 
     async def _ensure(self) -> None:
         """Create the store on first use, as the login user: the writer role may not exist yet."""
@@ -231,20 +259,6 @@ class AuditWriter:
             finally:
                 await conn.close()
             self._ready = True
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            # Let requests that are finishing right now join this batch: one more commit
-            # costs more than one turn of the event loop.
-            await asyncio.sleep(0)
-            while len(batch) < self.batch_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
 
     async def _connection(self) -> asyncpg.Connection:
         conn = self._conn
@@ -275,6 +289,15 @@ class AuditWriter:
             self._appender.head = None
             await self._disconnect()
             return
+        except asyncio.CancelledError:
+            # The writing request gave up waiting: whether the batch committed is unknown,
+            # and so is the connection's state. Refuse the batch; start afresh next time.
+            _refuse(batch)
+            self._appender.head = None
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.terminate()
+            raise
         except Exception:  # a bug: refuse this batch, keep the writer alive for the next
             log.exception("audit write failed (%d records refused)", len(batch))
             _refuse(batch)
