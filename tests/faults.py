@@ -13,7 +13,7 @@ import glob
 import os
 import threading
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gateway.serving import BackgroundServer, free_port
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379}
 
 
 class TcpProxy:
@@ -38,6 +38,7 @@ class TcpProxy:
         self._thread.start()
         self._server: asyncio.base_events.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
+        self._hanging = False
 
     def url(self, database: str) -> str:
         """A URL of ``database`` through the proxy."""
@@ -49,8 +50,23 @@ class TcpProxy:
         """The proxy's own address with the target's scheme, e.g. ``http://127.0.0.1:<port>``."""
         return f"{urlsplit(self.server_url).scheme}://127.0.0.1:{self.port}"
 
+    @property
+    def target_url(self) -> str:
+        """The target's URL (credentials, path and all) with the proxy's address, e.g.
+        ``redis://127.0.0.1:<port>/0``."""
+        parts = urlsplit(self.server_url)
+        netloc = f"127.0.0.1:{self.port}"
+        if "@" in parts.netloc:
+            netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+        return urlunsplit(parts._replace(netloc=netloc))
+
     def start(self) -> TcpProxy:
-        self._call(self._listen())
+        self._call(self._listen(hanging=False))
+        return self
+
+    def hang(self) -> TcpProxy:
+        """Accept connections and never answer: the network's view of a stuck server."""
+        self._call(self._listen(hanging=True))
         return self
 
     def stop(self) -> None:
@@ -65,9 +81,12 @@ class TcpProxy:
     def _call(self, coro: object) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
 
-    async def _listen(self) -> None:
-        if self._server is None:  # started already: nothing to do
-            self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+    async def _listen(self, hanging: bool) -> None:
+        if self._server is not None and self._hanging == hanging:
+            return  # already so: nothing to do
+        await self._close()
+        self._hanging = hanging
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -78,6 +97,12 @@ class TcpProxy:
         self._links.clear()
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._hanging:
+            self._links.add(writer)
+            with contextlib.suppress(OSError):
+                while await reader.read(65536):
+                    pass  # swallowed: no answer ever comes
+            return
         try:
             up_reader, up_writer = await self._upstream()
         except OSError:

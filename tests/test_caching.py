@@ -367,7 +367,7 @@ def test_redis_stopped_under_the_gateway_no_request_fails(db, traffy_url, caplog
 
     proxy = TcpProxy(REDIS_URL or "").start()
     settings = settings_for(
-        db, traffy_url, cache_ttls=dict(DEFAULT_TTLS), redis_url=f"redis://127.0.0.1:{proxy.port}/0"
+        db, traffy_url, cache_ttls=dict(DEFAULT_TTLS), redis_url=proxy.target_url
     )
     server, gw = start_gateway(settings)
     try:

@@ -9,7 +9,6 @@ failing under a running gateway (a TCP proxy cut off or hanging) costs no reques
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,20 +16,18 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 import redis
 
+from faults import TcpProxy
 from gateway.api_keys import create_key, ensure_schema
 from gateway.app import create_app
 from gateway.demo.embedded import DatabaseUrls
@@ -481,89 +478,9 @@ class GatewayProcess:
 # --- Redis failing --------------------------------------------------------------------------
 
 
-class RedisProxy:
-    """A TCP proxy in front of Redis that can refuse (``stop``), or accept and never answer
-    (``hang``): the network's view of a stopped or stuck Redis."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.upstream = urlsplit(redis_url)
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-        self._hanging = False
-
-    @property
-    def url(self) -> str:
-        netloc = f"127.0.0.1:{self.port}"
-        if "@" in self.upstream.netloc:
-            netloc = self.upstream.netloc.rsplit("@", 1)[0] + "@" + netloc
-        return urlunsplit(self.upstream._replace(netloc=netloc))
-
-    def start(self) -> RedisProxy:
-        self._call(self._listen(hanging=False))
-        return self
-
-    def hang(self) -> RedisProxy:
-        self._call(self._listen(hanging=True))
-        return self
-
-    def stop(self) -> None:
-        self._call(self._close())
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def _call(self, coro: Any) -> None:
-        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    async def _listen(self, hanging: bool) -> None:
-        await self._close()
-        self._hanging = hanging
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._links.add(writer)
-        if self._hanging:
-            with contextlib.suppress(OSError):
-                while await reader.read(65536):
-                    pass  # swallowed: no answer ever comes
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.upstream.hostname or "127.0.0.1", self.upstream.port or 6379
-            )
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links.add(up_writer)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
-
-
 @pytest.fixture
-def proxy() -> Iterator[RedisProxy]:
-    proxy = RedisProxy(REDIS_URL)
+def proxy() -> Iterator[TcpProxy]:
+    proxy = TcpProxy(REDIS_URL)
     yield proxy
     proxy.close()
 
@@ -576,11 +493,11 @@ def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @needs_redis
 def test_with_redis_stopped_requests_are_limited_in_memory_with_one_warning_then_redis_again(
-    db: DatabaseUrls, traffy_url: str, proxy: RedisProxy, caplog: pytest.LogCaptureFixture
+    db: DatabaseUrls, traffy_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.INFO, logger=LOGGER)
     prefix = redis_prefix()
-    buckets = RedisBuckets(proxy.start().url, prefix=prefix, timeout=0.5, retry_after=0.5)
+    buckets = RedisBuckets(proxy.start().target_url, prefix=prefix, timeout=0.5, retry_after=0.5)
     before, during, after = new_address(), new_address(), new_address()
     try:
         with limited_gateway(settings_for(db, traffy_url), buckets) as client:
@@ -625,11 +542,11 @@ def test_a_gateway_whose_redis_is_unreachable_from_the_start_limits_in_memory(
 
 @needs_redis
 def test_a_hanging_redis_delays_a_request_by_its_timeout_at_most(
-    db: DatabaseUrls, traffy_url: str, proxy: RedisProxy, caplog: pytest.LogCaptureFixture
+    db: DatabaseUrls, traffy_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.INFO, logger=LOGGER)
     timeout = 0.3
-    buckets = RedisBuckets(proxy.hang().url, prefix=redis_prefix(), timeout=timeout)
+    buckets = RedisBuckets(proxy.hang().target_url, prefix=redis_prefix(), timeout=timeout)
     address = new_address()
     with limited_gateway(settings_for(db, traffy_url), buckets) as client:
         latencies, codes = [], []
