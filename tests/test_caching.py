@@ -383,3 +383,58 @@ def test_redis_stopped_under_the_gateway_no_request_fails(db, traffy_url, caplog
         gw.client.close()
         server.stop()
         proxy.close()
+
+
+# ---------------------------------------------------------------------------- settings
+
+SETTINGS_ENV = {
+    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
+    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+    "BMA_TRAFFY_BASE_URL": "http://traffy.test",
+}
+
+
+def test_cache_and_resilience_settings_round_trip():
+    from gateway.settings import Settings
+
+    env = {
+        **SETTINGS_ENV,
+        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "BMA_CACHE_TTLS": '{"response": 5, "traffy.stats": 0}',
+        "BMA_CACHE_STALE_SECONDS": "120",
+        "BMA_UPSTREAM_RETRIES": "1",
+        "BMA_UPSTREAM_CONCURRENCY": "8",
+        "BMA_BREAKER_FAILURES": "3",
+        "BMA_BREAKER_RESET_SECONDS": "2.5",
+    }
+    settings = Settings.from_env(env)
+    assert settings.redis_url == "redis://127.0.0.1:6379/3"
+    assert settings.cache_ttls["response"] == 5 and settings.cache_ttls["traffy.stats"] == 0
+    assert settings.cache_ttls["tax.revenue"] == CACHE_NAMES["tax.revenue"]  # default kept
+    assert settings.cache_stale_seconds == 120
+    assert (settings.upstream_retries, settings.upstream_concurrency) == (1, 8)
+    assert (settings.breaker_failures, settings.breaker_reset_seconds) == (3, 2.5)
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BMA_CACHE_TTLS", "{", "not valid JSON"),
+        ("BMA_CACHE_TTLS", "[1]", "JSON object"),
+        ("BMA_CACHE_TTLS", '{"parcels": 10}', "unknown cache 'parcels'"),
+        ("BMA_CACHE_TTLS", '{"response": -1}', "between 0 and 86400"),
+        ("BMA_CACHE_TTLS", '{"response": true}', "between 0 and 86400"),
+        ("BMA_CACHE_STALE_SECONDS", "-5", "BMA_CACHE_STALE_SECONDS"),
+        ("BMA_UPSTREAM_RETRIES", "9", "BMA_UPSTREAM_RETRIES"),
+        ("BMA_BREAKER_FAILURES", "0", "BMA_BREAKER_FAILURES"),
+        ("BMA_UPSTREAM_CONCURRENCY", "many", "BMA_UPSTREAM_CONCURRENCY"),
+    ],
+)
+def test_bad_cache_and_resilience_settings_name_the_variable(variable, value, message):
+    from gateway.settings import ConfigError, Settings
+
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**SETTINGS_ENV, variable: value})
+    assert message in str(error.value)
+    assert variable in str(error.value)
