@@ -36,6 +36,7 @@ from gateway.limits import (
     QUERY_TOO_DEEP,
     TOO_MANY_ALIASES,
     TOO_MANY_DIRECTIVES,
+    TOO_MANY_FRAGMENT_SPREADS,
     TOO_MANY_ROOT_FIELDS,
     TOO_MANY_TOKENS,
     VARIABLES_TOO_DEEP,
@@ -71,14 +72,14 @@ def _nested(n: int) -> bytes:
 
 
 def _nested_fragments(n: int) -> bytes:
-    # 30 fragments, each 4 levels deeper than the one it spreads: 120 levels in all, though
-    # no definition nests more than 5.
+    # 25 fragments, each 4 levels deeper than the one it spreads: 100 levels in all, though
+    # no definition nests more than 5 (and 26 spreads stay under the anonymous 30).
     fragments = " ".join(
         f"fragment F{n}_{i} on District {{ complaints {{ edges {{ node {{ district "
         f"{{ ...F{n}_{i + 1} }} }} }} }} }}"
-        for i in range(30)
+        for i in range(25)
     )
-    last = f"fragment F{n}_30 on District {{ code }}"
+    last = f"fragment F{n}_25 on District {{ code }}"
     return _operation(f"{{ districts {{ ...F{n}_0 }} }} {fragments} {last}")
 
 
@@ -86,6 +87,12 @@ def _aliases(n: int) -> bytes:
     # 109 KB: within the anonymous body limit (128 KiB), as an attacker would write it.
     aliases = " ".join(f"a{i}:code" for i in range(10_000))
     return _operation(f"query A{n} {{ districts {{ {aliases} }} }}")
+
+
+def _spreads(n: int) -> bytes:
+    # Validation of spreads side by side grows faster than their number: 1,000 ~350 ms.
+    spreads = " ".join(f"...S{n}" for _ in range(1000))
+    return _operation(f"{{ districts {{ {spreads} }} }} fragment S{n} on District {{ code }}")
 
 
 def _tokens(n: int) -> bytes:
@@ -137,13 +144,20 @@ def _root_fields(n: int) -> bytes:
 ABUSES: list[Abuse] = [
     Abuse("nesting 1,000 deep", _nested, 400, QUERY_TOO_DEEP, ANONYMOUS.max_depth),
     Abuse(
-        "nesting 120 deep through 30 fragments",
+        "nesting 100 deep through 25 fragments",
         _nested_fragments,
         400,
         QUERY_TOO_DEEP,
         ANONYMOUS.max_depth,
     ),
     Abuse("10,000 aliases", _aliases, 400, TOO_MANY_ALIASES, ANONYMOUS.max_aliases),
+    Abuse(
+        "1,000 fragment spreads side by side",
+        _spreads,
+        400,
+        TOO_MANY_FRAGMENT_SPREADS,
+        ANONYMOUS.max_fragment_spreads,
+    ),
     Abuse("a 100 KB query of 20,000 fields", _tokens, 400, TOO_MANY_TOKENS, ANONYMOUS.max_tokens),
     Abuse("a fragment cycle", _fragment_cycle, 400, "GRAPHQL_VALIDATION_FAILED", None),
     Abuse("a 1,000-operation batch", _batch, 400, "BATCH_TOO_LARGE", GATEWAY_MAX_BATCH),

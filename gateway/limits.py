@@ -92,6 +92,9 @@ class OperationLimits:
     max_directives: int  # directives used in the document
     max_root_fields: int  # fields selected at the root of an operation
     max_cost: int  # static cost of the operation (see the module docstring)
+    # `...` in the document (named and inline fragments): validation grows faster than
+    # linearly with spreads side by side (1,000 of them: ~350 ms), so they are capped apart.
+    max_fragment_spreads: int = 100
     # None: the gateway-wide setting (BMA_MAX_BATCH, BMA_MAX_PAGE_SIZE, BMA_MAX_BODY_BYTES);
     # a value here can only lower it.
     max_batch: int | None = None
@@ -127,6 +130,7 @@ DEFAULTS: Mapping[str, OperationLimits] = {
         max_directives=10,
         max_root_fields=20,
         max_cost=50_000,
+        max_fragment_spreads=30,
         max_body_bytes=131_072,
         suggestions=False,
     ),
@@ -163,6 +167,7 @@ _INT_RANGES: Mapping[str, tuple[int, int | None]] = {
     "max_directives": (0, None),
     "max_root_fields": (1, None),
     "max_cost": (1, None),
+    "max_fragment_spreads": (0, None),
     "max_batch": (1, 1000),
     "max_page_size": (1, None),
     "max_body_bytes": (1024, None),
@@ -262,6 +267,7 @@ QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
 TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
 TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
 TOO_MANY_DIRECTIVES = "TOO_MANY_DIRECTIVES"
+TOO_MANY_FRAGMENT_SPREADS = "TOO_MANY_FRAGMENT_SPREADS"
 TOO_MANY_ROOT_FIELDS = "TOO_MANY_ROOT_FIELDS"
 QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
 INTROSPECTION_DISABLED = "INTROSPECTION_DISABLED"
@@ -308,7 +314,7 @@ def scan(text: str, limits: OperationLimits) -> LimitExceeded | None:
     if text.count("#") > limits.max_tokens:  # bounds the comments, at C speed
         return too_many_tokens(limits.max_tokens, "comments (or '#' characters)")
     lexer = Lexer(Source(text))
-    tokens = aliases = directives = 0
+    tokens = aliases = directives = spreads = 0
     parens = depth = 0
     # The braces outside arguments open selection sets: True for a field's or an
     # operation's (a level of depth), False for an inline fragment's (no level).
@@ -328,6 +334,15 @@ def scan(text: str, limits: OperationLimits) -> LimitExceeded | None:
                 inline_next = kind in _INLINE_STARTS or (
                     kind is TokenKind.NAME and token.value == "on"
                 )
+            if kind is TokenKind.SPREAD and parens == 0:
+                spreads += 1
+                if spreads > limits.max_fragment_spreads:
+                    return LimitExceeded(
+                        TOO_MANY_FRAGMENT_SPREADS,
+                        f"the document spreads fragments more than "
+                        f"{limits.max_fragment_spreads} times",
+                        limits.max_fragment_spreads,
+                    )
             if kind is TokenKind.PAREN_L:
                 parens += 1
             elif kind is TokenKind.PAREN_R:

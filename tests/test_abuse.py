@@ -149,17 +149,39 @@ def test_nesting_in_arguments_and_get_variables(abused: Gateway, agency_headers:
         "{ districts { ...A } } fragment A on District { code ...B } fragment B on District { ...C }"
         " fragment C on District { nameEn ...A }",
         "{ districts { ...F0 } } "
-        + " ".join(f"fragment F{i} on District {{ code ...F{(i + 1) % 100} }}" for i in range(100)),
+        + " ".join(f"fragment F{i} on District {{ code ...F{(i + 1) % 50} }}" for i in range(50)),
     ],
-    ids=["self", "three", "ring-of-100"],
+    ids=["self", "three", "ring-of-50"],
 )
-def test_fragment_cycles_end(abused: Gateway, cycle: str):
-    response = abused.post(cycle)
+def test_fragment_cycles_end(abused: Gateway, agency_headers: dict[str, str], cycle: str):
+    # As an agency: anonymous callers may not spread 50 fragments at all.
+    response = abused.post(cycle, headers=agency_headers)
     error = response.json()["errors"][0]
     assert response.status_code == 400, response.text
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "Cannot spread fragment" in error["message"]
     assert server_ms(response) < SERVER_MS
+
+
+@pytest.mark.parametrize(("who", "limit"), [("anonymous", 30), ("agency", 100)])
+def test_fragment_spreads_are_capped_before_validation(
+    abused: Gateway, agency_headers: dict[str, str], who: str, limit: int
+):
+    """1,000 spreads side by side would take validation ~350 ms; the lexer stops them."""
+    spreads = " ".join("...F" for _ in range(1000))
+    query = f"{{ districts {{ {spreads} }} }} fragment F on District {{ code }}"
+    response = abused.post(query, headers=agency_headers if who == "agency" else {})
+    error = response.json()["errors"][0]
+    assert response.status_code == 400
+    assert error["extensions"] == {"code": "TOO_MANY_FRAGMENT_SPREADS", "limit": limit}
+    assert server_ms(response) < SERVER_MS
+    within = " ".join("...F" for _ in range(limit))
+    allowed = abused.post(
+        f"{{ districts {{ {within} }} }} fragment F on District {{ code }}",
+        headers=agency_headers if who == "agency" else {},
+    )
+    assert allowed.status_code == 200, allowed.text[:300]
+    assert len(allowed.json()["data"]["districts"]) == 50
 
 
 def test_a_batch_over_the_limit_runs_none_of_its_operations(abused: Gateway):
