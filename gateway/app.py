@@ -27,6 +27,7 @@ from gateway.auth import Authenticator
 from gateway.execution import Executor
 from gateway.graphql_http import GraphQLHTTP
 from gateway.issuer import EmbeddedIssuer
+from gateway.logs import configure_logging
 from gateway.rate_limit import RateLimitMiddleware, buckets_for
 from gateway.settings import Settings
 from policies.model import load_policy
@@ -234,5 +235,7 @@ async def http_error(_request: Request, exc: Exception) -> Response:
 
 
 def create_app_from_env() -> Starlette:
-    """The factory uvicorn workers call (``bma-gateway serve --workers N``)."""
+    """The factory uvicorn workers call (``bma-gateway serve --workers N``): each worker is
+    a fresh process, so it sets up the JSON logs itself."""
+    configure_logging()
     return create_app(Settings.from_env())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway import cli_audit, cli_cache, cli_credentials
 
@@ -26,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     commands.add_parser("serve", help="run against the real systems (settings from BMA_* env)")
+
+    config = commands.add_parser("config", help="the settings read from the environment")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser(
+        "check", help="read and check every setting (and the policy) as `serve` would, then exit"
+    )
 
     policy = commands.add_parser("policy", help="check or print the access policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli_cache.run(args)
     if args.command == "policy":
         return _policy(args)
+    if args.command == "config":
+        return _config_check()
     return _serve()
 
 
@@ -86,23 +95,65 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve() -> int:
-    import uvicorn
-
+def _settings() -> Any:
+    """The settings from the environment, or None after printing what is wrong."""
     from gateway.settings import ConfigError, Settings
 
     try:
-        settings = Settings.from_env()
+        return Settings.from_env()
     except ConfigError as exc:
         print(f"bma-gateway: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def _config_check() -> int:
+    """Everything `serve` checks before it starts, without starting: settings, the policy
+    against the schema, the key files."""
+    from gateway.audit_store import AuditStoreError, load_key
+    from policies.model import PolicyError, load_policy
+    from schema import graphql_schema
+
+    settings = _settings()
+    if settings is None:
         return 2
+    try:
+        policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
+        policy.check(graphql_schema())
+        if settings.audit_key_file:
+            load_key(settings.audit_key_file)
+    except (PolicyError, AuditStoreError) as exc:
+        print(f"bma-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    audit = (
+        "on"
+        if settings.audit_store_url and settings.audit_key_file
+        else "off (restricted data refused)"
+    )
+    print(
+        f"configuration ok: policy {len(policy.rules)} fields ({settings.policy_mode}), "
+        f"audit {audit}, caches in {'Redis' if settings.redis_url else 'memory'}, "
+        f"rate limits {'on' if settings.rate_limits else 'off'}, {settings.workers} worker(s)"
+    )
+    return 0
+
+
+def _serve() -> int:
+    import uvicorn
+
+    from gateway.logs import configure_logging
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    configure_logging()
     uvicorn.run(
         "gateway.app:create_app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level="info",
+        log_config=None,  # configure_logging's JSON lines, in every worker
+        access_log=False,  # the request line replaces it, without the query string
     )
     return 0
 

@@ -13,6 +13,7 @@ time from the request reaching this handler to its response being ready.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -27,6 +28,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
 from gateway.limits import VARIABLE_DEPTH, VARIABLES_TOO_DEEP, OperationLimits
+from gateway.logs import log_request
 from policies.principal import Principal
 
 log = logging.getLogger("bma.gateway")
@@ -72,9 +74,12 @@ class GraphQLHTTP:
         began = time.perf_counter()
         request_id = _request_id(request)
         request.state.request_id = request_id
+        request.state.operations = []
         response = await self._answer(request)
+        elapsed_ms = (time.perf_counter() - began) * 1000
         response.headers["x-request-id"] = request_id
-        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"
+        response.headers["server-timing"] = f"app;dur={elapsed_ms:.2f}"
+        log_request(_request_line(request, response, elapsed_ms))
         return response
 
     async def _limits(self, request: Request) -> OperationLimits | None:
@@ -148,6 +153,9 @@ class GraphQLHTTP:
 
     async def _run(self, request: Request, payload: Any) -> Outcome:
         query, variables, operation_name = _operation(payload)
+        request.state.operations.append(
+            {"name": operation_name, "document": hashlib.sha256(query.encode()).hexdigest()}
+        )
         context = await self.make_context(request)
         return await self.executor.run(query, variables, operation_name, context)
 
@@ -163,6 +171,21 @@ class GraphQLHTTP:
                 raise _too_large(limit)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _request_line(request: Request, response: Response, elapsed_ms: float) -> dict[str, Any]:
+    """The request's log line: who, what, how it went — no credential, variable or data."""
+    principal = getattr(request.state, "principal", None)
+    return {
+        "request_id": request.state.request_id,
+        "method": request.method,
+        "status": response.status_code,
+        "duration_ms": round(elapsed_ms, 2),
+        "principal": principal.kind if principal else "unauthenticated",
+        "subject": principal.subject if principal else None,
+        "operations": request.state.operations,
+        "cache": response.headers.get("x-cache"),
+    }
 
 
 def _request_id(request: Request) -> str:

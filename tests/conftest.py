@@ -7,10 +7,12 @@ their seed is reused across runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +22,27 @@ from gateway.demo.embedded import DatabaseUrls, ensure_databases
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.issuer import EmbeddedIssuer
+from gateway.logs import JsonFormatter
 from gateway.serving import BackgroundServer
 from support import Gateway, issuer_key_file, run, settings_for, sql, start_gateway
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_log() -> Iterator[Path]:
+    """Every log line of the session, as the gateway writes them in production (JSON), in
+    one file: tests/test_zz_log_leaks.py, which runs last, scans it."""
+    path = Path(tempfile.mkdtemp(prefix="bma-test-logs-")) / "session.jsonl"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    yield path
+    root.removeHandler(handler)
+    root.setLevel(level)
+    handler.close()
 
 
 @pytest.fixture(scope="session")

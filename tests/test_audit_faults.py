@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,6 +150,7 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
     server_url: str,
     finance: dict[str, str],
     parcels: list[dict[str, Any]],
+    tmp_path: Path,
 ):
     store = fresh_database(server_url, "bmatest_audit_sigterm")
     port = free_port()
@@ -156,15 +158,17 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
         **os.environ,
         **settings_for(db, traffy_url, audit_database_url=store, port=port).to_env(),
     }
+    # Its log goes to a file: a pipe nobody reads while it runs would fill and stall it.
+    log_file = tmp_path / "gateway.log"
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file.open("wb"),
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, gateway)
+        _wait_until_up(url, gateway, log_file)
         answered: list[str] = []
         failures: list[str] = []
         stop = threading.Event()
@@ -187,8 +191,8 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
     finally:
         if gateway.poll() is None:
             gateway.kill()
-    log = gateway.stderr.read().decode() if gateway.stderr else ""
-    assert "Application shutdown complete" in log, log
+    log = log_file.read_text(encoding="utf-8")
+    assert "Application shutdown complete" in log, log[-2000:]
     assert before_signal > 10, "the load did not get going"
     logged = {r["id"] for r in sql(store, "SELECT entry ->> 'requestId' AS id FROM audit.records")}
     missing = [rid for rid in answered if rid not in logged]
@@ -228,13 +232,13 @@ def _load(
                 failures.append(f"{rid}: {response.status_code} {response.text[:200]}")
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log_file: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"gateway exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
+            raise RuntimeError(f"gateway exited: {log_file.read_text(encoding='utf-8')}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
