@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -135,3 +140,56 @@ def fresh_database(server_url: str, name: str) -> str:
 
     run(create())
     return database_url(server_url, name)
+
+
+class GatewayProcess:
+    """``bma-gateway serve`` in a subprocess, its log in a file."""
+
+    def __init__(self, settings: Settings, log_dir: Path, **env: str) -> None:
+        self.port = settings.port
+        self.env = {**os.environ, **settings.to_env(), **env}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / "gateway.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def graphql(self) -> str:
+        return f"{self.url}/graphql"
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until_up(self, timeout: float = 60) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"gateway did not start: {self.log()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)

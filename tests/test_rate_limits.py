@@ -14,8 +14,6 @@ import json
 import logging
 import math
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -46,7 +44,7 @@ from gateway.rate_limit import (
 from gateway.serving import BackgroundServer, free_port
 from gateway.settings import ConfigError, Settings
 from policies.principal import ANONYMOUS, Principal
-from support import run, settings_for, start_gateway
+from support import GatewayProcess, run, settings_for, start_gateway
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 needs_redis = pytest.mark.skipif(
@@ -377,7 +375,12 @@ def test_two_gateway_processes_sharing_one_redis_hold_one_limit(
     headers = bearer(partner_token(issuer, subject))
     limits = json.dumps({"partner": {"rate": rate, "burst": burst}})
     gateways = [
-        GatewayProcess(settings_for(db, traffy_url, port=free_port()), limits, tmp_path / f"g{n}")
+        GatewayProcess(
+            settings_for(db, traffy_url, port=free_port()),
+            tmp_path / f"g{n}",
+            REDIS_URL=REDIS_URL,
+            BMA_RATE_LIMITS=limits,
+        )
         for n in range(2)
     ]
     try:
@@ -415,64 +418,6 @@ def test_two_gateway_processes_sharing_one_redis_hold_one_limit(
         assert redis_keys(key), "the bucket is not in Redis"
     finally:
         drop_redis_keys(key)
-
-
-class GatewayProcess:
-    """``bma-gateway serve`` in a subprocess, its log in a file."""
-
-    def __init__(self, settings: Settings, limits: str, log_dir: Path) -> None:
-        self.port = settings.port
-        self.env = {
-            **os.environ,
-            **settings.to_env(),
-            "REDIS_URL": REDIS_URL,
-            "BMA_RATE_LIMITS": limits,
-        }
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / "gateway.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def graphql(self) -> str:
-        return f"{self.url}/graphql"
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until_up(self, timeout: float = 60) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"gateway did not start: {self.log()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 # --- Redis failing --------------------------------------------------------------------------
