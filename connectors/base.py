@@ -12,8 +12,11 @@ import base64
 import binascii
 from collections import Counter
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+
+from gateway import metrics
 
 T = TypeVar("T")
 
@@ -75,14 +78,26 @@ class SourceHealth:
     breaker: str = "closed"  # "closed", "open" or "half_open" (connectors/resilience.py)
 
 
+# The upstream calls of the current HTTP request, by source, when its handler sets a Counter
+# here (for the request log). DataLoader tasks inherit the context, and so the same Counter.
+request_upstream_calls: ContextVar[Counter[str] | None] = ContextVar(
+    "request_upstream_calls", default=None
+)
+
+
 class CallCounter:
-    """Counts upstream calls per source. Tests and metrics read it; cost is one dict update."""
+    """Counts upstream calls per source: here (tests read it), in the process's metrics
+    (``bma_upstream_calls_total``) and in the current request's count, when one is kept."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
 
     def record(self, source: str) -> None:
         self.calls[source] += 1
+        metrics.observe_upstream_call(source)
+        per_request = request_upstream_calls.get()
+        if per_request is not None:
+            per_request[source] += 1
 
     def reset(self) -> None:
         self.calls.clear()

@@ -31,6 +31,7 @@ from aiocache.serializers import BaseSerializer
 
 from connectors.base import Page, UpstreamError
 from connectors.traffy import ComplaintCounts
+from gateway import metrics
 
 log = logging.getLogger("bma.cache")
 
@@ -172,7 +173,8 @@ async def cached_batch(
 ) -> Mapping[K, V | UpstreamError]:
     """``fetch`` (a connector batch method) through the cache ``name``: fresh entries are
     served, the rest fetched and stored; a failed key is answered from a stale entry when
-    there is one."""
+    there is one. Each key counts once in ``bma_cache_requests_total``: hit (fresh entry),
+    stale (fetch failed, an old entry served) or miss (fetched, or failed with no entry)."""
     ttl = store.ttl(name) if store is not None else 0
     if store is None or not ttl:
         return await fetch(keys)
@@ -183,6 +185,7 @@ async def cached_batch(
         k: e["v"] for k, e in entries.items() if e is not None and now - e["at"] < ttl
     }
     missing = [k for k in keys if k not in result]
+    metrics.observe_cache(name, "hit", len(result))
     if not missing:
         return result
     try:
@@ -190,14 +193,18 @@ async def cached_batch(
     except UpstreamError as exc:
         found = {k: exc for k in missing}
     fresh: list[tuple[str, Any]] = []
+    stale = 0
     for k in missing:
         value = found.get(k)
         if isinstance(value, UpstreamError):
             result[k] = _stale_or(entries.get(k), value, name, now)
+            stale += result[k] is not value
         else:
             result[k] = value  # type: ignore[assignment]
             if value is not None and not getattr(value, "failures", None):  # partial: not kept
                 fresh.append((_text(k), {"at": now, "v": value}))
+    metrics.observe_cache(name, "stale", stale)
+    metrics.observe_cache(name, "miss", len(missing) - stale)
     await store.set_many(name, fresh, ttl + store.settings.stale_seconds)
     return result
 

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from connectors.base import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway import metrics
 
 T = TypeVar("T")
 
@@ -99,12 +100,22 @@ class CircuitBreaker:
         self._failures = 0  # consecutive, while closed
         self._opened_at = 0.0
         self._probing = False  # a half-open probe is in flight
+        self._reported = BreakerState.CLOSED  # the state bma_breaker_state last showed
+        metrics.observe_breaker(source, BreakerState.CLOSED.value)
 
     @property
     def state(self) -> BreakerState:
-        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self.reset:
-            return BreakerState.HALF_OPEN
-        return self._state
+        state = self._state
+        if state is BreakerState.OPEN and self._clock() - self._opened_at >= self.reset:
+            state = BreakerState.HALF_OPEN
+        self._report(state)  # half-open is noticed when the state is read
+        return state
+
+    def _report(self, state: BreakerState) -> None:
+        """Show a transition in ``bma_breaker_state`` (one comparison when there is none)."""
+        if state is not self._reported:
+            self._reported = state
+            metrics.observe_breaker(self.source, state.value)
 
     def allows(self) -> bool:
         """Whether a call now would be admitted; changes nothing."""
@@ -127,6 +138,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._probing = False
+        self._report(BreakerState.CLOSED)
 
     def failed(self) -> None:
         """The source failed a call: count it, open at the threshold, re-open after a probe."""
@@ -148,6 +160,7 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._failures = 0
         self._probing = False
+        self._report(BreakerState.OPEN)
 
 
 class Guard:
@@ -198,10 +211,28 @@ class Guard:
         return self._rng.uniform(0, ceiling)
 
     async def _once(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """One attempt; its failure counted in ``bma_upstream_errors_total`` by reason."""
+        try:
+            return await self._attempt(attempt)
+        except CircuitOpen:
+            metrics.observe_upstream_error(self.source, "circuit_open")
+            raise
+        except RequestRejected:
+            metrics.observe_upstream_error(self.source, "rejected")
+            raise
+        except UpstreamTimeout:  # the call's timeout, or no slot in time
+            metrics.observe_upstream_error(self.source, "timeout")
+            raise
+        except UpstreamError:
+            metrics.observe_upstream_error(self.source, "unavailable")
+            raise
+
+    async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
         if not self.breaker.allows():  # fail fast, without queueing for a slot
             raise CircuitOpen(self.source)
         async with self._slot():
             self.breaker.admit()  # again: it may have opened while we waited
+            began = time.perf_counter()
             try:
                 result = await attempt()
             except RequestRejected:
@@ -213,6 +244,8 @@ class Guard:
             except BaseException:
                 self.breaker.released()
                 raise
+            finally:
+                metrics.observe_upstream_seconds(self.source, time.perf_counter() - began)
             self.breaker.succeeded()
             return result
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,11 +30,15 @@ from gateway.execution import Executor
 from gateway.graphql_http import GraphQLHTTP
 from gateway.issuer import EmbeddedIssuer
 from gateway.logs import configure_logging
+from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.metrics import render as render_metrics
 from gateway.rate_limit import RateLimitMiddleware, buckets_for
 from gateway.settings import Settings
 from policies.model import load_policy
 from policies.principal import Principal
 from schema import Connectors, Limits, RequestContext, graphql_schema
+
+log = logging.getLogger("bma.gateway")
 
 
 def connectors_from(settings: Settings) -> Connectors:
@@ -83,6 +89,23 @@ def audit_writer_from(settings: Settings) -> AuditWriter:
         queue_max=settings.audit_queue_max,
         timeout=settings.audit_timeout,
     )
+
+
+async def wait_for_sources(connectors: Connectors, seconds: float) -> None:
+    """Wait up to ``seconds`` for every source to answer, then start anyway — a source that
+    is down means partial results, not no gateway — naming what is missing."""
+    deadline = time.monotonic() + seconds
+    while True:
+        checks = await asyncio.gather(*(c.health() for c in connectors.all()))
+        down = [h for group in checks for h in group if not h.ok]
+        if not down or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    if down:
+        missing = ", ".join(f"{h.source} ({h.detail})" for h in down)
+        log.warning("starting without %d source(s): %s", len(down), missing)
+    else:
+        log.info("every source answers")
 
 
 def create_app(settings: Settings, connectors: Connectors | None = None) -> Starlette:
@@ -148,6 +171,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*(c.start() for c in connectors.all()))
+        await wait_for_sources(connectors, settings.startup_wait_seconds)
         if api_keys is not None:
             await api_keys.start()
         await audit.start()
@@ -161,6 +185,9 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
             await asyncio.gather(*(c.stop() for c in connectors.all()))
             if connectors.cache is not None:
                 await connectors.cache.close()
+
+    async def metrics(_request: Request) -> Response:
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -195,6 +222,7 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route("/healthz", healthz),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/readyz", readyz),
             Route("/.well-known/jwks.json", jwks),
             Route("/", root),

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway import audit_store
+from gateway import audit_store, metrics
 from policies.model import Decision, Policy, Verdict
 from policies.principal import Principal
 from schema.audit_keys import keys_of
@@ -206,9 +206,11 @@ class AuditWriter:
         if not self._started:
             raise AuditUnavailable("this gateway has no audit store")
         if len(self._pending) >= self.queue_max:
+            metrics.audit_records.labels("refused").inc()
             raise AuditUnavailable("the audit queue is full")
         pending = _Pending(datetime.now(UTC), entry, asyncio.get_running_loop().create_future())
         self._pending.append(pending)
+        metrics.audit_queue_depth.set(len(self._pending))
         try:
             # A timeout cancels the wait; the record, if it commits after all, belongs to a
             # request that was refused.
@@ -238,6 +240,7 @@ class AuditWriter:
         self._writing = True
         try:
             batch, self._pending = self._pending[: self.batch_max], self._pending[self.batch_max :]
+            metrics.audit_queue_depth.set(len(self._pending))
             await self._write(batch)
         finally:
             self._writing = False
@@ -279,6 +282,18 @@ class AuditWriter:
                 await conn.close(timeout=self.timeout)
 
     async def _write(self, batch: list[_Pending]) -> None:
+        """Write one batch; its time in ``bma_audit_write_seconds``, its records counted
+        written or refused in ``bma_audit_records_total``."""
+        began = time.perf_counter()
+        written = False
+        try:
+            written = await self._append(batch)
+        finally:
+            metrics.audit_records.labels("written" if written else "refused").inc(len(batch))
+            metrics.audit_write_seconds.observe(time.perf_counter() - began)
+
+    async def _append(self, batch: list[_Pending]) -> bool:
+        """Whether the batch was committed (its requests are answered either way)."""
         try:
             conn = await self._connection()
             seqs = await self._appender.append(conn, [(p.at, p.entry) for p in batch])
@@ -288,7 +303,7 @@ class AuditWriter:
             # The batch may or may not have committed: start afresh from the stored head.
             self._appender.head = None
             await self._disconnect()
-            return
+            return False
         except asyncio.CancelledError:
             # The writing request gave up waiting: whether the batch committed is unknown,
             # and so is the connection's state. Refuse the batch; start afresh next time.
@@ -301,10 +316,11 @@ class AuditWriter:
         except Exception:  # a bug: refuse this batch, keep the writer alive for the next
             log.exception("audit write failed (%d records refused)", len(batch))
             _refuse(batch)
-            return
+            return False
         for p, seq in zip(batch, seqs, strict=True):
             if not p.done.done():
                 p.done.set_result(seq)
+        return True
 
 
 def _refuse(batch: list[_Pending]) -> None:

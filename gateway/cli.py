@@ -154,6 +154,9 @@ def _serve() -> int:
         workers=settings.workers,
         log_config=None,  # configure_logging's JSON lines, in every worker
         access_log=False,  # the request line replaces it, without the query string
+        # SIGTERM: stop accepting, let in-flight requests finish this long, then shut down
+        # (the audit writer drains and the pools close in the app's lifespan).
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     return 0
 

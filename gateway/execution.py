@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ from graphql import (
 
 from connectors.base import UpstreamError
 from connectors.cache import CacheStore, StaleUse, stale_uses
+from gateway import metrics
 from gateway.audit import AccessTrail, AuditUnavailable, AuditWriter, Caller, access_entry
 from gateway.limits import (
     Analysis,
@@ -82,6 +84,8 @@ class Outcome:
     # From the response cache: "hit" (``encoded`` is the answer) or "miss" (stored now).
     cache: str | None = None
     encoded: bytes | None = None
+    # The operation that ran, for the metrics: None when none did (refused, or not found).
+    operation: OperationDefinitionNode | None = field(default=None, repr=False)
 
     @property
     def request_error(self) -> bool:
@@ -208,6 +212,32 @@ class Executor:
         operation_name: str | None,
         context: Any,
     ) -> Outcome:
+        """The operation's outcome, counted in ``bma_requests_total`` and timed."""
+        began = time.perf_counter()
+        audience = context.principal.kind
+        try:
+            outcome = await self._run(query, variables, operation_name, context)
+        except Exception:  # a bug: graphql_http answers 500 with a reference
+            metrics.observe_request("unknown", audience, "error", time.perf_counter() - began)
+            raise
+        operation = outcome.operation
+        label = (
+            "unknown"
+            if operation is None
+            else metrics.operation_label(operation.name.value if operation.name else None)
+        )
+        metrics.observe_request(
+            label, audience, _outcome_label(outcome), time.perf_counter() - began
+        )
+        return outcome
+
+    async def _run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
+    ) -> Outcome:
         principal: Principal = context.principal
         limits = self.limits.of(principal.kind)
         if variables and nested_deeper_than(variables, limits.max_variable_depth):
@@ -221,6 +251,7 @@ class Executor:
         cost = self._cost(parsed, operation_name, variables)
         if cost > limits.max_cost:
             return _refused([too_costly(limits, cost).error()])
+        operation = _selected(parsed.document, operation_name)
         _apply_page_size(context, limits)
         plan = self.planner.plan(query, parsed.document, operation_name, principal)
         # Open data only: the same bytes for everyone, so the response cache may answer.
@@ -228,13 +259,18 @@ class Executor:
         if plan.open_only and not parsed.introspects and self.responses.enabled:
             cache_key = ResponseCache.key(query, operation_name, variables)
             cached = await self.responses.get(cache_key)
+            metrics.observe_cache("response", "miss" if cached is None else "hit")
             if cached is not None:
-                return Outcome({}, cache="hit", encoded=cached)
+                return Outcome({}, cache="hit", encoded=cached, operation=operation)
         trail = AccessTrail()
         if self.mode == "reject" and plan.denials:
             errors = [denial_error(v) for v in plan.denials]
+            for v in plan.denials:
+                metrics.observe_denial(v.rule.coordinate, v.code)
             trail.refused(plan.denials)
-            outcome = Outcome({"errors": [format_error(e) for e in errors]}, status=403)
+            outcome = Outcome(
+                {"errors": [format_error(e) for e in errors]}, status=403, operation=operation
+            )
             return await self._audited(
                 outcome, trail, query, parsed.document, operation_name, context
             )
@@ -264,6 +300,8 @@ class Executor:
         finally:
             stale_uses.reset(token)
         outcome = _outcome(result, getattr(context, "partial_errors", ()), stale)
+        if outcome.status == 200:
+            outcome.operation = operation
         if cache_key is not None and _cacheable(outcome):
             outcome.encoded = orjson.dumps(outcome.body)
             outcome.cache = "miss"
@@ -295,7 +333,9 @@ class Executor:
                 return outcome
             message = f"restricted data is not served while it cannot be audited ({exc})"
             error = {"message": message, "extensions": {"code": AuditUnavailable.code}}
-            return Outcome({"errors": [error], "data": None}, status=503)
+            return Outcome(
+                {"errors": [error], "data": None}, status=503, operation=outcome.operation
+            )
         return outcome
 
 
@@ -305,6 +345,33 @@ def _operation_name(document: DocumentNode) -> str | None:
         if isinstance(definition, OperationDefinitionNode):
             return definition.name.value if definition.name else None
     return None
+
+
+def _selected(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation execution runs: the one named, or the only one; None if there is none."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        return operations[0] if len(operations) == 1 else None
+    for op in operations:
+        if op.name and op.name.value == operation_name:
+            return op
+    return None
+
+
+def _outcome_label(outcome: Outcome) -> str:
+    """ok, partial, denied, refused or unavailable (gateway.metrics describes them)."""
+    if outcome.status >= 500:
+        return "unavailable"
+    if outcome.status == 403:
+        return "denied"
+    if outcome.status >= 400:
+        return "refused"
+    errors = outcome.body.get("errors") if outcome.cache != "hit" else None
+    if not errors:
+        return "ok"
+    if any(e.get("extensions", {}).get("code") in metrics.DENIAL_CODES for e in errors):
+        return "denied"
+    return "partial"
 
 
 def _refused(errors: list[GraphQLError]) -> Outcome:

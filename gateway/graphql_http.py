@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
+from connectors.base import request_upstream_calls
 from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
 from gateway.limits import VARIABLE_DEPTH, VARIABLES_TOO_DEEP, OperationLimits
@@ -75,7 +77,13 @@ class GraphQLHTTP:
         request_id = _request_id(request)
         request.state.request_id = request_id
         request.state.operations = []
-        response = await self._answer(request)
+        calls: Counter[str] = Counter()  # upstream calls, by source, for the request's log line
+        token = request_upstream_calls.set(calls)
+        try:
+            response = await self._answer(request)
+        finally:
+            request_upstream_calls.reset(token)
+        request.state.upstream_calls = dict(calls)
         elapsed_ms = (time.perf_counter() - began) * 1000
         response.headers["x-request-id"] = request_id
         response.headers["server-timing"] = f"app;dur={elapsed_ms:.2f}"
@@ -185,6 +193,7 @@ def _request_line(request: Request, response: Response, elapsed_ms: float) -> di
         "subject": principal.subject if principal else None,
         "operations": request.state.operations,
         "cache": response.headers.get("x-cache"),
+        "upstream_calls": request.state.upstream_calls,
     }
 
 

@@ -15,6 +15,7 @@ from graphql import GraphQLError, GraphQLObjectType
 from graphql.execution.executor import Executor
 from graphql.pyutils import Path
 
+from gateway import metrics
 from gateway.audit import AccessTrail
 from policies.masks import MASKS
 from policies.model import Decision, Verdict
@@ -60,6 +61,7 @@ class PolicyExecutor(Executor):
                 parent_type, source, field_details_list, path, position_context
             )
             return _masked(value, verdict, self.is_awaitable(value))
+        metrics.observe_denial(verdict.rule.coordinate, verdict.code)
         nodes = [d.node for d in field_details_list]
         self.collected_errors.add(denial_error(verdict, nodes, path.as_list()), path)
         return None

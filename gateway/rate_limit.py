@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import metrics
 from policies.principal import Principal
 
 log = logging.getLogger("bma.gateway.rate_limit")
@@ -486,6 +487,7 @@ class RateLimitMiddleware:
         client = request.client.host if request.client else None
         decision = await self.buckets.take(bucket_key(principal, client), limit)
         if not decision.allowed:
+            metrics.rate_limited.labels(principal.kind if principal else "anonymous").inc()
             await _too_many_requests(request, decision)(scope, receive, send)
             return
         extra = decision.headers()

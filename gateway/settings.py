@@ -65,6 +65,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # Lifecycle: how long start waits for every source to answer (then starts with what is
+    # up, naming what is not), and how long SIGTERM lets in-flight requests finish.
+    startup_wait_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
     upstream_timeout: float = 5.0
     # Upstream resilience per source (connectors/resilience.py).
     upstream_retries: int = 2
@@ -124,6 +128,12 @@ class Settings:
             host=env.get("BMA_HOST", cls.host),
             port=reader.integer("BMA_PORT", cls.port, 1, 65535),
             workers=reader.integer("BMA_WORKERS", cls.workers, 1, 64),
+            startup_wait_seconds=reader.number(
+                "BMA_STARTUP_WAIT_SECONDS", cls.startup_wait_seconds, high=600, allow_zero=True
+            ),
+            shutdown_grace_seconds=reader.number(
+                "BMA_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, high=600
+            ),
             upstream_timeout=reader.number("BMA_UPSTREAM_TIMEOUT", cls.upstream_timeout),
             upstream_retries=reader.integer("BMA_UPSTREAM_RETRIES", cls.upstream_retries, 0, 5),
             upstream_concurrency=reader.integer(
@@ -189,6 +199,8 @@ class Settings:
             "BMA_HOST": self.host,
             "BMA_PORT": str(self.port),
             "BMA_WORKERS": str(self.workers),
+            "BMA_STARTUP_WAIT_SECONDS": str(self.startup_wait_seconds),
+            "BMA_SHUTDOWN_GRACE_SECONDS": str(self.shutdown_grace_seconds),
             "BMA_UPSTREAM_TIMEOUT": str(self.upstream_timeout),
             "BMA_UPSTREAM_RETRIES": str(self.upstream_retries),
             "BMA_UPSTREAM_CONCURRENCY": str(self.upstream_concurrency),

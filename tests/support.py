@@ -110,6 +110,8 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("cache_ttls", dict.fromkeys(DEFAULT_TTLS, 0))
     # Many tests call one gateway from one address: rate limits are tested on their own.
     overrides.setdefault("rate_limits", None)
+    # Tests start gateways with sources down on purpose: report at once, don't wait.
+    overrides.setdefault("startup_wait_seconds", 0)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,

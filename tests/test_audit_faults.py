@@ -209,9 +209,12 @@ def _load(
     failures: list[str],
     stop: threading.Event,
 ) -> None:
-    """Restricted reads until the gateway stops answering; collects the ids of those answered
-    with restricted data, and any answer that is neither that nor a refused connection."""
-    with httpx.Client(base_url=url, timeout=10) as client:
+    """Restricted reads until the gateway stops accepting; collects the ids of those answered
+    with restricted data, and anything else — a connection reset mid-request included — as
+    a failure. Each request opens its own connection: a server may close an idle kept-alive
+    connection at any moment (RFC 9112), so only a refused connect means "stopped accepting"."""
+    no_keepalive = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, timeout=10, limits=no_keepalive) as client:
         n = 0
         while not stop.is_set():
             rid = f"w{worker}-{n}"
@@ -222,8 +225,11 @@ def _load(
                     json={"query": RESTRICTED, "variables": {"id": str(parcel["id"])}},
                     headers={**headers, "x-request-id": rid},
                 )
-            except httpx.TransportError:
+            except httpx.ConnectError:
                 return  # the gateway stopped accepting: fine, as long as what it answered is logged
+            except httpx.TransportError as exc:  # accepted, then dropped: a lost answer
+                failures.append(f"{rid}: {type(exc).__name__}: {exc}")
+                return
             n += 1
             data = response.json().get("data") if response.status_code == 200 else None
             if data and data["parcel"]["owner"]["nationalId"] == parcel["national_id"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -100,7 +101,8 @@ def test_a_response_cached_by_one_replica_is_served_by_the_other(replicas):
 
 def test_one_rate_limit_holds_across_both_replicas(replicas, issuer: EmbeddedIssuer):
     (first, second), _store = replicas
-    headers = _token(issuer, "replica-rate-limit")
+    # A subject of its own: Redis keeps a bucket until it would be full again (10 minutes).
+    headers = _token(issuer, f"replica-rate-limit-{uuid.uuid4().hex}")
     codes = [
         httpx.post(
             (first, second)[n % 2].graphql, json={"query": OPEN}, headers=headers, timeout=30

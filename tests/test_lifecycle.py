@@ -1,0 +1,86 @@
+"""The gateway's lifecycle: a start that names the sources it could not reach, and several
+uvicorn workers writing one audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from gateway.audit_store import load_key, verify
+from gateway.demo.embedded import DatabaseUrls
+from gateway.issuer import EmbeddedIssuer
+from gateway.serving import free_port
+from support import GatewayProcess, audit_key_file, fresh_database, settings_for, sql, start_gateway
+
+RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue } }"
+
+
+def test_start_waits_for_sources_then_names_the_missing_ones(
+    db: DatabaseUrls, caplog: pytest.LogCaptureFixture
+):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: Traffy is down
+    settings = settings_for(db, dead, startup_wait_seconds=0.5)
+    with caplog.at_level(logging.INFO, logger="bma.gateway"):
+        server, gw = start_gateway(settings)
+    try:
+        warnings = [r.getMessage() for r in caplog.records if r.name == "bma.gateway"]
+        assert any(m.startswith("starting without 1 source(s): traffy") for m in warnings), warnings
+        ready = gw.client.get("/readyz").json()
+        assert ready["status"] == "degraded" and ready["sources"]["traffy"]["state"] != "ok"
+        # Started anyway: the other sources answer.
+        assert gw.post('{ district(code: "1039") { businessCount } }').status_code == 200
+    finally:
+        gw.client.close()
+        server.stop()
+
+
+def test_several_workers_serve_and_write_one_audit_chain(
+    db: DatabaseUrls,
+    traffy_url: str,
+    server_url: str,
+    issuer: EmbeddedIssuer,
+    tmp_path: Path,
+):
+    store = fresh_database(server_url, "bmatest_workers_audit")
+    settings = settings_for(db, traffy_url, port=free_port(), workers=2, audit_database_url=store)
+    gateway = GatewayProcess(settings, tmp_path)
+    gateway.start()
+    token = issuer.issue(
+        "agency",
+        "bma-finance",
+        "tax:read tax:personal",
+        "confidential",
+        purpose="tax-collection",
+        ttl=timedelta(hours=1),
+    )
+    parcels = sql(db.tax, "SELECT id FROM tax.parcels ORDER BY id LIMIT 12")
+    try:
+        gateway.wait_until_up()
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)  # spread over the workers
+        with httpx.Client(timeout=30, limits=no_keepalive) as client:
+            for n, parcel in enumerate(parcels):
+                response = client.post(
+                    gateway.graphql,
+                    json={"query": RESTRICTED, "variables": {"id": str(parcel["id"])}},
+                    headers={"authorization": f"Bearer {token}", "x-request-id": f"worker-{n}"},
+                )
+                assert response.status_code == 200, response.text
+    finally:
+        gateway.stop()
+    assert "Started parent process" in gateway.log()
+
+    async def check() -> None:
+        conn = await asyncpg.connect(store)
+        try:
+            result = await verify(conn, load_key(audit_key_file()))
+        finally:
+            await conn.close()
+        assert result.intact and result.records == len(parcels), result
+
+    asyncio.run(check())
