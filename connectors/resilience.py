@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from connectors.base import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway import metrics
+from gateway import metrics, tracing
 
 T = TypeVar("T")
 
@@ -211,9 +211,11 @@ class Guard:
         return self._rng.uniform(0, ceiling)
 
     async def _once(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """One attempt; its failure counted in ``bma_upstream_errors_total`` by reason."""
+        """One attempt (a span of its own when tracing is on); its failure counted in
+        ``bma_upstream_errors_total`` by reason."""
         try:
-            return await self._attempt(attempt)
+            with tracing.span("upstream " + self.source, **{"bma.source": self.source}):
+                return await self._attempt(attempt)
         except CircuitOpen:
             metrics.observe_upstream_error(self.source, "circuit_open")
             raise

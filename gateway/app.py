@@ -22,6 +22,7 @@ from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import ResilienceSettings
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
+from gateway import tracing
 from gateway.api_keys import ApiKeyStore
 from gateway.audit import AuditWriter
 from gateway.audit_store import load_key
@@ -264,6 +265,9 @@ async def http_error(_request: Request, exc: Exception) -> Response:
 
 def create_app_from_env() -> Starlette:
     """The factory uvicorn workers call (``bma-gateway serve --workers N``): each worker is
-    a fresh process, so it sets up the JSON logs itself."""
+    a fresh process, so it sets up the JSON logs (and tracing, if on) itself."""
     configure_logging()
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    if settings.tracing:
+        tracing.enable()
+    return create_app(settings)

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
 from connectors.base import request_upstream_calls
+from gateway import tracing
 from gateway.auth import AuthError, AuthUnavailable
 from gateway.execution import Executor, Outcome
 from gateway.limits import VARIABLE_DEPTH, VARIABLES_TOO_DEEP, OperationLimits
@@ -80,7 +81,8 @@ class GraphQLHTTP:
         calls: Counter[str] = Counter()  # upstream calls, by source, for the request's log line
         token = request_upstream_calls.set(calls)
         try:
-            response = await self._answer(request)
+            with tracing.span("graphql request", **{"bma.request_id": request_id}):
+                response = await self._answer(request)
         finally:
             request_upstream_calls.reset(token)
         request.state.upstream_calls = dict(calls)

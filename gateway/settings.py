@@ -68,6 +68,7 @@ class Settings:
     # Lifecycle: how long start waits for every source to answer (then starts with what is
     # up, naming what is not), and how long SIGTERM lets in-flight requests finish.
     startup_wait_seconds: float = 10.0
+    tracing: bool = False  # OpenTelemetry spans per request and upstream call (gateway/tracing.py)
     shutdown_grace_seconds: float = 30.0
     upstream_timeout: float = 5.0
     # Upstream resilience per source (connectors/resilience.py).
@@ -128,6 +129,7 @@ class Settings:
             host=env.get("BMA_HOST", cls.host),
             port=reader.integer("BMA_PORT", cls.port, 1, 65535),
             workers=reader.integer("BMA_WORKERS", cls.workers, 1, 64),
+            tracing=reader.flag("BMA_TRACING", cls.tracing),
             startup_wait_seconds=reader.number(
                 "BMA_STARTUP_WAIT_SECONDS", cls.startup_wait_seconds, high=600, allow_zero=True
             ),
@@ -199,6 +201,7 @@ class Settings:
             "BMA_HOST": self.host,
             "BMA_PORT": str(self.port),
             "BMA_WORKERS": str(self.workers),
+            "BMA_TRACING": "1" if self.tracing else "0",
             "BMA_STARTUP_WAIT_SECONDS": str(self.startup_wait_seconds),
             "BMA_SHUTDOWN_GRACE_SECONDS": str(self.shutdown_grace_seconds),
             "BMA_UPSTREAM_TIMEOUT": str(self.upstream_timeout),

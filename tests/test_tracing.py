@@ -1,0 +1,66 @@
+"""Tracing, when turned on: a span per request and per upstream call attempt, none per field;
+off by default, and then no span at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway import tracing
+from gateway.settings import Settings
+from support import Gateway
+
+QUERY = "{ districts { code nameEn complaintStats { total } businessCount } }"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    yield exporter
+    tracing.disable()
+
+
+def test_a_request_is_one_span_with_one_child_per_upstream_call(
+    anonymous: Gateway, spans: InMemorySpanExporter
+):
+    anonymous.reset_counters()
+    response = anonymous.post(QUERY, headers={"x-request-id": "traced-1"})
+    assert response.status_code == 200
+    calls = sum(sum(c.counter.calls.values()) for c in anonymous.connectors.all())
+    finished = spans.get_finished_spans()
+    [request] = [s for s in finished if s.name == "graphql request"]
+    assert request.attributes["bma.request_id"] == "traced-1"
+    upstream = [s for s in finished if s.name.startswith("upstream ")]
+    assert len(upstream) == calls == 51  # Traffy's statistics and the 50 district sources
+    assert all(
+        s.parent is not None and s.parent.span_id == request.context.span_id for s in upstream
+    )
+    assert {s.attributes["bma.source"] for s in upstream} >= {"traffy", "registry:1039"}
+    # 50 districts x 4 fields, and not a span for any of them.
+    assert len(finished) == 1 + len(upstream)
+
+
+def test_tracing_is_off_by_default(anonymous: Gateway):
+    assert (
+        Settings.from_env(
+            {
+                "BMA_TAX_DATABASE_URL": "x",
+                "BMA_REGISTRY_DATABASE_URL": "y",
+                "BMA_TRAFFY_BASE_URL": "z",
+            }
+        ).tracing
+        is False
+    )
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("unused")  # a provider exists, but the gateway was not given it
+    assert anonymous.post(QUERY).status_code == 200
+    assert exporter.get_finished_spans() == ()
