@@ -115,7 +115,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from the environment, over those of ``BMA_CONFIG_FILE`` if it names
+        one (the environment wins, so one variable can override a shared file)."""
         env = os.environ if env is None else env
+        if env.get("BMA_CONFIG_FILE", "").strip():
+            env = {**read_config_file(Path(env["BMA_CONFIG_FILE"].strip())), **env}
         reader = _Reader(env)
         settings = cls(
             tax_database_url=reader.required("BMA_TAX_DATABASE_URL"),
@@ -297,6 +301,32 @@ class _Reader:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``#`` comments, blank lines, optional quotes around the value):
+    the same variables as the environment. A line that is not one names its place."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"BMA_CONFIG_FILE: cannot read {str(path)!r}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not (key.startswith(("BMA_", "OTEL_")) or key == "REDIS_URL"):
+            raise ConfigError(
+                f"BMA_CONFIG_FILE {path}:{number}: expected BMA_*=value, REDIS_URL=… or OTEL_*=…"
+            )
+        if key == "BMA_CONFIG_FILE":
+            raise ConfigError(f"BMA_CONFIG_FILE {path}:{number}: a file cannot name another")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
 
 
 def _cache_ttls(raw: str) -> dict[str, float]:

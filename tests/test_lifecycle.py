@@ -84,3 +84,54 @@ def test_several_workers_serve_and_write_one_audit_chain(
         assert result.intact and result.records == len(parcels), result
 
     asyncio.run(check())
+
+
+# ---------------------------------------------------------------------------- the config file
+
+
+def test_a_config_file_gives_settings_and_the_environment_overrides_it(tmp_path: Path):
+    from gateway.settings import Settings
+
+    path = tmp_path / "gateway.env"
+    path.write_text(
+        "# the gateway's settings\n"
+        "BMA_TAX_DATABASE_URL=postgresql://db/tax\n"
+        "BMA_REGISTRY_DATABASE_URL='postgresql://db/registry'\n"
+        'BMA_TRAFFY_BASE_URL="http://traffy.test"\n'
+        "\n"
+        "BMA_PORT=8100\n"
+        "REDIS_URL=redis://cache:6379/0\n",
+        encoding="utf-8",
+    )
+    settings = Settings.from_env({"BMA_CONFIG_FILE": str(path), "BMA_PORT": "8200"})
+    assert settings.tax_database_url == "postgresql://db/tax"
+    assert settings.registry_database_url == "postgresql://db/registry"
+    assert settings.traffy_base_url == "http://traffy.test"
+    assert settings.port == 8200  # the environment wins
+    assert settings.redis_url == "redis://cache:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("BMA_PORT 8000\n", ":1: expected"),
+        ("# ok\nPATH=/usr/bin\n", ":2: expected"),
+        ("BMA_CONFIG_FILE=/etc/other\n", "cannot name another"),
+        ("BMA_PORT=99999\n", "BMA_PORT must be 1..65535"),
+    ],
+)
+def test_a_bad_config_file_names_the_line_or_setting(tmp_path: Path, content: str, message: str):
+    from gateway.settings import ConfigError, Settings
+
+    path = tmp_path / "gateway.env"
+    path.write_text(content, encoding="utf-8")
+    env = {
+        "BMA_CONFIG_FILE": str(path),
+        "BMA_TAX_DATABASE_URL": "x",
+        "BMA_REGISTRY_DATABASE_URL": "y",
+        "BMA_TRAFFY_BASE_URL": "z",
+    }
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+    with pytest.raises(ConfigError, match="cannot read"):
+        Settings.from_env({**env, "BMA_CONFIG_FILE": str(tmp_path / "missing.env")})
