@@ -22,7 +22,7 @@ from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import ResilienceSettings
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
-from gateway import tracing
+from gateway import lifecycle, tracing
 from gateway.api_keys import ApiKeyStore
 from gateway.audit import AuditWriter
 from gateway.audit_store import load_key
@@ -194,6 +194,8 @@ def create_app(settings: Settings, connectors: Connectors | None = None) -> Star
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
+        if lifecycle.draining.is_set():  # shutting down: out of rotation, still answering
+            return JSONResponse({"status": "draining"}, status_code=503)
         checks = await asyncio.gather(*(c.health() for c in connectors.all()))
         sources = [h for group in checks for h in group]
         up = sum(h.ok for h in sources)

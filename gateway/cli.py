@@ -140,24 +140,29 @@ def _config_check() -> int:
 def _serve() -> int:
     import uvicorn
 
+    from gateway.lifecycle import DrainingServer
     from gateway.logs import configure_logging
 
     settings = _settings()
     if settings is None:
         return 2
     configure_logging()
-    uvicorn.run(
-        "gateway.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,  # configure_logging's JSON lines, in every worker
-        access_log=False,  # the request line replaces it, without the query string
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,  # configure_logging's JSON lines, in every worker
+        "access_log": False,  # the request line replaces it, without the query string
         # SIGTERM: stop accepting, let in-flight requests finish this long, then shut down
         # (the audit writer drains and the pools close in the app's lifespan).
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+    }
+    if settings.workers > 1:  # uvicorn's supervisor signals the workers: no drain window
+        uvicorn.run(
+            "gateway.app:create_app_from_env", factory=True, workers=settings.workers, **options
+        )
+    else:
+        config = uvicorn.Config("gateway.app:create_app_from_env", factory=True, **options)
+        DrainingServer(config, settings.drain_seconds).run()
     return 0
 
 

@@ -70,6 +70,7 @@ class Settings:
     startup_wait_seconds: float = 10.0
     tracing: bool = False  # OpenTelemetry spans per request and upstream call (gateway/tracing.py)
     shutdown_grace_seconds: float = 30.0
+    drain_seconds: float = 5.0  # after SIGTERM, /readyz fails and requests are still served
     upstream_timeout: float = 5.0
     # Upstream resilience per source (connectors/resilience.py).
     upstream_retries: int = 2
@@ -136,6 +137,9 @@ class Settings:
             tracing=reader.flag("BMA_TRACING", cls.tracing),
             startup_wait_seconds=reader.number(
                 "BMA_STARTUP_WAIT_SECONDS", cls.startup_wait_seconds, high=600, allow_zero=True
+            ),
+            drain_seconds=reader.number(
+                "BMA_DRAIN_SECONDS", cls.drain_seconds, high=600, allow_zero=True
             ),
             shutdown_grace_seconds=reader.number(
                 "BMA_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, high=600
@@ -208,6 +212,7 @@ class Settings:
             "BMA_TRACING": "1" if self.tracing else "0",
             "BMA_STARTUP_WAIT_SECONDS": str(self.startup_wait_seconds),
             "BMA_SHUTDOWN_GRACE_SECONDS": str(self.shutdown_grace_seconds),
+            "BMA_DRAIN_SECONDS": str(self.drain_seconds),
             "BMA_UPSTREAM_TIMEOUT": str(self.upstream_timeout),
             "BMA_UPSTREAM_RETRIES": str(self.upstream_retries),
             "BMA_UPSTREAM_CONCURRENCY": str(self.upstream_concurrency),

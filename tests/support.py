@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,8 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("rate_limits", None)
     # Tests start gateways with sources down on purpose: report at once, don't wait.
     overrides.setdefault("startup_wait_seconds", 0)
+    # Subprocess gateways stop at once; the drain is tested on its own.
+    overrides.setdefault("drain_seconds", 0)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,
@@ -195,3 +198,17 @@ class GatewayProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+def finance_officer_token(issuer: Any, subject: str | None = None) -> str:
+    """A finance officer's token (confidential, ``tax:read tax:personal``, purpose
+    tax-collection): the principal the tests use for restricted, audited reads."""
+    return issuer.issue(
+        "agency",
+        "bma-finance",
+        "tax:read tax:personal",
+        "confidential",
+        purpose="tax-collection",
+        ttl=timedelta(hours=1),
+        subject=subject,
+    )

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from faults import TcpProxy
 from gateway.demo.embedded import DatabaseUrls
 from gateway.issuer import EmbeddedIssuer
 from gateway.serving import free_port
-from support import Gateway, fresh_database, settings_for, sql, start_gateway
+from support import Gateway, finance_officer_token, fresh_database, settings_for, sql, start_gateway
 
 RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue owner { nationalId } } }"
 PUBLIC = "query($id: ID!) { parcel(id: $id) { id landUse } districts { code } }"
@@ -30,15 +29,7 @@ PUBLIC = "query($id: ID!) { parcel(id: $id) { id landUse } districts { code } }"
 
 @pytest.fixture(scope="module")
 def finance(issuer: EmbeddedIssuer) -> dict[str, str]:
-    token = issuer.issue(
-        "agency",
-        "bma-finance",
-        "tax:read tax:personal",
-        "confidential",
-        purpose="tax-collection",
-        ttl=timedelta(hours=1),
-        subject="finance-faults",
-    )
+    token = finance_officer_token(issuer, "finance-faults")
     return {"authorization": f"Bearer {token}"}
 
 
@@ -156,7 +147,9 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
     port = free_port()
     env = {
         **os.environ,
-        **settings_for(db, traffy_url, audit_database_url=store, port=port).to_env(),
+        **settings_for(
+            db, traffy_url, audit_database_url=store, port=port, drain_seconds=1.0
+        ).to_env(),
     }
     # Its log goes to a file: a pipe nobody reads while it runs would fill and stall it.
     log_file = tmp_path / "gateway.log"
@@ -183,9 +176,12 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
         time.sleep(1.5)
         before_signal = len(answered)
         gateway.send_signal(signal.SIGTERM)
+        # As a load balancer would: once /readyz says draining, send no new requests. Until
+        # then, and for requests already sent, every one must be answered.
+        _until_draining(url)
+        stop.set()
         # uvicorn shuts down gracefully, then re-raises the signal to its caller.
         assert gateway.wait(30) in (0, -signal.SIGTERM)
-        stop.set()
         for w in workers:
             w.join(10)
     finally:
@@ -236,6 +232,15 @@ def _load(
                 answered.append(rid)
             else:
                 failures.append(f"{rid}: {response.status_code} {response.text[:200]}")
+
+
+def _until_draining(url: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/readyz", timeout=2).status_code == 503:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the gateway never reported itself draining")
 
 
 def _wait_until_up(

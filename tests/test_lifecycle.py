@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +15,15 @@ from gateway.audit_store import load_key, verify
 from gateway.demo.embedded import DatabaseUrls
 from gateway.issuer import EmbeddedIssuer
 from gateway.serving import free_port
-from support import GatewayProcess, audit_key_file, fresh_database, settings_for, sql, start_gateway
+from support import (
+    GatewayProcess,
+    audit_key_file,
+    finance_officer_token,
+    fresh_database,
+    settings_for,
+    sql,
+    start_gateway,
+)
 
 RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue } }"
 
@@ -51,14 +58,7 @@ def test_several_workers_serve_and_write_one_audit_chain(
     settings = settings_for(db, traffy_url, port=free_port(), workers=2, audit_database_url=store)
     gateway = GatewayProcess(settings, tmp_path)
     gateway.start()
-    token = issuer.issue(
-        "agency",
-        "bma-finance",
-        "tax:read tax:personal",
-        "confidential",
-        purpose="tax-collection",
-        ttl=timedelta(hours=1),
-    )
+    token = finance_officer_token(issuer)
     parcels = sql(db.tax, "SELECT id FROM tax.parcels ORDER BY id LIMIT 12")
     try:
         gateway.wait_until_up()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from gateway.demo.embedded import DatabaseUrls
 from gateway.issuer import EmbeddedIssuer
 from gateway.rate_limit import RateLimit, RateLimits
 from gateway.serving import free_port
-from support import Gateway, run, settings_for, sql, start_gateway
+from support import Gateway, finance_officer_token, run, settings_for, sql, start_gateway
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -90,15 +89,7 @@ def parcel_id(db: DatabaseUrls) -> str:
 
 @pytest.fixture(scope="module")
 def finance(issuer: EmbeddedIssuer) -> dict[str, str]:
-    token = issuer.issue(
-        "agency",
-        "bma-finance",
-        "tax:read tax:personal",
-        "confidential",
-        purpose="tax-collection",
-        subject="metrics-officer",
-        ttl=timedelta(hours=1),
-    )
+    token = finance_officer_token(issuer, "metrics-officer")
     return {"authorization": f"Bearer {token}"}
 
 

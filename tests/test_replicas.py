@@ -20,7 +20,14 @@ from gateway.audit_store import load_key, verify
 from gateway.demo.embedded import DatabaseUrls
 from gateway.issuer import EmbeddedIssuer
 from gateway.serving import free_port
-from support import GatewayProcess, audit_key_file, fresh_database, settings_for, sql
+from support import (
+    GatewayProcess,
+    audit_key_file,
+    finance_officer_token,
+    fresh_database,
+    settings_for,
+    sql,
+)
 
 REDIS_URL = os.environ.get("REDIS_URL")
 pytestmark = pytest.mark.skipif(
@@ -116,14 +123,7 @@ def test_one_rate_limit_holds_across_both_replicas(replicas, issuer: EmbeddedIss
 def test_both_replicas_write_one_valid_audit_chain(replicas, issuer: EmbeddedIssuer, db):
     (first, second), store = replicas
     parcels = sql(db.tax, "SELECT id FROM tax.parcels ORDER BY id LIMIT 8")
-    finance = issuer.issue(
-        "agency",
-        "bma-finance",
-        "tax:read tax:personal",
-        "confidential",
-        purpose="tax-collection",
-        ttl=timedelta(hours=1),
-    )
+    finance = finance_officer_token(issuer)
     for n, parcel in enumerate(parcels):
         replica = (first, second)[n % 2]
         response = httpx.post(
