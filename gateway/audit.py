@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -87,7 +86,11 @@ class Caller:
 
 
 def access_entry(
-    policy: Policy, caller: Caller, query: str, operation_name: str | None, trail: AccessTrail
+    policy: Policy,
+    caller: Caller,
+    document_hash: str,
+    operation_name: str | None,
+    trail: AccessTrail,
 ) -> dict[str, Any]:
     """The audit entry of one operation (the JSON the chain hashes)."""
     fields: list[dict[str, Any]] = []
@@ -118,7 +121,7 @@ def access_entry(
         "purpose": principal.purpose,
         "lawfulBasis": policy.lawful_basis(principal.purpose),
         "operationName": operation_name,
-        "documentHash": hashlib.sha256(query.encode()).hexdigest(),
+        "documentHash": document_hash,
         "outcome": _outcome(trail),
         "fields": sorted(fields, key=lambda f: (f["field"], f["access"])),
         "records": sorted(records),

@@ -14,6 +14,7 @@ their code (``schema.errors``, ``connectors.base``); anything else is a bug, ans
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import time
@@ -86,6 +87,8 @@ class Outcome:
     encoded: bytes | None = None
     # The operation that ran, for the metrics: None when none did (refused, or not found).
     operation: OperationDefinitionNode | None = field(default=None, repr=False)
+    # SHA-256 of the document, once it parsed: the audit record's, the log line's.
+    document_hash: str | None = None
 
     @property
     def request_error(self) -> bool:
@@ -98,6 +101,8 @@ class Parsed:
     introspects: bool  # selects __schema or __type: runs against the principal's schema
     # The cost by requested operation name, for operations whose cost no variable changes.
     static_costs: Mapping[str | None, int] = field(default_factory=dict)
+    # SHA-256 of the text: computed once per document, like the parse, not once per request.
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,8 @@ class Executor:
         if errors:
             errors = [_with_code(e, "GRAPHQL_VALIDATION_FAILED") for e in errors]
             return Refused(errors, invalid=document)
-        return Parsed(document, analysis.introspects, {} if dynamic else costs)
+        digest = hashlib.sha256(query.encode()).hexdigest()
+        return Parsed(document, analysis.introspects, {} if dynamic else costs, digest)
 
     def visible_to(self, principal: Principal) -> GraphQLSchema:
         schema = self._visible.get(principal.grants)
@@ -248,6 +254,21 @@ class Executor:
             if parsed.invalid is not None:
                 errors = self._invalid(parsed.invalid, principal, limits) or errors
             return _refused(errors)
+        outcome = await self._execute(parsed, query, variables, operation_name, context)
+        outcome.document_hash = parsed.digest
+        return outcome
+
+    async def _execute(
+        self,
+        parsed: Parsed,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
+    ) -> Outcome:
+        """A parsed, valid document: its cost, plan, the response cache, execution, audit."""
+        principal: Principal = context.principal
+        limits = self.limits.of(principal.kind)
         cost = self._cost(parsed, operation_name, variables)
         if cost > limits.max_cost:
             return _refused([too_costly(limits, cost).error()])
@@ -257,7 +278,7 @@ class Executor:
         # Open data only: the same bytes for everyone, so the response cache may answer.
         cache_key = None
         if plan.open_only and not parsed.introspects and self.responses.enabled:
-            cache_key = ResponseCache.key(query, operation_name, variables)
+            cache_key = ResponseCache.key(parsed.digest, operation_name, variables)
             cached = await self.responses.get(cache_key)
             metrics.observe_cache("response", "miss" if cached is None else "hit")
             if cached is not None:
@@ -271,9 +292,7 @@ class Executor:
             outcome = Outcome(
                 {"errors": [format_error(e) for e in errors]}, status=403, operation=operation
             )
-            return await self._audited(
-                outcome, trail, query, parsed.document, operation_name, context
-            )
+            return await self._audited(outcome, trail, parsed.digest, operation, context)
         policy_args: dict[str, Any] = {}
         if plan.audited:
             policy_args = {
@@ -306,15 +325,14 @@ class Executor:
             outcome.encoded = orjson.dumps(outcome.body)
             outcome.cache = "miss"
             await self.responses.put(cache_key, outcome.encoded)
-        return await self._audited(outcome, trail, query, parsed.document, operation_name, context)
+        return await self._audited(outcome, trail, parsed.digest, operation, context)
 
     async def _audited(
         self,
         outcome: Outcome,
         trail: AccessTrail,
-        query: str,
-        document: DocumentNode,
-        operation_name: str | None,
+        document_hash: str,
+        operation: OperationDefinitionNode | None,
         context: Any,
     ) -> Outcome:
         """The outcome once its audit record is committed; refused if it carries restricted
@@ -323,8 +341,8 @@ class Executor:
         if not trail.touched:
             return outcome
         caller = Caller(context.principal, context.request_id, context.client)
-        name = operation_name or _operation_name(document)
-        entry = access_entry(self.policy, caller, query, name, trail)
+        name = operation.name.value if operation and operation.name else None
+        entry = access_entry(self.policy, caller, document_hash, name, trail)
         try:
             await self.audit.record(entry)
         except AuditUnavailable as exc:
@@ -337,14 +355,6 @@ class Executor:
                 {"errors": [error], "data": None}, status=503, operation=outcome.operation
             )
         return outcome
-
-
-def _operation_name(document: DocumentNode) -> str | None:
-    """The name of a document's only operation (the one that ran without operationName)."""
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            return definition.name.value if definition.name else None
-    return None
 
 
 def _selected(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:

@@ -163,11 +163,12 @@ class GraphQLHTTP:
 
     async def _run(self, request: Request, payload: Any) -> Outcome:
         query, variables, operation_name = _operation(payload)
-        request.state.operations.append(
-            {"name": operation_name, "document": hashlib.sha256(query.encode()).hexdigest()}
-        )
         context = await self.make_context(request)
-        return await self.executor.run(query, variables, operation_name, context)
+        outcome = await self.executor.run(query, variables, operation_name, context)
+        # A document that did not parse has no hash from the executor: hash it for the log.
+        digest = outcome.document_hash or hashlib.sha256(query.encode()).hexdigest()
+        request.state.operations.append({"name": operation_name, "document": digest})
+        return outcome
 
     async def _read_body(self, request: Request, limit: int) -> bytes:
         declared = request.headers.get("content-length")

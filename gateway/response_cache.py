@@ -28,9 +28,12 @@ class ResponseCache:
         return self.store is not None and self.ttl > 0
 
     @staticmethod
-    def key(query: str, operation_name: str | None, variables: dict[str, Any] | None) -> str:
-        """The document, the operation and the variables: everything the answer depends on."""
-        digest = hashlib.sha256(query.encode())
+    def key(
+        document_hash: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> str:
+        """The document (by its hash), the operation and the variables: everything the
+        answer depends on."""
+        digest = hashlib.sha256(document_hash.encode())
         digest.update(b"\0" + (operation_name or "").encode() + b"\0")
         digest.update(orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS))
         return digest.hexdigest()

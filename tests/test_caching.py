@@ -6,6 +6,7 @@ run a real gateway whose upstreams are the real test databases and the Traffy st
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections import Counter
@@ -291,7 +292,11 @@ def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
     from gateway.response_cache import NAME, ResponseCache
 
     [found] = run(
-        gw.connectors.cache.get_many(NAME, [ResponseCache.key(query, None, variables)], text=True)
+        gw.connectors.cache.get_many(
+            NAME,
+            [ResponseCache.key(hashlib.sha256(query.encode()).hexdigest(), None, variables)],
+            text=True,
+        )
     )
     return found is not None
 
