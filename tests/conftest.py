@@ -15,8 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
+from gateway.api_keys import create_key, ensure_schema
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
 from gateway.demo.embedded import DatabaseUrls, ensure_databases
 from gateway.demo.seed import SeedScale, ensure_seeded
@@ -24,7 +26,7 @@ from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.issuer import EmbeddedIssuer
 from gateway.logs import JsonFormatter
 from gateway.serving import BackgroundServer
-from support import Gateway, issuer_key_file, run, settings_for, sql, start_gateway
+from support import Gateway, bearer, issuer_key_file, run, settings_for, sql, start_gateway
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -120,3 +122,55 @@ def gateway(anonymous: Gateway, issuer: EmbeddedIssuer) -> Gateway:
         ttl=timedelta(hours=6),
     )
     return anonymous.acting_as({"authorization": f"Bearer {token}"})
+
+
+# ---------------------------------------------------------------------------- principals
+
+HOUR = timedelta(hours=1)
+
+
+async def _new_api_key(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        await ensure_schema(conn)
+        _, key = await create_key(conn, "authorization-suite", "civic-app")
+        return key
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def principals(issuer: EmbeddedIssuer, db: DatabaseUrls) -> dict[str, dict[str, str]]:
+    """The credential headers of every audience the suites speak for (authorization, caching)."""
+
+    def token(*args: Any, **kwargs: Any) -> dict[str, str]:
+        return bearer(issuer.issue(*args, ttl=HOUR, **kwargs))
+
+    officer_scopes = "tax:read registry:read registry:personal"
+    return {
+        "anonymous": {},
+        "app": {"X-API-Key": run(_new_api_key(db.gateway))},
+        "partner": token("partner", "utility-partner", "tax:read", "internal", purpose="research"),
+        "officer": token(
+            "agency",
+            "bma-district-1039",
+            officer_scopes,
+            "confidential",
+            district="1039",
+            purpose="district-service",
+        ),
+        "officer-without-purpose": token(
+            "agency", "bma-district-1039", officer_scopes, "confidential", district="1039"
+        ),
+        "finance": token(
+            "agency",
+            "bma-finance",
+            "tax:read tax:personal",
+            "confidential",
+            purpose="tax-collection",
+        ),
+        "finance-marketing": token(
+            "agency", "bma-finance", "tax:read tax:personal", "confidential", purpose="marketing"
+        ),
+        "dpo": token("agency", "bma-dpo", ALL_SCOPES, "secret", purpose="pdpa-audit"),
+    }

@@ -212,3 +212,16 @@ def finance_officer_token(issuer: Any, subject: str | None = None) -> str:
         ttl=timedelta(hours=1),
         subject=subject,
     )
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that presents a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+# The three settings without a default: enough for Settings.from_env in settings tests.
+REQUIRED_ENV = {
+    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
+    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+    "BMA_TRAFFY_BASE_URL": "http://traffy.test",
+}

@@ -22,7 +22,7 @@ from gateway.settings import ConfigError, Settings
 from policies.model import load_policy
 from schema import graphql_schema
 from schema.audit_keys import KEYS
-from support import Gateway, fresh_database, run, settings_for, sql, start_gateway
+from support import REQUIRED_ENV, Gateway, fresh_database, run, settings_for, sql, start_gateway
 
 HOUR = timedelta(hours=1)
 PARCEL_READ = """query ParcelForTax($id: ID!) {
@@ -470,18 +470,12 @@ def test_every_type_with_a_restricted_field_names_its_records():
 
 # ---------------------------------------------------------------------------- settings
 
-SETTINGS_ENV = {
-    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
-    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
-    "BMA_TRAFFY_BASE_URL": "http://traffy.test",
-}
-
 
 def test_audit_settings_round_trip_and_default_to_the_gateway_database(tmp_path):
     key = tmp_path / "audit.key"
     key.write_text("ab" * 32)
     env = {
-        **SETTINGS_ENV,
+        **REQUIRED_ENV,
         "BMA_GATEWAY_DATABASE_URL": "postgresql://x/gateway",
         "BMA_AUDIT_KEY_FILE": str(key),
         "BMA_AUDIT_BATCH_MAX": "64",
@@ -508,7 +502,7 @@ def test_audit_settings_round_trip_and_default_to_the_gateway_database(tmp_path)
 )
 def test_bad_audit_settings_name_the_variable(variable: str, value: str, message: str):
     with pytest.raises(ConfigError) as error:
-        Settings.from_env({**SETTINGS_ENV, variable: value})
+        Settings.from_env({**REQUIRED_ENV, variable: value})
     assert message in str(error.value) and variable in str(error.value)
 
 

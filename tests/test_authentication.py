@@ -32,7 +32,7 @@ from gateway.issuer import EmbeddedIssuer, SigningKey, jwk_thumbprint
 from gateway.serving import BackgroundServer, free_port
 from gateway.settings import ConfigError, Settings, TrustedIssuer
 from policies.principal import ANONYMOUS, Level, Principal
-from support import Gateway, issuer_key_file, run, settings_for, sql, start_gateway
+from support import REQUIRED_ENV, Gateway, issuer_key_file, run, settings_for, sql, start_gateway
 
 QUERY = "{ districts { code } }"
 IDP = "https://idp.example.test"
@@ -422,12 +422,6 @@ def test_a_rotation_at_the_issuer_is_picked_up(idp: JwksServer):
 
 # --- settings -------------------------------------------------------------------------------
 
-BASE_ENV = {
-    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
-    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
-    "BMA_TRAFFY_BASE_URL": "http://127.0.0.1:1",
-}
-
 
 def test_authentication_settings_from_the_environment(tmp_path):
     jwks = tmp_path / "jwks.json"
@@ -437,7 +431,7 @@ def test_authentication_settings_from_the_environment(tmp_path):
         {"issuer": "file-idp", "jwks": str(jwks), "algorithms": ["ES256", "RS256"]},
     ]
     env = {
-        **BASE_ENV,
+        **REQUIRED_ENV,
         "BMA_GATEWAY_DATABASE_URL": "postgresql://x/gateway",
         "BMA_JWT_AUDIENCE": "bma-gateway-test",
         "BMA_JWT_LEEWAY": "60",
@@ -458,7 +452,7 @@ def test_authentication_settings_from_the_environment(tmp_path):
 
 
 def test_authentication_defaults():
-    settings = Settings.from_env(BASE_ENV)
+    settings = Settings.from_env(REQUIRED_ENV)
     assert settings.gateway_database_url is None and settings.issuer_key_file is None
     assert settings.trusted_issuers == ()
     assert (settings.jwt_audience, settings.jwt_leeway) == ("bma-gateway", 30)
@@ -503,7 +497,7 @@ def test_authentication_defaults():
 )
 def test_bad_authentication_settings_name_the_variable(variable, value, message):
     with pytest.raises(ConfigError) as error:
-        Settings.from_env({**BASE_ENV, variable: value})
+        Settings.from_env({**REQUIRED_ENV, variable: value})
     assert message in str(error.value)
     assert variable in str(error.value) or variable == "BMA_TRUSTED_ISSUERS"
     if variable == "BMA_TRUSTED_ISSUERS":
@@ -512,7 +506,7 @@ def test_bad_authentication_settings_name_the_variable(variable, value, message)
 
 def test_the_embedded_issuer_name_is_reserved(tmp_path):
     env = {
-        **BASE_ENV,
+        **REQUIRED_ENV,
         "BMA_ISSUER_KEY_FILE": str(tmp_path / "k.pem"),
         "BMA_TRUSTED_ISSUERS": '[{"issuer": "bma-gateway-embedded", "jwks": "https://a/j"}]',
     }

@@ -16,16 +16,14 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 import jwt
 import pytest
 
-from gateway.api_keys import create_key, ensure_schema
 from gateway.demo.embedded import DatabaseUrls
 from gateway.demo.thai_data import FEMALE_TITLES, MALE_TITLE
 from gateway.issuer import EmbeddedIssuer, SigningKey
-from support import Gateway, run, settings_for, sql, start_gateway
+from support import Gateway, bearer, settings_for, sql, start_gateway
 
 HOUR = timedelta(hours=1)
 ALL_SCOPES = "tax:read tax:personal registry:read registry:personal traffy:personal audit:read"
@@ -33,57 +31,6 @@ TITLES = sorted((MALE_TITLE, *FEMALE_TITLES), key=len, reverse=True)
 
 
 # ---------------------------------------------------------------------------- principals
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def _new_api_key(url: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        await ensure_schema(conn)
-        _, key = await create_key(conn, "authorization-suite", "civic-app")
-        return key
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module")
-def principals(issuer: EmbeddedIssuer, db: DatabaseUrls) -> dict[str, dict[str, str]]:
-    """The credential headers of every audience the cases speak for."""
-
-    def token(*args: Any, **kwargs: Any) -> dict[str, str]:
-        return bearer(issuer.issue(*args, ttl=HOUR, **kwargs))
-
-    officer_scopes = "tax:read registry:read registry:personal"
-    return {
-        "anonymous": {},
-        "app": {"X-API-Key": run(_new_api_key(db.gateway))},
-        "partner": token("partner", "utility-partner", "tax:read", "internal", purpose="research"),
-        "officer": token(
-            "agency",
-            "bma-district-1039",
-            officer_scopes,
-            "confidential",
-            district="1039",
-            purpose="district-service",
-        ),
-        "officer-without-purpose": token(
-            "agency", "bma-district-1039", officer_scopes, "confidential", district="1039"
-        ),
-        "finance": token(
-            "agency",
-            "bma-finance",
-            "tax:read tax:personal",
-            "confidential",
-            purpose="tax-collection",
-        ),
-        "finance-marketing": token(
-            "agency", "bma-finance", "tax:read tax:personal", "confidential", purpose="marketing"
-        ),
-        "dpo": token("agency", "bma-dpo", ALL_SCOPES, "secret", purpose="pdpa-audit"),
-    }
 
 
 # ---------------------------------------------------------------------------- facts from SQL

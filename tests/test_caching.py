@@ -28,7 +28,7 @@ from connectors.cache import (
     stale_uses,
 )
 from connectors.traffy import ComplaintCounts
-from support import run
+from support import REQUIRED_ENV, run
 
 REDIS_URL = os.environ.get("REDIS_URL")
 needs_redis = pytest.mark.skipif(
@@ -245,49 +245,6 @@ def cached_gateway(db, traffy_url):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def callers(issuer, db) -> dict[str, dict[str, str]]:
-    from datetime import timedelta
-
-    from gateway.api_keys import create_key, ensure_schema
-    from gateway.demo.credentials import SCOPES
-
-    async def new_key() -> str:
-        import asyncpg
-
-        conn = await asyncpg.connect(db.gateway)
-        try:
-            await ensure_schema(conn)
-            return (await create_key(conn, "cache-suite", "civic-app"))[1]
-        finally:
-            await conn.close()
-
-    def token(*args: Any, **kwargs: Any) -> dict[str, str]:
-        return {"authorization": f"Bearer {issuer.issue(*args, ttl=timedelta(hours=1), **kwargs)}"}
-
-    return {
-        "anonymous": {},
-        "app": {"X-API-Key": run(new_key())},
-        "partner": token("partner", "utility-partner", "tax:read", "internal", purpose="research"),
-        "officer": token(
-            "agency",
-            "bma-district-1039",
-            "tax:read registry:read registry:personal",
-            "confidential",
-            district="1039",
-            purpose="district-service",
-        ),
-        "finance": token(
-            "agency",
-            "bma-finance",
-            "tax:read tax:personal",
-            "confidential",
-            purpose="tax-collection",
-        ),
-        "dpo": token("agency", "bma-dpo", SCOPES, "secret", purpose="pdpa-audit"),
-    }
-
-
 def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
     from gateway.response_cache import NAME, ResponseCache
 
@@ -302,14 +259,14 @@ def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
 
 
 def test_an_open_operation_is_answered_from_the_response_cache_with_the_same_bytes_for_all(
-    cached_gateway, callers
+    cached_gateway, principals
 ):
     gw = cached_gateway
-    first = gw.post(OPEN_QUERY, headers=callers["dpo"])
+    first = gw.post(OPEN_QUERY, headers=principals["dpo"])
     assert first.status_code == 200 and first.headers["x-cache"] == "miss"
     gw.reset_counters()
     for who in ("anonymous", "app", "partner", "finance"):
-        again = gw.post(OPEN_QUERY, headers=callers[who])
+        again = gw.post(OPEN_QUERY, headers=principals[who])
         assert again.headers["x-cache"] == "hit", who
         assert again.content == first.content
     assert not any(c.counter.calls for c in gw.connectors.all())  # no upstream was asked
@@ -318,14 +275,14 @@ def test_an_open_operation_is_answered_from_the_response_cache_with_the_same_byt
 
 @pytest.mark.parametrize("case", sorted(RESTRICTED))
 def test_the_response_cache_is_never_used_for_an_operation_reading_a_non_public_field(
-    cached_gateway, callers, db, case: str
+    cached_gateway, principals, db, case: str
 ):
     from support import sql
 
     query, takes_id = RESTRICTED[case]
     parcel = sql(db.tax, "SELECT id FROM tax.parcels WHERE district_code = '1039' LIMIT 1")[0]["id"]
     variables = {"id": str(parcel)} if takes_id else None
-    for who, headers in callers.items():
+    for who, headers in principals.items():
         answers = [cached_gateway.post(query, variables, headers=headers) for _ in range(2)]
         for response in answers:
             assert response.status_code in (200, 503), (who, response.text)
@@ -392,18 +349,12 @@ def test_redis_stopped_under_the_gateway_no_request_fails(db, traffy_url, caplog
 
 # ---------------------------------------------------------------------------- settings
 
-SETTINGS_ENV = {
-    "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
-    "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
-    "BMA_TRAFFY_BASE_URL": "http://traffy.test",
-}
-
 
 def test_cache_and_resilience_settings_round_trip():
     from gateway.settings import Settings
 
     env = {
-        **SETTINGS_ENV,
+        **REQUIRED_ENV,
         "REDIS_URL": "redis://127.0.0.1:6379/3",
         "BMA_CACHE_TTLS": '{"response": 5, "traffy.stats": 0}',
         "BMA_CACHE_STALE_SECONDS": "120",
@@ -440,6 +391,6 @@ def test_bad_cache_and_resilience_settings_name_the_variable(variable, value, me
     from gateway.settings import ConfigError, Settings
 
     with pytest.raises(ConfigError) as error:
-        Settings.from_env({**SETTINGS_ENV, variable: value})
+        Settings.from_env({**REQUIRED_ENV, variable: value})
     assert message in str(error.value)
     assert variable in str(error.value)

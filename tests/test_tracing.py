@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway import tracing
 from gateway.settings import Settings
-from support import Gateway
+from support import REQUIRED_ENV, Gateway
 
 QUERY = "{ districts { code nameEn complaintStats { total } businessCount } }"
 
@@ -48,11 +48,7 @@ def test_a_request_is_one_span_with_one_child_per_upstream_call(
 
 
 def test_tracing_is_off_by_default_and_says_what_it_needs(anonymous: Gateway):
-    env = {
-        "BMA_TAX_DATABASE_URL": "x",
-        "BMA_REGISTRY_DATABASE_URL": "y",
-        "BMA_TRAFFY_BASE_URL": "z",
-    }
+    env = dict(REQUIRED_ENV)
     assert Settings.from_env(env).tracing is False
     assert Settings.from_env({**env, "BMA_TRACING": "1"}).tracing is True
     assert tracing._tracer is None  # nothing turned it on: requests make no spans
