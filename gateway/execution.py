@@ -254,7 +254,7 @@ class Executor:
             if parsed.invalid is not None:
                 errors = self._invalid(parsed.invalid, principal, limits) or errors
             return _refused(errors)
-        outcome = await self._execute(parsed, query, variables, operation_name, context)
+        outcome = await self._execute(parsed, query, variables, operation_name, context, limits)
         outcome.document_hash = parsed.digest
         return outcome
 
@@ -265,10 +265,10 @@ class Executor:
         variables: dict[str, Any] | None,
         operation_name: str | None,
         context: Any,
+        limits: OperationLimits,
     ) -> Outcome:
         """A parsed, valid document: its cost, plan, the response cache, execution, audit."""
         principal: Principal = context.principal
-        limits = self.limits.of(principal.kind)
         cost = self._cost(parsed, operation_name, variables)
         if cost > limits.max_cost:
             return _refused([too_costly(limits, cost).error()])
