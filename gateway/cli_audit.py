@@ -7,7 +7,6 @@ writes CSV or JSON Lines to stdout or a file; notes go to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import os
 import sys
@@ -20,6 +19,7 @@ import asyncpg
 import orjson
 
 from gateway import audit_store
+from gateway.cli_credentials import on_database
 
 EXPORT_COLUMNS = (
     "seq",
@@ -102,17 +102,7 @@ def _moment(text: str) -> datetime:
 
 
 def _with_database(args: argparse.Namespace, operation: Callable[[Any], Awaitable[Any]]) -> Any:
-    if not args.database_url:
-        raise ValueError("give --database-url or set BMA_AUDIT_DATABASE_URL")
-
-    async def call() -> Any:
-        conn = await asyncpg.connect(args.database_url)
-        try:
-            return await operation(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(call())
+    return on_database(args.database_url, "BMA_AUDIT_DATABASE_URL", operation)
 
 
 def _keygen(args: argparse.Namespace) -> int:

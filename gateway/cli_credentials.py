@@ -101,19 +101,28 @@ def run(args: argparse.Namespace) -> int:
 # --- keys ---------------------------------------------------------------------------------
 
 
-def _with_database(args: argparse.Namespace, operation: Any) -> Any:
-    if not args.database_url:
-        raise ValueError("give --database-url or set BMA_GATEWAY_DATABASE_URL")
+def on_database(url: str | None, variable: str, operation: Any) -> Any:
+    """Run ``operation(conn)`` on one connection to ``url`` (the CLI's database commands);
+    without a URL, say which option or variable gives it."""
+    if not url:
+        raise ValueError(f"give --database-url or set {variable}")
 
     async def call() -> Any:
-        conn = await asyncpg.connect(args.database_url)
+        conn = await asyncpg.connect(url)
         try:
-            await ensure_schema(conn)
             return await operation(conn)
         finally:
             await conn.close()
 
     return asyncio.run(call())
+
+
+def _with_database(args: argparse.Namespace, operation: Any) -> Any:
+    async def with_schema(conn: Any) -> Any:
+        await ensure_schema(conn)
+        return await operation(conn)
+
+    return on_database(args.database_url, "BMA_GATEWAY_DATABASE_URL", with_schema)
 
 
 def _keys_create(args: argparse.Namespace) -> int:
