@@ -155,12 +155,15 @@ def test_nesting_in_arguments_and_get_variables(abused: Gateway, agency_headers:
 )
 def test_fragment_cycles_end(abused: Gateway, agency_headers: dict[str, str], cycle: str):
     # As an agency: anonymous callers may not spread 50 fragments at all.
-    response = abused.post(cycle, headers=agency_headers)
-    error = response.json()["errors"][0]
-    assert response.status_code == 400, response.text
-    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    assert "Cannot spread fragment" in error["message"]
-    assert server_ms(response) < SERVER_MS
+    timings = []
+    for n in range(3):  # three documents (a comment apart): none is a cached validation
+        response = abused.post(f"{cycle} # {n}", headers=agency_headers)
+        error = response.json()["errors"][0]
+        assert response.status_code == 400, response.text
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert "Cannot spread fragment" in error["message"]
+        timings.append(server_ms(response))
+    assert statistics.median(timings) < SERVER_MS, timings
 
 
 @pytest.mark.parametrize(("who", "limit"), [("anonymous", 30), ("agency", 100)])
@@ -170,11 +173,14 @@ def test_fragment_spreads_are_capped_before_validation(
     """1,000 spreads side by side would take validation ~350 ms; the lexer stops them."""
     spreads = " ".join("...F" for _ in range(1000))
     query = f"{{ districts {{ {spreads} }} }} fragment F on District {{ code }}"
-    response = abused.post(query, headers=agency_headers if who == "agency" else {})
-    error = response.json()["errors"][0]
-    assert response.status_code == 400
-    assert error["extensions"] == {"code": "TOO_MANY_FRAGMENT_SPREADS", "limit": limit}
-    assert server_ms(response) < SERVER_MS
+    timings = []
+    for n in range(3):
+        response = abused.post(f"{query} # {n}", headers=agency_headers if who == "agency" else {})
+        error = response.json()["errors"][0]
+        assert response.status_code == 400
+        assert error["extensions"] == {"code": "TOO_MANY_FRAGMENT_SPREADS", "limit": limit}
+        timings.append(server_ms(response))
+    assert statistics.median(timings) < SERVER_MS, timings
     within = " ".join("...F" for _ in range(limit))
     allowed = abused.post(
         f"{{ districts {{ {within} }} }} fragment F on District {{ code }}",
