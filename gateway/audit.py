@@ -213,16 +213,11 @@ class AuditWriter:
             raise AuditUnavailable("the audit queue is full")
         pending = _Pending(datetime.now(UTC), entry, asyncio.get_running_loop().create_future())
         self._pending.append(pending)
-        metrics.audit_queue_depth.set(len(self._pending))
-        try:
-            # A timeout cancels the wait; the record, if it commits after all, belongs to a
-            # request that was refused.
-            async with asyncio.timeout(self.timeout * 2):
-                if not self._writing:
-                    await self._write_next()
-                return await pending.done
-        except TimeoutError:
-            raise AuditUnavailable("the audit store did not confirm the record in time") from None
+        if not self._writing:
+            await self._write_next()
+        # Every batch ends within its time limit (``_write``), committed or refused, and the
+        # writer that ends it starts the next: the wait needs no timer of its own.
+        return await pending.done
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Commit every waiting entry (SIGTERM drain), then close the connection."""
@@ -247,10 +242,10 @@ class AuditWriter:
             await self._write(batch)
         finally:
             self._writing = False
-        if self._pending:
-            task = asyncio.create_task(self._write_if_idle(), name="audit-writer")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if self._pending:  # even when this writer was cancelled: nobody else would
+                task = asyncio.create_task(self._write_if_idle(), name="audit-writer")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _write_if_idle(self) -> None:
         if self._pending and not self._writing:
@@ -285,12 +280,15 @@ class AuditWriter:
                 await conn.close(timeout=self.timeout)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        """Write one batch; its time in ``bma_audit_write_seconds``, its records counted
-        written or refused in ``bma_audit_records_total``."""
+        """Write one batch within the time limit; its time in ``bma_audit_write_seconds``,
+        its records counted written or refused in ``bma_audit_records_total``."""
         began = time.perf_counter()
         written = False
         try:
-            written = await self._append(batch)
+            async with asyncio.timeout(self.timeout * 2):
+                written = await self._append(batch)
+        except TimeoutError:  # _append has refused the batch and dropped the connection
+            log.warning("audit store write timed out (%d records refused)", len(batch))
         finally:
             metrics.audit_records.labels("written" if written else "refused").inc(len(batch))
             metrics.audit_write_seconds.observe(time.perf_counter() - began)

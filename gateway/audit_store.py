@@ -147,18 +147,27 @@ def chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, entry: dict[str,
 
 
 def _chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, body: bytes) -> bytes:
-    stamp = at.astimezone(UTC).isoformat(timespec="microseconds").encode()
+    return _hash_stamped(key, prev, seq, _stamp(at), body)
+
+
+def _stamp(at: datetime) -> bytes:
+    return at.astimezone(UTC).isoformat(timespec="microseconds").encode()
+
+
+def _hash_stamped(key: bytes, prev: bytes, seq: int, stamp: bytes, body: bytes) -> bytes:
     message = b"\n".join((prev, seq.to_bytes(8, "big"), stamp, body))
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
 Head = tuple[int, bytes]  # the last record's seq and hash
 Item = tuple[datetime, dict[str, Any]]  # a record to append: its time and entry
-Row = tuple[int, datetime, str, bytes, bytes]  # seq, at, entry JSON, previous hash, hash
 
 # One round trip: advance the head from exactly the state the batch was linked to, and insert
 # the batch only if that worked. A head another writer moved meanwhile matches nothing (the
 # UPDATE re-checks its WHERE after waiting for that writer's lock), and nothing is written.
+# The batch travels as one JSON array of [seq, time, entry, previous hash, hash] rows: one
+# parameter to encode instead of five arrays element by element (measured: the encoding was
+# the writer's largest cost in the gateway's process).
 _APPEND_IF_HEAD = """
 WITH head AS (
     UPDATE audit.chain_head SET seq = $3, hash = $4
@@ -166,11 +175,24 @@ WITH head AS (
     RETURNING 1
 )
 INSERT INTO audit.records (seq, at, entry, prev_hash, hash)
-SELECT r.seq, r.at, r.entry, r.prev_hash, r.hash
-FROM unnest($5::bigint[], $6::timestamptz[], $7::jsonb[], $8::bytea[], $9::bytea[])
-    AS r(seq, at, entry, prev_hash, hash)
+SELECT (r ->> 0)::bigint, (r ->> 1)::timestamptz, r -> 2,
+       decode(r ->> 3, 'hex'), decode(r ->> 4, 'hex')
+FROM jsonb_array_elements($5::text::jsonb) AS r
 WHERE EXISTS (SELECT 1 FROM head)
 """
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A batch chained after a head: its rows as the append statement takes them."""
+
+    first: int  # the first record's seq
+    last: Head  # the last record's seq and hash: the head once the batch is written
+    rows: str  # JSON array of [seq, time, entry, previous hash (hex), hash (hex)]
+
+    @property
+    def seqs(self) -> list[int]:
+        return list(range(self.first, self.last[0] + 1))
 
 
 class Appender:
@@ -188,44 +210,42 @@ class Appender:
     async def append(self, conn: asyncpg.Connection, items: Sequence[Item]) -> list[int]:
         head = self.head
         if head is not None:
-            rows = link(self.key, head, items)
+            batch = link(self.key, head, items)
             # The next batch chains after this one, whether or not this one has committed.
-            self.head = (rows[-1][0], rows[-1][4])
-            if await _insert_if_head_is(conn, head, rows):
-                return [r[0] for r in rows]
+            self.head = batch.last
+            if await _insert_if_head_is(conn, head, batch):
+                return batch.seqs
         self.head = None  # unknown until this batch is written
         async with conn.transaction():
             row = await conn.fetchrow(
                 "SELECT seq, hash FROM audit.chain_head WHERE id = 1 FOR UPDATE"
             )
-            rows = link(self.key, (row["seq"], bytes(row["hash"])), items)
-            if not await _insert_if_head_is(conn, (row["seq"], bytes(row["hash"])), rows):
+            head = (row["seq"], bytes(row["hash"]))
+            batch = link(self.key, head, items)
+            if not await _insert_if_head_is(conn, head, batch):
                 # The head is locked by us: unreachable unless the table is tampered with.
                 raise AuditStoreError("the audit chain head changed under its own lock")
-        self.head = (rows[-1][0], rows[-1][4])
-        return [r[0] for r in rows]
+        self.head = batch.last
+        return batch.seqs
 
 
-async def _insert_if_head_is(conn: asyncpg.Connection, head: Head, rows: list[Row]) -> bool:
-    last = rows[-1]
-    columns = (list(c) for c in zip(*rows, strict=True))
-    status = await conn.execute(_APPEND_IF_HEAD, head[0], head[1], last[0], last[4], *columns)
-    return status == f"INSERT 0 {len(rows)}"
+async def _insert_if_head_is(conn: asyncpg.Connection, head: Head, batch: Linked) -> bool:
+    seq, digest = batch.last
+    status = await conn.execute(_APPEND_IF_HEAD, head[0], head[1], seq, digest, batch.rows)
+    return status == f"INSERT 0 {seq - batch.first + 1}"
 
 
-def link(
-    key: bytes, head: Head, items: Sequence[Item]
-) -> list[tuple[int, datetime, str, bytes, bytes]]:
-    """The rows of a batch chained after ``head``: (seq, at, entry JSON, prev hash, hash)."""
+def link(key: bytes, head: Head, items: Sequence[Item]) -> Linked:
+    """The batch chained after ``head``."""
     seq, prev = head
     rows = []
     for at, entry in items:
         seq += 1
-        body = canonical(entry)
-        digest = _chain_hash(key, prev, seq, at, body)
-        rows.append((seq, at, body.decode(), prev, digest))
+        body, stamp = canonical(entry), _stamp(at)
+        digest = _hash_stamped(key, prev, seq, stamp, body)
+        rows.append((seq, stamp.decode(), orjson.Fragment(body), prev.hex(), digest.hex()))
         prev = digest
-    return rows
+    return Linked(head[0] + 1, (seq, prev), orjson.dumps(rows).decode())
 
 
 async def append(conn: asyncpg.Connection, key: bytes, items: Sequence[Item]) -> list[int]:

@@ -513,6 +513,53 @@ def test_two_writers_at_once_keep_one_unbroken_chain(server_url: str):
     assert sorted(r["id"] for r in ids) == sorted(expected)
 
 
+class StuckFirstBatch(AuditWriter):
+    """A fault: the first batch's write never returns (a store that stopped answering)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stuck = asyncio.Event()
+
+    async def _append(self, batch: list[Any]) -> bool:
+        if not self.stuck.is_set():
+            self.stuck.set()
+            await asyncio.Event().wait()
+        return await super()._append(batch)
+
+
+def test_a_writer_whose_request_is_cancelled_hands_the_waiting_records_on(server_url: str):
+    """The request writing a batch gives up (cancelled) while other records wait for the
+    next batch: they are still written — nobody waits for a writer that is gone."""
+    url = fresh_database(server_url, "bmatest_chain_cancelled")
+
+    async def scenario() -> tuple[list[int], Verification]:
+        writer = StuckFirstBatch(url, KEY)
+        await writer.start()
+        try:
+            leader = asyncio.create_task(writer.record(entry(1, request="leader")))
+            await writer.stuck.wait()  # the leader's batch is being written
+            waiting = [asyncio.create_task(writer.record(entry(n))) for n in (2, 3)]
+            await asyncio.sleep(0)
+            leader.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await leader
+            async with asyncio.timeout(10):
+                seqs = await asyncio.gather(*waiting)
+        finally:
+            await writer.stop()
+        conn = await asyncpg.connect(url)
+        try:
+            return list(seqs), await verify(conn, KEY)
+        finally:
+            await conn.close()
+
+    seqs, result = run(scenario())
+    assert seqs == [1, 2]
+    assert result.intact and result.records == 2, result
+    ids = sql(url, "SELECT entry->>'requestId' AS id FROM audit.records ORDER BY seq")
+    assert [r["id"] for r in ids] == ["r2", "r3"]
+
+
 # A live chain
 
 
