@@ -120,6 +120,8 @@ class Row:
     on: float  # median operations per second
     off: float
     ratios: list[float]  # on / off of each round's pair
+    cpu_on: float  # median CPU per operation, µs
+    cpu_off: float
     batches: list[int]  # records per audit transaction during the measured rounds
     commit_ms: float  # mean wall time of one audit transaction
     entry_us: float  # building one audit entry, microseconds
@@ -148,9 +150,15 @@ async def parcel_ids(tax_url: str) -> list[str]:
     return ids
 
 
+@dataclass
+class Measured:
+    throughput: float  # operations per second
+    cpu_us: float  # this process's CPU per operation (the audit store's work is not in it)
+
+
 async def throughput(
     executor: Executor, connectors: Connectors, case: Case, ids: list[str], clients: int
-) -> float:
+) -> Measured:
     """Operations per second of ``clients`` concurrent loops of ``case.per_client`` each."""
     counter = itertools.count()
 
@@ -169,9 +177,13 @@ async def throughput(
             assert outcome.status == 200 and "errors" not in outcome.body, outcome.body
             assert any(outcome.body["data"].values()), outcome.body
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return clients * case.per_client / (time.perf_counter() - began)
+    operations = clients * case.per_client
+    return Measured(
+        operations / (time.perf_counter() - began),
+        (time.process_time() - cpu) / operations * 1e6,
+    )
 
 
 async def measure(
@@ -210,9 +222,11 @@ async def measure(
                 Row(
                     case,
                     clients,
-                    statistics.median(on),
-                    statistics.median(off),
-                    [a / b for a, b in zip(on, off, strict=True)],
+                    statistics.median(m.throughput for m in on),
+                    statistics.median(m.throughput for m in off),
+                    [a.throughput / b.throughput for a, b in zip(on, off, strict=True)],
+                    statistics.median(m.cpu_us for m in on),
+                    statistics.median(m.cpu_us for m in off),
                     batches,
                     commit_ms,
                     entry_us,
@@ -249,9 +263,10 @@ def report(rows: list[Row], server: str, rounds: int) -> str:
         f"{rounds} alternating rounds (in brackets: quartiles of the rounds' on / off ratios).",
         "",
         "| operation (finance officer) | clients | ops/s, auditing off | ops/s, auditing on "
-        "| on / off throughput | time per operation | records per audit commit, mean (max) "
-        "| audit commit, ms | building the entry (both arms), µs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| on / off throughput | time per operation | CPU µs per operation, off | on "
+        "| records per audit commit, mean (max) | audit commit, ms "
+        "| building the entry (both arms), µs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ratio = row.on / row.off
@@ -260,7 +275,8 @@ def report(rows: list[Row], server: str, rounds: int) -> str:
         lines.append(
             f"| {row.case.name} | {row.clients} | {row.off:.0f} | {row.on:.0f} "
             f"| {ratio:.0%} ({q1:.0%}–{q3:.0%}) "
-            f"| {1 / ratio - 1:+.1%} | {mean:.1f} ({max(row.batches)}) "
+            f"| {1 / ratio - 1:+.1%} | {row.cpu_off:.0f} | {row.cpu_on:.0f} "
+            f"| {mean:.1f} ({max(row.batches)}) "
             f"| {row.commit_ms:.2f} | {row.entry_us:.0f} |"
         )
     return "\n".join(lines)

@@ -1,33 +1,36 @@
 """What auditing costs the gateway as clients see it: restricted queries over HTTP.
 
-    python -m bench.audit_http [--database-url URL] [--seconds 5] [--rounds 6] [--concurrency 8]
+    python -m bench.audit_http [--database-url URL] [--seconds 5] [--rounds 6] [--concurrency 8,32]
 
 Two gateway processes on the same seeded data and Traffy stand-in: one audits (a real
 ``AuditWriter`` on a fresh audit store, database ``bma_bench_audit_http``), the other is the
 same gateway with an audit writer that writes nothing (``bench.serve gateway-unaudited``).
 A finance officer's token (the embedded issuer) asks each in turn, round after round,
-alternating which goes first, with the same closed-loop client; the figure is the ratio of
-median throughputs. Writes docs/benchmarks.md between AUDIT_HTTP markers.
+alternating which goes first, with the same closed-loop client (``bench.http_load``: light
+enough that the gateway, not the client, is what runs out of CPU). Each ``--concurrency``
+level is a row: the figure is the median of the rounds' on / off throughput ratios, beside
+each arm's median latency. Writes docs/benchmarks.md between AUDIT_HTTP markers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 
 from bench.common import publish, seeded_databases
-from bench.run import load, start
+from bench.http_load import Result, encode_graphql, graphql_ok, load
+from bench.run import start
 from gateway.audit_store import create_key
 from gateway.demo.embedded import database_url
 from gateway.issuer import EmbeddedIssuer
@@ -62,51 +65,93 @@ async def fresh_store(tax_url: str) -> tuple[str, list[str]]:
     return database_url(tax_url, STORE), ids
 
 
-def requester(url: str, token: str, query: str, ids: list[str] | None):
-    counter = itertools.count()
+def requests_for(url: str, token: str, query: str, ids: list[str] | None) -> list[bytes]:
     headers = {"authorization": f"Bearer {token}"}
+    variables = [{"id": i} for i in ids] if ids else [None]
+    return [encode_graphql(url, query, v, headers) for v in variables]
 
-    def call(client):
-        variables = {"id": ids[next(counter) % len(ids)]} if ids else None
-        return client.post(
-            url + "/graphql", json={"query": query, "variables": variables}, headers=headers
-        )
 
-    return call
+@dataclass
+class Arm:
+    """One gateway under load: its process, its requests and each round's figures."""
+
+    url: str
+    pid: int
+    requests: list[bytes]
+    results: list[Result] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # the gateway's CPU per request
+
+    def round(self, seconds: float, concurrency: int) -> None:
+        began = cpu_seconds(self.pid)
+        result = asyncio.run(load(self.url, self.requests, seconds, concurrency, graphql_ok))
+        self.cpu_us.append((cpu_seconds(self.pid) - began) / result.requests * 1e6)
+        self.results.append(result)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    case: str
+    concurrency: int
+    off: Arm
+    on: Arm
+
+    def ratios(self) -> list[float]:
+        """Each round's throughput, auditing on over off."""
+        pairs = zip(self.on.results, self.off.results, strict=True)
+        return [a.throughput / b.throughput for a, b in pairs]
+
+    def median(self, arm: Arm, figure) -> float:
+        return statistics.median(figure(r) for r in arm.results)
 
 
 def measure(
-    audited: str, unaudited: str, token: str, ids: list[str], args: argparse.Namespace
-) -> list[tuple[str, float, float, list[float]]]:
+    gateways: dict[str, tuple[str, int]], token: str, ids: list[str], args: argparse.Namespace
+) -> list[Row]:
     rows = []
-    for name, (query, by_id) in CASES.items():
-        on_call = requester(audited, token, query, ids if by_id else None)
-        off_call = requester(unaudited, token, query, ids if by_id else None)
-        for call in (on_call, off_call):  # warm pools, plans and the store
-            asyncio.run(load(call, 1, args.concurrency))
-        on, off = [], []
-        for round_ in range(args.rounds):
-            pair = [(on, on_call), (off, off_call)]
-            for results, call in pair if round_ % 2 else reversed(pair):
-                results.append(asyncio.run(load(call, args.seconds, args.concurrency)).throughput)
-        ratios = [a / b for a, b in zip(on, off, strict=True)]
-        rows.append((name, statistics.median(off), statistics.median(on), ratios))
+    for concurrency in args.concurrency:
+        for name, (query, by_id) in CASES.items():
+            on, off = (
+                Arm(url, pid, requests_for(url, token, query, ids if by_id else None))
+                for url, pid in (gateways["on"], gateways["off"])
+            )
+            for arm in (on, off):  # warm pools, plans and the store
+                asyncio.run(load(arm.url, arm.requests, 1, concurrency, graphql_ok))
+            for round_ in range(args.rounds):
+                for arm in (on, off) if round_ % 2 else (off, on):
+                    arm.round(args.seconds, concurrency)
+            rows.append(Row(name, concurrency, off, on))
     return rows
 
 
-def report(rows: list[tuple[str, float, float, list[float]]], args: argparse.Namespace) -> str:
+def report(rows: list[Row], args: argparse.Namespace) -> str:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, client, both gateways "
-        f"and PostgreSQL on one machine; {args.concurrency} clients in a closed loop, medians of "
-        f"{args.rounds} alternating rounds of {args.seconds:g} s (in brackets: the range of the "
-        "rounds' ratios).",
+        f"and PostgreSQL on one machine; closed-loop connections, medians of {args.rounds} "
+        f"alternating rounds of {args.seconds:g} s (in brackets: the range over the rounds). "
+        "Gateway CPU: the gateway process's user and system time over a round divided by the "
+        "requests it answered (the audit store's own work, in PostgreSQL, is not in it).",
         "",
-        "| operation (finance officer, over HTTP) | req/s, auditing off | req/s, auditing on | on / off throughput |",
-        "|---|---:|---:|---:|",
+        "| operation (finance officer, over HTTP) | connections | req/s, auditing off | "
+        "req/s, auditing on | on / off throughput | gateway CPU µs per request, off | "
+        "gateway CPU µs per request, on | p50 ms, off | p50 ms, on |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, off, on, ratios in rows:
+    for row in rows:
+        ratios = row.ratios()
         lines.append(
-            f"| {name} | {off:.0f} | {on:.0f} | {on / off:.0%} ({min(ratios):.0%}–{max(ratios):.0%}) |"
+            f"| {row.case} | {row.concurrency} "
+            f"| {row.median(row.off, lambda r: r.throughput):.0f} "
+            f"| {row.median(row.on, lambda r: r.throughput):.0f} "
+            f"| {statistics.median(ratios):.0%} ({min(ratios):.0%}–{max(ratios):.0%}) "
+            f"| {statistics.median(row.off.cpu_us):.0f} | {statistics.median(row.on.cpu_us):.0f} "
+            f"| {row.median(row.off, lambda r: r.percentile(0.5)):.1f} "
+            f"| {row.median(row.on, lambda r: r.percentile(0.5)):.1f} |"
         )
     return "\n".join(lines)
 
@@ -116,7 +161,12 @@ def main() -> None:
     parser.add_argument("--database-url")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[8, 32],
+        help="connections, comma-separated: one table row per level",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, don't update the docs")
     args = parser.parse_args()
     urls, handle = seeded_databases(args.database_url)
@@ -151,7 +201,8 @@ def main() -> None:
         processes.append(audited)
         unaudited, unaudited_url = start("gateway-unaudited", env)
         processes.append(unaudited)
-        rows = measure(audited_url, unaudited_url, token, ids, args)
+        gateways = {"on": (audited_url, audited.pid), "off": (unaudited_url, unaudited.pid)}
+        rows = measure(gateways, token, ids, args)
     finally:
         for process in processes:
             process.terminate()
