@@ -20,12 +20,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
 import httpx
 import orjson
 
 from bench.common import ROOT, publish, seeded_databases
+from bench.http_load import Result, encode_get, encode_graphql, graphql_ok, load
 from connectors.cache import DEFAULT_TTLS
 from gateway.serving import free_port
 
@@ -48,21 +48,6 @@ SCENARIOS = {
 CACHES_OFF = json.dumps(dict.fromkeys(DEFAULT_TTLS, 0))
 
 
-@dataclass
-class Result:
-    requests: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
-
-
 def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
@@ -80,48 +65,24 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"{kind} did not start")
 
 
-async def load(make_request, seconds: float, concurrency: int) -> Result:
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < stop_at:
-            began = time.perf_counter()
-            response = await make_request(client)
-            assert response.status_code == 200, response.text[:200]
-            latencies.append(time.perf_counter() - began)
-
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    return Result(len(latencies), elapsed, latencies)
-
-
 def measure(
     gateways: dict[str, str], baseline: str, seconds: float, concurrency: int
 ) -> list[tuple[str, Result, Result]]:
     rows = []
     for name, (query, path, which) in SCENARIOS.items():
         gateway = gateways[which]
-
-        def via_gateway(client, q=query, url=gateway):
-            return client.post(url + "/graphql", json={"query": q})
-
-        def via_baseline(client, p=path):
-            return client.get(baseline + p)
-
+        via_gateway = [encode_graphql(gateway, query)]
+        via_baseline = [encode_get(baseline, path)]
         same = orjson.loads(
             httpx.post(gateway + "/graphql", json={"query": query}, timeout=60).content
         )
         assert same == orjson.loads(httpx.get(baseline + path, timeout=60).content), (
             f"{name}: answers differ"
         )
-        asyncio.run(load(via_gateway, 1, concurrency))  # warm up caches and pools
-        asyncio.run(load(via_baseline, 1, concurrency))
-        base = asyncio.run(load(via_baseline, seconds, concurrency))
-        gw = asyncio.run(load(via_gateway, seconds, concurrency))
+        asyncio.run(load(gateway, via_gateway, 1, concurrency, graphql_ok))  # warm caches, pools
+        asyncio.run(load(baseline, via_baseline, 1, concurrency))
+        base = asyncio.run(load(baseline, via_baseline, seconds, concurrency))
+        gw = asyncio.run(load(gateway, via_gateway, seconds, concurrency, graphql_ok))
         rows.append((name, base, gw))
     return rows
 
