@@ -348,7 +348,15 @@ def test_tax_database_restarted_mid_load_the_pool_recovers(db, server_url, traff
                 proxy.stop()  # the database goes away: open connections cut, new ones refused
                 time.sleep(0.5)
                 proxy.start()  # and comes back on the same address
-                time.sleep(2 * RESET + 0.3)  # long enough for a probe to find it back
+                # A probe finds it back after the breaker's reset time; on a slow machine
+                # later than that, so wait for a complete answer (bounded), then let every
+                # client ask again after it.
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    time.sleep(RESET)
+                    if not _partial(gw.post(DISTRICT_QUERY))[1]:
+                        break
+                time.sleep(2 * RESET)
                 stop.set()
                 per_client = [r.result() for r in running]
             answers = [a for client_answers in per_client for a in client_answers]
