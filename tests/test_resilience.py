@@ -56,6 +56,9 @@ PG_TIMEOUT = 3.0  # generous: 50 district reads share a pool of 4 while the suit
 DISTRICT_QUERY = """{ district(code: "1004") { code complaintStats { total }
     taxRevenue(year: 2025) { parcelCount } businessCount } }"""
 DISTRICTS_QUERY = "{ districts { code businessCount } }"
+TAX_QUERY = (
+    '{ district(code: "1004") { code taxRevenue(year: 2025) { parcelCount } businessCount } }'
+)
 
 
 # --- what the sources hold ---------------------------------------------------------------
@@ -329,17 +332,20 @@ def test_one_district_registry_down_opens_only_its_own_breaker(
 
 
 def test_tax_database_restarted_mid_load_the_pool_recovers(db, server_url, traffy_url, expected):
+    # Tax and the registry only: six clients at once would queue the Traffy stand-in (one
+    # Python process counting every ticket) past its 0.5 s timeout on a slow machine.
+    expected = {k: v for k, v in expected.items() if k != "complaintStats"}
     proxy = TcpProxy(server_url).start()
     try:
         with resilient_gateway(db, traffy_url, tax_dsn=proxy.url(_db_name(db.tax))) as gw:
-            assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
+            assert _full(gw.post(TAX_QUERY))["district"] == expected
             stop = threading.Event()
 
             def load() -> list[httpx.Response]:
                 answers = []
                 with httpx.Client(base_url=gw.url, timeout=30) as client:
                     while not stop.is_set():
-                        answers.append(client.post("/graphql", json={"query": DISTRICT_QUERY}))
+                        answers.append(client.post("/graphql", json={"query": TAX_QUERY}))
                 return answers
 
             with ThreadPoolExecutor(6) as pool:
@@ -354,7 +360,7 @@ def test_tax_database_restarted_mid_load_the_pool_recovers(db, server_url, traff
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
                     time.sleep(RESET)
-                    if not _partial(gw.post(DISTRICT_QUERY))[1]:
+                    if not _partial(gw.post(TAX_QUERY))[1]:
                         break
                 time.sleep(2 * RESET)
                 stop.set()
@@ -384,7 +390,7 @@ def test_tax_database_restarted_mid_load_the_pool_recovers(db, server_url, traff
             for client_answers in per_client:
                 assert _full(client_answers[-1])["district"] == expected
             for _ in range(5):
-                assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
+                assert _full(gw.post(TAX_QUERY))["district"] == expected
             assert _breaker(gw.connectors.tax, "tax") is BreakerState.CLOSED
     finally:
         proxy.close()
