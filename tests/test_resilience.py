@@ -50,7 +50,9 @@ RESET = 0.5  # seconds a breaker stays open in these tests
 FAST = ResilienceSettings(
     retries=2, backoff_base=0.01, backoff_cap=0.05, breaker_failures=3, breaker_reset=RESET
 )
-TRAFFY_TIMEOUT = 0.5
+# Generous: the stand-in counts every ticket in Python, which on a slow machine under the
+# whole suite took over 0.5 s; a "slow" fault hangs four times this.
+TRAFFY_TIMEOUT = 2.0
 PG_TIMEOUT = 3.0  # generous: 50 district reads share a pool of 4 while the suite runs
 
 DISTRICT_QUERY = """{ district(code: "1004") { code complaintStats { total }
