@@ -143,11 +143,7 @@ def canonical(entry: dict[str, Any]) -> bytes:
 
 
 def chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, entry: dict[str, Any]) -> bytes:
-    return _chain_hash(key, prev, seq, at, canonical(entry))
-
-
-def _chain_hash(key: bytes, prev: bytes, seq: int, at: datetime, body: bytes) -> bytes:
-    return _hash_stamped(key, prev, seq, _stamp(at), body)
+    return _hash_stamped(key, prev, seq, _stamp(at), canonical(entry))
 
 
 def _stamp(at: datetime) -> bytes:

@@ -473,6 +473,19 @@ def test_audit_export_csv_has_the_export_columns_and_lists_as_json(
         assert row["credentialId"] == ""  # null is an empty cell
 
 
+def verified(url: str) -> Verification:
+    """The store's chain, verified on a connection of its own."""
+
+    async def check() -> Verification:
+        conn = await asyncpg.connect(url)
+        try:
+            return await verify(conn, KEY)
+        finally:
+            await conn.close()
+
+    return run(check())
+
+
 # Writers running at once
 
 
@@ -480,7 +493,7 @@ def test_two_writers_at_once_keep_one_unbroken_chain(server_url: str):
     url = fresh_database(server_url, "bmatest_chain_writers")
     per_writer = 150
 
-    async def scenario() -> tuple[list[int], Verification]:
+    async def scenario() -> list[int]:
         # Each writer has its own pool, as two gateway processes would.
         writers = [AuditWriter(url, KEY, batch_max=8) for _ in range(2)]
         await asyncio.gather(*(w.start() for w in writers))  # both may create the store
@@ -495,13 +508,10 @@ def test_two_writers_at_once_keep_one_unbroken_chain(server_url: str):
         finally:
             for writer in writers:
                 await writer.stop()
-        conn = await asyncpg.connect(url)
-        try:
-            return list(seqs), await verify(conn, KEY)
-        finally:
-            await conn.close()
+        return list(seqs)
 
-    seqs, result = run(scenario())
+    seqs = run(scenario())
+    result = verified(url)
     assert len(set(seqs)) == 2 * per_writer
     of_a = sorted(seqs[0::2])  # the order of the gather: a1, b1, a2, b2, …
     assert of_a != list(range(of_a[0], of_a[0] + per_writer))  # the writers really contended
@@ -532,7 +542,7 @@ def test_a_writer_whose_request_is_cancelled_hands_the_waiting_records_on(server
     next batch: they are still written — nobody waits for a writer that is gone."""
     url = fresh_database(server_url, "bmatest_chain_cancelled")
 
-    async def scenario() -> tuple[list[int], Verification]:
+    async def scenario() -> list[int]:
         writer = StuckFirstBatch(url, KEY)
         await writer.start()
         try:
@@ -547,13 +557,10 @@ def test_a_writer_whose_request_is_cancelled_hands_the_waiting_records_on(server
                 seqs = await asyncio.gather(*waiting)
         finally:
             await writer.stop()
-        conn = await asyncpg.connect(url)
-        try:
-            return list(seqs), await verify(conn, KEY)
-        finally:
-            await conn.close()
+        return list(seqs)
 
-    seqs, result = run(scenario())
+    seqs = run(scenario())
+    result = verified(url)
     assert seqs == [1, 2]
     assert result.intact and result.records == 2, result
     ids = sql(url, "SELECT entry->>'requestId' AS id FROM audit.records ORDER BY seq")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from graphql import GraphQLSyntaxError, Source, get_introspection_query
 from graphql.language import Lexer, TokenKind
@@ -77,3 +79,19 @@ def test_the_limits_it_reports():
     assert scan(many, limits).code == TOO_MANY_TOKENS
     # Strings and comments are one token each, whatever they hold.
     assert scan('{ a(s: "' + "{ " * 1000 + '") }', limits) is None
+
+
+def test_random_documents_read_the_same_as_graphql_core():
+    """Seeded random token soups: wherever graphql-core reads one, the scan reads the same."""
+    pieces = ["{", "}", "(", ")", ":", "...", '"x"', '"""b\\""" q"""', " ", "\n", ",", "@"]
+    pieces += ["$", "!", "=", "|", "&", "name", "on", "0", "-1.5e3", "12", "#c\n", '"\\u00e9"']
+    rnd, compared = random.Random(2), 0
+    for _ in range(3000):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 40)))
+        try:
+            expected = graphql_core_tokens(text)
+        except GraphQLSyntaxError:
+            continue
+        assert [token for _, token in tokens(text)] == expected, text
+        compared += 1
+    assert compared > 1000
