@@ -30,17 +30,8 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.limits import (
-    DEFAULTS,
-    QUERY_TOO_COSTLY,
-    QUERY_TOO_DEEP,
-    TOO_MANY_ALIASES,
-    TOO_MANY_DIRECTIVES,
-    TOO_MANY_FRAGMENT_SPREADS,
-    TOO_MANY_ROOT_FIELDS,
-    TOO_MANY_TOKENS,
-    VARIABLES_TOO_DEEP,
-)
+from gateway import errors
+from gateway.limits.config import DEFAULTS
 
 ANONYMOUS = DEFAULTS["anonymous"]
 GATEWAY_MAX_BATCH = 10  # BMA_MAX_BATCH's default: anonymous callers keep it
@@ -142,49 +133,67 @@ def _root_fields(n: int) -> bytes:
 
 
 ABUSES: list[Abuse] = [
-    Abuse("nesting 1,000 deep", _nested, 400, QUERY_TOO_DEEP, ANONYMOUS.max_depth),
+    Abuse("nesting 1,000 deep", _nested, 400, errors.QUERY_TOO_DEEP.code, ANONYMOUS.max_depth),
     Abuse(
         "nesting 100 deep through 25 fragments",
         _nested_fragments,
         400,
-        QUERY_TOO_DEEP,
+        errors.QUERY_TOO_DEEP.code,
         ANONYMOUS.max_depth,
     ),
-    Abuse("10,000 aliases", _aliases, 400, TOO_MANY_ALIASES, ANONYMOUS.max_aliases),
+    Abuse("10,000 aliases", _aliases, 400, errors.TOO_MANY_ALIASES.code, ANONYMOUS.max_aliases),
     Abuse(
         "1,000 fragment spreads side by side",
         _spreads,
         400,
-        TOO_MANY_FRAGMENT_SPREADS,
+        errors.TOO_MANY_FRAGMENT_SPREADS.code,
         ANONYMOUS.max_fragment_spreads,
     ),
-    Abuse("a 100 KB query of 20,000 fields", _tokens, 400, TOO_MANY_TOKENS, ANONYMOUS.max_tokens),
-    Abuse("a fragment cycle", _fragment_cycle, 400, "GRAPHQL_VALIDATION_FAILED", None),
-    Abuse("a 1,000-operation batch", _batch, 400, "BATCH_TOO_LARGE", GATEWAY_MAX_BATCH),
-    Abuse("a 10 MB body", _body_10mb, 413, "PAYLOAD_TOO_LARGE", ANONYMOUS.max_body_bytes),
+    Abuse(
+        "a 100 KB query of 20,000 fields",
+        _tokens,
+        400,
+        errors.TOO_MANY_TOKENS.code,
+        ANONYMOUS.max_tokens,
+    ),
+    Abuse("a fragment cycle", _fragment_cycle, 400, errors.GRAPHQL_VALIDATION_FAILED.code, None),
+    Abuse("a 1,000-operation batch", _batch, 400, errors.BATCH_TOO_LARGE.code, GATEWAY_MAX_BATCH),
+    Abuse("a 10 MB body", _body_10mb, 413, errors.PAYLOAD_TOO_LARGE.code, ANONYMOUS.max_body_bytes),
     Abuse(
         "variables nested 10,000 deep",
         _deep_json(10_000),
         400,
-        VARIABLES_TOO_DEEP,
+        errors.VARIABLES_TOO_DEEP.code,
         ANONYMOUS.max_variable_depth,
     ),
     Abuse(
         "variables nested 100 deep",
         _deep_json(100),
         400,
-        VARIABLES_TOO_DEEP,
+        errors.VARIABLES_TOO_DEEP.code,
         ANONYMOUS.max_variable_depth,
     ),
     Abuse(
         "50 districts x 1,000 parcels x 100 complaints",
         _costly,
         400,
-        QUERY_TOO_COSTLY,
+        errors.QUERY_TOO_COSTLY.code,
         ANONYMOUS.max_cost,
     ),
-    Abuse("100 directives", _directives, 400, TOO_MANY_DIRECTIVES, ANONYMOUS.max_directives),
-    Abuse("200 root fields", _root_fields, 400, TOO_MANY_ROOT_FIELDS, ANONYMOUS.max_root_fields),
+    Abuse(
+        "100 directives",
+        _directives,
+        400,
+        errors.TOO_MANY_DIRECTIVES.code,
+        ANONYMOUS.max_directives,
+    ),
+    Abuse(
+        "200 root fields",
+        _root_fields,
+        400,
+        errors.TOO_MANY_ROOT_FIELDS.code,
+        ANONYMOUS.max_root_fields,
+    ),
 ]
 
 

@@ -31,15 +31,17 @@ import asyncpg
 
 from bench.common import NullAudit, publish, seeded_databases
 from bench.run import start
-from gateway import audit_store, execution
-from gateway.app import connectors_from
-from gateway.audit import AuditWriter
+from gateway.audit import store as audit_store
+from gateway.audit.trail import Caller
+from gateway.audit.writer import AuditWriter
 from gateway.demo.embedded import database_url
-from gateway.execution import Executor
+from gateway.execution import executor as execution
+from gateway.execution.executor import Executor, Operation
+from gateway.http.app import connectors_from
 from gateway.settings import Settings
 from policies.model import load_policy
 from policies.principal import Level, Principal
-from schema import Connectors, Limits, RequestContext, graphql_schema
+from schema import Connectors, graphql_schema
 
 AUDIT_DATABASE = "bma_bench_audit"
 FINANCE = Principal(
@@ -166,14 +168,8 @@ async def throughput(
         for _ in range(case.per_client):
             n = next(counter)
             variables = {"id": ids[n % len(ids)]} if case.by_id else None
-            context = RequestContext(
-                connectors,
-                Limits(),
-                principal=FINANCE,
-                request_id=f"bench-{n}",
-                client="127.0.0.1",
-            )
-            outcome = await executor.run(case.query, variables, None, context)
+            caller = Caller(FINANCE, f"bench-{n}", "127.0.0.1")
+            outcome = await executor.run(Operation(case.query, variables), caller)
             assert outcome.status == 200 and "errors" not in outcome.body, outcome.body
             assert any(outcome.body["data"].values()), outcome.body
 
@@ -193,8 +189,8 @@ async def measure(
     ids = await parcel_ids(tax_url)
     writer = CountingWriter(store_url, key)
     await writer.start()
-    audited = Executor(schema, policy, writer)
-    unaudited = Executor(schema, policy, NullAudit())
+    audited = Executor(schema, policy, writer, connectors)
+    unaudited = Executor(schema, policy, NullAudit(), connectors)  # type: ignore[arg-type]
     timer = EntryTimer()
     execution.access_entry = timer  # in this process only; restored below
     rows, operations = [], 0
@@ -293,7 +289,13 @@ def main() -> None:
     env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}
     traffy, traffy_url = start("traffy", env)
     try:
-        connectors = connectors_from(Settings(urls.tax, urls.registry, traffy_url))
+        connectors = connectors_from(
+            Settings(
+                tax_database_url=urls.tax,
+                registry_database_url=urls.registry,
+                traffy_base_url=traffy_url,
+            )
+        )
 
         async def go() -> list[Row]:
             store_url = await fresh_store(urls.tax)

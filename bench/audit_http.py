@@ -31,9 +31,9 @@ import asyncpg
 from bench.common import publish, seeded_databases
 from bench.http_load import Result, encode_graphql, graphql_ok, load
 from bench.run import start
-from gateway.audit_store import create_key
+from gateway.audit.store import create_key
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import database_url
-from gateway.issuer import EmbeddedIssuer
 from gateway.settings import Settings
 
 STORE = "bma_bench_audit_http"
@@ -188,9 +188,9 @@ def main() -> None:
         traffy, traffy_url = start("traffy", env)
         processes.append(traffy)
         settings = Settings(
-            urls.tax,
-            urls.registry,
-            traffy_url,
+            tax_database_url=urls.tax,
+            registry_database_url=urls.registry,
+            traffy_base_url=traffy_url,
             gateway_database_url=store_url,
             audit_key_file=keys / "audit.key",
             issuer_key_file=keys / "issuer.pem",

@@ -27,7 +27,7 @@ import orjson
 from bench.common import ROOT, publish, seeded_databases
 from bench.http_load import Result, encode_get, encode_graphql, graphql_ok, load
 from connectors.cache import DEFAULT_TTLS
-from gateway.serving import free_port
+from gateway.http.serving import free_port
 
 DISTRICTS = (
     "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } "

@@ -12,8 +12,8 @@ import sys
 
 import uvicorn
 
-from gateway.app import connectors_from, create_app
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
+from gateway.http.app import connectors_from, create_app
 from gateway.settings import Settings
 
 
@@ -28,11 +28,9 @@ def main(kind: str, port: int) -> None:
         if kind == "gateway":
             app = create_app(settings)
         elif kind == "gateway-unaudited":
-            import gateway.app
             from bench.common import NullAudit
 
-            gateway.app.audit_writer_from = lambda _settings: NullAudit()
-            app = create_app(settings)
+            app = create_app(settings, audit=NullAudit())  # type: ignore[arg-type]
         else:
             from bench.baseline import create_baseline_app
 

@@ -1,7 +1,7 @@
 """Reading the gateway's own audit log (written by ``gateway.audit``), for ``accessLog``.
 
 Read-only: pages of records matching a filter, oldest first, keyset-paged by sequence
-number. The filters use the store's JSON indexes (``gateway.audit_store``).
+number. The filters use the store's JSON indexes (``gateway.audit.store``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from connectors.base import (
     decode_position,
     encode_cursor,
 )
+from connectors.observer import QUIET, UpstreamObserver
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
 
 
@@ -46,11 +47,18 @@ _WHERE = """($1::text IS NULL OR entry ->> 'subject' = $1)
     AND ($10::timestamptz IS NULL OR at < $10)"""
 
 
+class AuditUnavailable(Exception):
+    """The audit store cannot take or give records now, or the gateway has none: restricted
+    data is not served (the writer) and the log cannot be read (``accessLog``)."""
+
+
 class AuditLogConnector:
     name = "audit"
 
-    def __init__(self, dsn: str, settings: PoolSettings | None = None) -> None:
-        self.counter = CallCounter()
+    def __init__(
+        self, dsn: str, settings: PoolSettings | None = None, observer: UpstreamObserver = QUIET
+    ) -> None:
+        self.counter = CallCounter(observer)
         self._pool = PgPool(dsn, settings or PoolSettings(max_size=2))
         self._db = PgSource(self.name, self._pool, self.counter)
 

@@ -2,7 +2,7 @@
 
 A connector knows nothing about GraphQL: it returns plain records (dicts) and raises
 ``UpstreamError`` subclasses naming the source that failed. The schema layer turns those into
-partial results with a stable error code.
+partial results; the gateway gives each error class its code (``gateway.errors``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import base64
 import binascii
 from collections import Counter
 from collections.abc import Awaitable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from gateway import metrics
+from connectors.observer import QUIET, UpstreamObserver
 
 T = TypeVar("T")
 
@@ -25,8 +24,6 @@ Record = dict[str, Any]
 
 class UpstreamError(Exception):
     """An upstream source could not answer. ``source`` names it (e.g. ``registry:1039``)."""
-
-    code = "UPSTREAM_UNAVAILABLE"
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"{source}: {reason}")
@@ -40,13 +37,11 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    code = "UPSTREAM_TIMEOUT"
+    """No answer within the call's time limit."""
 
 
 class InvalidCursor(ValueError):
     """A pagination cursor that this gateway did not issue."""
-
-    code = "INVALID_CURSOR"
 
 
 @dataclass(frozen=True)
@@ -78,26 +73,16 @@ class SourceHealth:
     breaker: str = "closed"  # "closed", "open" or "half_open" (connectors/resilience.py)
 
 
-# The upstream calls of the current HTTP request, by source, when its handler sets a Counter
-# here (for the request log). DataLoader tasks inherit the context, and so the same Counter.
-request_upstream_calls: ContextVar[Counter[str] | None] = ContextVar(
-    "request_upstream_calls", default=None
-)
-
-
 class CallCounter:
-    """Counts upstream calls per source: here (tests read it), in the process's metrics
-    (``bma_upstream_calls_total``) and in the current request's count, when one is kept."""
+    """Counts upstream calls per source, here (tests read it) and to the observer."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: UpstreamObserver = QUIET) -> None:
         self.calls: Counter[str] = Counter()
+        self.observer = observer
 
     def record(self, source: str) -> None:
         self.calls[source] += 1
-        metrics.observe_upstream_call(source)
-        per_request = request_upstream_calls.get()
-        if per_request is not None:
-            per_request[source] += 1
+        self.observer.called(source)
 
     def reset(self) -> None:
         self.calls.clear()

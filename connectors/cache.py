@@ -9,7 +9,8 @@ Each entry remembers when it was stored. Within its TTL it is served; after it, 
 is asked again — and if the upstream fails, an entry younger than TTL + ``stale_seconds`` is
 served instead (stale-if-error) and the request notes it (``stale_uses``), so the response can
 say which data is old. If Redis fails, the caches fall back to memory for a while, with one
-warning; no request fails because the cache does.
+warning (``connectors.redis_client``); no request fails because the cache does. Lookups are
+reported to the store's observer (``connectors.observer``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import BaseSerializer
 
+from connectors import redis_client
 from connectors.base import Page, UpstreamError
+from connectors.observer import QUIET, UpstreamObserver
 from connectors.traffy import ComplaintCounts
-from gateway import metrics
 
 log = logging.getLogger("bma.cache")
 
@@ -49,7 +50,6 @@ DEFAULT_TTLS: Mapping[str, float] = {
 }
 CONNECTORS = ("tax", "registry", "traffy")
 NAMESPACE = "bma:cache"
-REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, memory is used this long before retrying
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,17 +74,33 @@ stale_uses: contextvars.ContextVar[list[StaleUse] | None] = contextvars.ContextV
 
 
 class CacheStore:
-    """The named caches of one process, on one backend (Redis, or memory)."""
+    """The named caches of one process, in Redis (falling back to memory while it fails)
+    when a URL is set, else in memory."""
 
-    def __init__(self, settings: CacheSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: CacheSettings | None = None,
+        observer: UpstreamObserver = QUIET,
+        *,
+        clock: Callable[[], float] = time.time,  # an entry's age: wall time, shared by replicas
+    ) -> None:
         self.settings = settings or CacheSettings()
+        self.observer = observer
+        self.clock = clock
         self._memory = SimpleMemoryCache(timeout=None)
-        self._redis = _redis_cache(self.settings) if self.settings.redis_url else None
-        self._redis_down_until = 0.0
-
-    @property
-    def backend(self) -> str:
-        return "redis" if self._redis is not None else "memory"
+        self._redis: RedisCache | None = None
+        self._fallback: redis_client.RedisFallback | None = None
+        if self.settings.redis_url:
+            self._pool = redis_client.connection_pool(
+                self.settings.redis_url, self.settings.redis_timeout, decode_responses=False
+            )
+            self._redis = _redis_cache(self._pool, self.settings.redis_timeout)
+            self._fallback = redis_client.RedisFallback(
+                self.settings.redis_url,
+                what="Redis cache",
+                meanwhile="caching in this replica's memory",
+                log=log,
+            )
 
     def ttl(self, name: str) -> float:
         return float(self.settings.ttls.get(name, 0))
@@ -113,29 +129,21 @@ class CacheStore:
 
     async def close(self) -> None:
         if self._redis is not None:
-            # The client itself: aiocache's close() calls redis-py's deprecated close().
-            await self._redis.client.aclose()
+            # The pool we made (aiocache's close() calls redis-py's deprecated close()).
+            await self._pool.aclose()
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        cache = self._usable()
-        try:
-            return await getattr(cache, method)(*args, **kwargs)
-        except Exception as exc:  # any Redis failure: fall back, never fail the request
-            if cache is self._memory:
-                raise
-            log.warning(
-                "Redis cache unavailable (%s: %s); caching in memory for %.0f s",
-                type(exc).__name__,
-                exc,
-                REDIS_RETRY_SECONDS,
-            )
-            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        async def in_memory() -> Any:
             return await getattr(self._memory, method)(*args, **kwargs)
 
-    def _usable(self) -> Any:
-        if self._redis is not None and time.monotonic() >= self._redis_down_until:
-            return self._redis
-        return self._memory
+        if self._redis is None or self._fallback is None:
+            return await in_memory()
+        redis = self._redis
+
+        async def in_redis() -> Any:
+            return await getattr(redis, method)(*args, **kwargs)
+
+        return await self._fallback.call(in_redis, in_memory)
 
 
 def _same(value: Any) -> Any:
@@ -147,18 +155,13 @@ def _key(name: str, key: str) -> str:
     return f"{NAMESPACE}:{name}:{key}"
 
 
-def _redis_cache(settings: CacheSettings) -> RedisCache:
-    url = urlsplit(settings.redis_url or "")
-    db = url.path.strip("/") or "0"
+def _redis_cache(pool: Any, timeout: float) -> RedisCache:
+    """aiocache over our own pool: aiocache would build one from host and port, losing TLS
+    (rediss://) and unix sockets; its ``connection_pool_class`` hook takes ours instead."""
     return RedisCache(
-        endpoint=url.hostname or "127.0.0.1",
-        port=url.port or 6379,
-        db=int(db),
-        password=url.password,
         serializer=TypedJsonSerializer(),
-        timeout=settings.redis_timeout,
-        create_connection_timeout=settings.redis_timeout,
-        connection_pool_kwargs={"socket_timeout": settings.redis_timeout},
+        timeout=timeout,
+        connection_pool_class=lambda **_aiocache_options: pool,
     )
 
 
@@ -173,19 +176,19 @@ async def cached_batch(
 ) -> Mapping[K, V | UpstreamError]:
     """``fetch`` (a connector batch method) through the cache ``name``: fresh entries are
     served, the rest fetched and stored; a failed key is answered from a stale entry when
-    there is one. Each key counts once in ``bma_cache_requests_total``: hit (fresh entry),
+    there is one. Each key is reported once to the observer: hit (fresh entry),
     stale (fetch failed, an old entry served) or miss (fetched, or failed with no entry)."""
     ttl = store.ttl(name) if store is not None else 0
     if store is None or not ttl:
         return await fetch(keys)
     texts = [_text(k) for k in keys]
     entries = dict(zip(keys, await store.get_many(name, texts), strict=True))
-    now = time.time()
+    now = store.clock()
     result: dict[K, V | UpstreamError] = {
         k: e["v"] for k, e in entries.items() if e is not None and now - e["at"] < ttl
     }
     missing = [k for k in keys if k not in result]
-    metrics.observe_cache(name, "hit", len(result))
+    store.observer.cache(name, "hit", len(result))
     if not missing:
         return result
     try:
@@ -203,8 +206,8 @@ async def cached_batch(
             result[k] = value  # type: ignore[assignment]
             if value is not None and not getattr(value, "failures", None):  # partial: not kept
                 fresh.append((_text(k), {"at": now, "v": value}))
-    metrics.observe_cache(name, "stale", stale)
-    metrics.observe_cache(name, "miss", len(missing) - stale)
+    store.observer.cache(name, "stale", stale)
+    store.observer.cache(name, "miss", len(missing) - stale)
     await store.set_many(name, fresh, ttl + store.settings.stale_seconds)
     return result
 

@@ -87,7 +87,9 @@ class PgSource:
         self.name = name
         self.pool = pool
         self.counter = counter
-        self.guard = Guard(name, resilience, queue_timeout=pool.settings.timeout)
+        self.guard = Guard(
+            name, resilience, queue_timeout=pool.settings.timeout, observer=counter.observer
+        )
 
     async def fetch(self, sql: str, *args: object) -> list[Record]:
         """Run one read, guarded and retried; every attempt that reaches the upstream is

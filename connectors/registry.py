@@ -28,6 +28,7 @@ from connectors.base import (
     encode_cursor,
 )
 from connectors.districts import all_districts
+from connectors.observer import QUIET, UpstreamObserver
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
 from connectors.resilience import Guard, ResilienceSettings
 
@@ -87,8 +88,9 @@ class RegistryConnector:
         sources: Sequence[RegistrySourceConfig],
         settings: PoolSettings | None = None,
         resilience: ResilienceSettings | None = None,
+        observer: UpstreamObserver = QUIET,
     ) -> None:
-        self.counter = CallCounter()
+        self.counter = CallCounter(observer)
         settings = settings or PoolSettings()
         self._pools: dict[str, PgPool] = {}
         self._districts: dict[str, _District] = {}
@@ -102,12 +104,14 @@ class RegistryConnector:
         dsn: str,
         settings: PoolSettings | None = None,
         resilience: ResilienceSettings | None = None,
+        observer: UpstreamObserver = QUIET,
     ) -> RegistryConnector:
         """All 50 districts as schemas ``d1001`` … ``d1050`` of one database (the demo)."""
         return cls(
             [RegistrySourceConfig(d.code, dsn, f"d{d.code}") for d in all_districts()],
             settings,
             resilience,
+            observer,
         )
 
     @property

@@ -19,6 +19,7 @@ in trouble cannot take the others down with it:
 
 Timeouts themselves belong to the connectors (they know what a call is); ``Guard`` only
 bounds the wait for a slot. Time is ``time.monotonic`` unless a clock is injected (tests).
+What happens is reported to the ``UpstreamObserver`` the guard is given (``connectors.observer``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from connectors.base import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from gateway import metrics, tracing
+from connectors.observer import QUIET, UpstreamObserver
 
 T = TypeVar("T")
 
@@ -77,7 +78,7 @@ class CircuitOpen(UpstreamUnavailable):
         super().__init__(source, "circuit open")
 
 
-class RequestRejected(UpstreamUnavailable):
+class RefusedByUpstream(UpstreamUnavailable):
     """The source refused this request as such (too long, malformed): our request's fault,
     not an outage, so it is neither retried nor counted against the source's breaker."""
 
@@ -91,17 +92,19 @@ class CircuitBreaker:
         failures: int = 5,
         reset: float = 10.0,
         clock: Clock = time.monotonic,
+        observer: UpstreamObserver = QUIET,
     ) -> None:
         self.source = source
         self.failures_to_open = max(1, failures)
         self.reset = reset
         self._clock = clock
+        self._observer = observer
         self._state = BreakerState.CLOSED
         self._failures = 0  # consecutive, while closed
         self._opened_at = 0.0
         self._probing = False  # a half-open probe is in flight
-        self._reported = BreakerState.CLOSED  # the state bma_breaker_state last showed
-        metrics.observe_breaker(source, BreakerState.CLOSED.value)
+        self._reported = BreakerState.CLOSED  # the state last reported to the observer
+        observer.breaker(source, BreakerState.CLOSED.value)
 
     @property
     def state(self) -> BreakerState:
@@ -112,10 +115,10 @@ class CircuitBreaker:
         return state
 
     def _report(self, state: BreakerState) -> None:
-        """Show a transition in ``bma_breaker_state`` (one comparison when there is none)."""
+        """Report a transition to the observer (one comparison when there is none)."""
         if state is not self._reported:
             self._reported = state
-            metrics.observe_breaker(self.source, state.value)
+            self._observer.breaker(self.source, state.value)
 
     def allows(self) -> bool:
         """Whether a call now would be admitted; changes nothing."""
@@ -174,14 +177,15 @@ class Guard:
         queue_timeout: float | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        observer: UpstreamObserver = QUIET,
     ) -> None:
         self.source = source
         self.settings = settings or ResilienceSettings()
+        self.observer = observer
         self.breaker = CircuitBreaker(
-            source, self.settings.breaker_failures, self.settings.breaker_reset, clock
+            source, self.settings.breaker_failures, self.settings.breaker_reset, clock, observer
         )
         self.queue_timeout = queue_timeout  # longest wait for a slot; None: no limit
-        self.in_flight = 0
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._rng = rng or random.Random()
@@ -194,7 +198,7 @@ class Guard:
         while True:
             try:
                 return await self._once(attempt)
-            except (CircuitOpen, RequestRejected):
+            except (CircuitOpen, RefusedByUpstream):
                 raise
             except UpstreamUnavailable as exc:
                 if n >= tries:
@@ -211,22 +215,21 @@ class Guard:
         return self._rng.uniform(0, ceiling)
 
     async def _once(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """One attempt (a span of its own when tracing is on); its failure counted in
-        ``bma_upstream_errors_total`` by reason."""
+        """One attempt, wrapped by the observer; its failure reported by reason."""
         try:
-            with tracing.span("upstream " + self.source, **{"bma.source": self.source}):
+            with self.observer.attempt(self.source):
                 return await self._attempt(attempt)
         except CircuitOpen:
-            metrics.observe_upstream_error(self.source, "circuit_open")
+            self.observer.failed(self.source, "circuit_open")
             raise
-        except RequestRejected:
-            metrics.observe_upstream_error(self.source, "rejected")
+        except RefusedByUpstream:
+            self.observer.failed(self.source, "rejected")
             raise
         except UpstreamTimeout:  # the call's timeout, or no slot in time
-            metrics.observe_upstream_error(self.source, "timeout")
+            self.observer.failed(self.source, "timeout")
             raise
         except UpstreamError:
-            metrics.observe_upstream_error(self.source, "unavailable")
+            self.observer.failed(self.source, "unavailable")
             raise
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -237,7 +240,7 @@ class Guard:
             began = time.perf_counter()
             try:
                 result = await attempt()
-            except RequestRejected:
+            except RefusedByUpstream:
                 self.breaker.released()
                 raise
             except UpstreamError:
@@ -247,7 +250,7 @@ class Guard:
                 self.breaker.released()
                 raise
             finally:
-                metrics.observe_upstream_seconds(self.source, time.perf_counter() - began)
+                self.observer.timed(self.source, time.perf_counter() - began)
             self.breaker.succeeded()
             return result
 
@@ -270,9 +273,7 @@ class Guard:
                 self.source,
                 f"{self.settings.concurrency} calls in flight for {self.queue_timeout:g} s",
             ) from exc
-        self.in_flight += 1
         try:
             yield
         finally:
-            self.in_flight -= 1
             slots.release()

@@ -19,6 +19,7 @@ from connectors.base import (
     decode_position,
     encode_cursor,
 )
+from connectors.observer import QUIET, UpstreamObserver
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
 from connectors.resilience import Guard, ResilienceSettings
 
@@ -42,8 +43,9 @@ class TaxConnector:
         dsn: str,
         settings: PoolSettings | None = None,
         resilience: ResilienceSettings | None = None,
+        observer: UpstreamObserver = QUIET,
     ) -> None:
-        self.counter = CallCounter()
+        self.counter = CallCounter(observer)
         self._pool = PgPool(dsn, settings or PoolSettings())
         self._db = PgSource(self.name, self._pool, self.counter, resilience)
 

@@ -32,7 +32,8 @@ from connectors.base import (
     with_timeout,
 )
 from connectors.districts import code_for_name, district
-from connectors.resilience import Guard, RequestRejected, ResilienceSettings
+from connectors.observer import QUIET, UpstreamObserver
+from connectors.resilience import Guard, RefusedByUpstream, ResilienceSettings
 
 SEARCH_PATH = "/share/teamchadchart/search"
 STATS_PATH = "/share/teamchadchart/stats"
@@ -95,14 +96,15 @@ class TraffyConnector:
         max_page: int = 1000,
         transport: httpx.AsyncBaseTransport | None = None,
         resilience: ResilienceSettings | None = None,
+        observer: UpstreamObserver = QUIET,
     ) -> None:
-        self.counter = CallCounter()
+        self.counter = CallCounter(observer)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_page = max_page
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self.guard = Guard(self.name, resilience, queue_timeout=timeout)
+        self.guard = Guard(self.name, resilience, queue_timeout=timeout, observer=observer)
 
     def guards(self) -> dict[str, Guard]:
         return {self.name: self.guard}
@@ -210,7 +212,7 @@ class TraffyConnector:
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(self.name, f"no answer within {self.timeout:g} s") from exc
         except httpx.InvalidURL as exc:
-            raise RequestRejected(self.name, type(exc).__name__) from exc
+            raise RefusedByUpstream(self.name, type(exc).__name__) from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(self.name, type(exc).__name__) from exc
         if response.status_code != 200:
@@ -228,7 +230,7 @@ def _status_error(source: str, status: int) -> UpstreamUnavailable:
     """A 4xx (but 408 and 429) refuses this request; anything else means the source is down."""
     reason = f"HTTP {status}"
     if 400 <= status < 500 and status not in (408, 429):
-        return RequestRejected(source, reason)
+        return RefusedByUpstream(source, reason)
     return UpstreamUnavailable(source, reason)
 
 

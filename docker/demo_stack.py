@@ -60,10 +60,10 @@ async def _wait_for(url: str, seconds: float = 60.0) -> None:
 
 def seed() -> int:
     from gateway import api_keys, audit_store
+    from gateway.auth.issuer import EmbeddedIssuer
     from gateway.demo.credentials import api_key_credential, demo_tokens, ensure_demo_key
     from gateway.demo.embedded import ensure_databases
     from gateway.demo.seed import SeedScale, ensure_seeded
-    from gateway.issuer import EmbeddedIssuer
 
     server_url = _env("BMA_DEMO_SERVER_URL")
     prefix = _env("BMA_DEMO_PREFIX", "bma")

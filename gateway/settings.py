@@ -1,311 +1,560 @@
-"""Settings of the gateway process, read from the environment and checked at start.
+"""The gateway's settings: each declared once, with its type, bounds, default and meaning.
 
-Every variable is listed, with its default, in docs/configuration.md.
+``Settings.from_env()`` reads them from the environment (over the ``KEY=value`` lines of
+``BMA_CONFIG_FILE``, if it names one: the environment wins) and checks them all at once: a
+``ConfigError`` lists every missing or malformed setting, each by its variable.
+``Settings(...)`` takes them as arguments (the tests, the demo) and reads no environment.
+The tables of docs/configuration.md are made from these declarations
+(``bma-gateway config docs``), and a test holds the two together.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from connectors import redis_client
 from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
-from gateway.limits import AudienceLimits
-from gateway.rate_limit import RateLimits, parse_rate_limits
-from policies.principal import Level
+from gateway.auth.issuer import EMBEDDED_ISSUER
+from gateway.auth.trust import DEFAULT_AUDIENCE, MAX_LEEWAY_SECONDS, TrustedIssuer
+from gateway.limits.config import AudienceLimits
+from gateway.ratelimit.config import RateLimits
 
-EMBEDDED_ISSUER = "bma-gateway-embedded"
-DEFAULT_AUDIENCE = "bma-gateway"
-MAX_LEEWAY_SECONDS = 60
-# Only public-key algorithms: a JWKS is public, so an HMAC "key" from it would be a secret
-# everyone knows. "none" is never accepted.
-ASYMMETRIC_ALGORITHMS = frozenset(
-    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
-)
+PREFIX = "BMA_"
+DISTRICT_URL = "BMA_REGISTRY_DATABASE_URL_"  # + a district code: that office's own database
+CACHE_TTL_MAX = 86_400
 
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+    """Settings missing or malformed; ``problems`` names each variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
-@dataclass(frozen=True)
-class TrustedIssuer:
-    """An identity provider whose tokens the gateway accepts."""
-
-    issuer: str  # the exact `iss` of its tokens
-    jwks: str  # an https/http URL or a file path of its JSON Web Key Set
-    algorithms: tuple[str, ...] = ("ES256",)
-    # The highest clearance its tokens may claim; anything above is lowered to this.
-    max_clearance: Level = Level.PUBLIC
-
-    @property
-    def jwks_is_url(self) -> bool:
-        return self.jwks.startswith(("https://", "http://"))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "issuer": self.issuer,
-            "jwks": self.jwks,
-            "algorithms": list(self.algorithms),
-            "max_clearance": self.max_clearance.label,
-        }
+# ---------------------------------------------------------------------------- JSON values
 
 
-@dataclass(frozen=True)
-class Settings:
-    tax_database_url: str
-    registry_database_url: str
-    traffy_base_url: str
+def _json(expected: type, shape: str) -> Callable[[Any], Any]:
+    """A JSON setting read from its text (values given as Python objects pass as they are)."""
+
+    def read(raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"is not valid JSON: {exc}") from None
+        if not isinstance(value, expected):
+            raise ValueError(f"must be a JSON {shape}")
+        return value
+
+    return read
+
+
+def _rate_limits(raw: Any) -> Any:
+    if isinstance(raw, str) and raw.strip().lower() == "off":
+        return None
+    return _json(dict, 'object like {"anonymous": ...}, or `off`')(raw)
+
+
+def _cache_ttls(raw: Any) -> dict[str, float]:
+    """Seconds per cache name, merged onto the defaults."""
+    given = _json(dict, "object of seconds per cache")(raw)
+    if not isinstance(given, Mapping):
+        raise ValueError("must be a JSON object of seconds per cache")
+    ttls = dict(DEFAULT_TTLS)
+    for name, seconds in given.items():
+        if name not in DEFAULT_TTLS:
+            raise ValueError(f"unknown cache {name!r} (known: {', '.join(DEFAULT_TTLS)})")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= CACHE_TTL_MAX
+        ):
+            raise ValueError(f"[{name!r}] must be seconds between 0 and {CACHE_TTL_MAX}")
+        ttls[name] = float(seconds)
+    return ttls
+
+
+def _one_per_issuer(issuers: tuple[TrustedIssuer, ...]) -> tuple[TrustedIssuer, ...]:
+    names = [t.issuer for t in issuers]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"names an issuer twice: {', '.join(twice)}")
+    return issuers
+
+
+def _existing_file(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"no such file {str(path)!r} (create one with `bma-gateway audit keygen PATH`)"
+        )
+    return path
+
+
+def _expanded(path: Path | None) -> Path | None:
+    return path.expanduser() if path is not None else None
+
+
+def _redis_url(raw: str | None) -> str | None:
+    return redis_client.checked_url(raw) if raw else None
+
+
+def _section(name: str, default: str | None = None) -> dict[str, Any]:
+    """Where a setting is documented, and its default as the docs say it when the value
+    alone would not tell."""
+    extra: dict[str, Any] = {"section": name}
+    if default is not None:
+        extra["default_text"] = default
+    return extra
+
+
+# ---------------------------------------------------------------------------- the settings
+
+# The environment (and config file) being read by ``Settings.from_env``; None otherwise.
+_reading: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environment", default=None)
+
+SECTIONS = ("general", "authentication", "audit", "limits", "caches", "rate limits")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=False,
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+    )
+
+    # --- the sources, and the process
+    tax_database_url: str = Field(
+        min_length=1,
+        description="PostgreSQL URL of BMA TAX (schema `tax`: owners, parcels, assessments, "
+        "signboards)",
+        json_schema_extra=_section("general"),
+    )
+    registry_database_url: str = Field(
+        min_length=1,
+        description="PostgreSQL URL hosting the district registries as schemas `d1001` … `d1050`",
+        json_schema_extra=_section("general"),
+    )
     # District code -> database URL, for district offices that run their own database.
-    registry_district_urls: Mapping[str, str] = field(default_factory=dict)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    # Lifecycle: how long start waits for every source to answer (then starts with what is
-    # up, naming what is not), and how long SIGTERM lets in-flight requests finish.
-    startup_wait_seconds: float = 10.0
-    tracing: bool = False  # OpenTelemetry spans per request and upstream call (gateway/tracing.py)
-    shutdown_grace_seconds: float = 30.0
-    drain_seconds: float = 5.0  # after SIGTERM, /readyz fails and requests are still served
-    upstream_timeout: float = 5.0
-    # Upstream resilience per source (connectors/resilience.py).
-    upstream_retries: int = 2
-    upstream_concurrency: int = 20
-    breaker_failures: int = 5
-    breaker_reset_seconds: float = 10.0
-    db_pool_max: int = 10
-    default_page_size: int = 20
-    max_page_size: int = 1000
-    max_body_bytes: int = 1_000_000
-    max_batch: int = 10
-    graphiql: bool = True
-    policy_mode: str = "filter"  # denied fields: "filter" (null + error) or "reject"
-    policy_file: str = ""  # empty: the policy shipped in policies/policy.toml
-    # The gateway's own database (API keys); None: API keys are not accepted.
-    gateway_database_url: str | None = None
-    api_key_cache_seconds: float = 5.0
-    jwt_audience: str = DEFAULT_AUDIENCE
-    jwt_leeway: int = 30
-    trusted_issuers: tuple[TrustedIssuer, ...] = ()
-    # The embedded issuer's signing keys (PEM); None disables the embedded issuer.
-    issuer_key_file: Path | None = None
-    # The audit store (default: the gateway's own database) and the key its chain is HMACed
-    # with. Without both, restricted data is refused with AUDIT_UNAVAILABLE.
-    audit_database_url: str | None = None
-    audit_key_file: Path | None = None
-    audit_batch_max: int = 256
-    audit_queue_max: int = 10_000
-    audit_timeout: float = 5.0
-    # Caches (connectors/cache.py): Redis shared by replicas, else each process's memory.
-    redis_url: str | None = None
-    cache_ttls: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TTLS))
-    cache_stale_seconds: float = 600.0
-    # Operation limits per audience (gateway/limits.py), overridden by BMA_OPERATION_LIMITS.
-    operation_limits: AudienceLimits = AudienceLimits()
-    # Requests per principal (gateway/rate_limit.py), in Redis when redis_url is set;
-    # BMA_RATE_LIMITS overrides them, None (`off`) turns rate limiting off.
-    rate_limits: RateLimits | None = RateLimits()
+    registry_district_urls: Mapping[str, str] = Field(
+        default_factory=dict,
+        description="a district office that runs its own database, e.g. "
+        "`BMA_REGISTRY_DATABASE_URL_1039`; its schema is still `d<code>`",
+        json_schema_extra={**_section("general", "—"), "variable": f"{DISTRICT_URL}<code>"},
+    )
+    traffy_base_url: str = Field(
+        min_length=1,
+        description="base URL of the Traffy Fondue API; the gateway calls "
+        "`/share/teamchadchart/search` and `/share/teamchadchart/stats` under it",
+        json_schema_extra=_section("general"),
+    )
+    host: str = Field(
+        "127.0.0.1", description="listen address", json_schema_extra=_section("general")
+    )
+    port: int = Field(
+        8000, ge=1, le=65535, description="listen port", json_schema_extra=_section("general")
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="uvicorn worker processes; with more than one, set `REDIS_URL` so that "
+        "rate limits and caches are shared, and note that `/metrics` shows the worker that "
+        "answered",
+        json_schema_extra=_section("general"),
+    )
+    startup_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="how long start waits for every source to answer; then the gateway starts "
+        "anyway, logging `starting without N source(s): …` (partial results, not no gateway)",
+        json_schema_extra=_section("general"),
+    )
+    tracing: bool = Field(
+        False,
+        description="`1`: OpenTelemetry spans — one per `/graphql` request, one per upstream "
+        "call attempt (`upstream <source>`), never one per field — exported over OTLP/HTTP to "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` (the standard `OTEL_*` variables apply); needs "
+        "`pip install 'bma-gateway[otel]'`",
+        json_schema_extra=_section("general"),
+    )
+    drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="on SIGTERM, first this long with `/readyz` answering 503 `draining` while "
+        "requests are still served, so the load balancer takes the replica out of rotation "
+        "before it stops accepting (a closing listener resets connections still waiting to be "
+        "accepted); then the grace period below. Single-worker processes (one per container); "
+        "with `BMA_WORKERS` > 1 uvicorn's supervisor stops the workers without a drain",
+        json_schema_extra=_section("general"),
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="on SIGTERM: stop accepting, let in-flight requests finish for this long, "
+        "then commit the audit queue and close the pools",
+        json_schema_extra=_section("general"),
+    )
+    upstream_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="seconds one upstream call may take, connecting included",
+        json_schema_extra=_section("general"),
+    )
+    upstream_retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="extra attempts of a read whose source was unavailable (refused, reset, "
+        "HTTP 5xx), after a jittered backoff (0.05 s base, capped at 1 s); a timeout is never "
+        "retried",
+        json_schema_extra=_section("general"),
+    )
+    upstream_concurrency: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="calls in flight per source (the tax database, each district registry, "
+        "Traffy); a call that cannot get a slot within the timeout fails as "
+        "`UPSTREAM_TIMEOUT` without reaching the source",
+        json_schema_extra=_section("general"),
+    )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="consecutive failures of a source that open its circuit breaker: calls "
+        'then fail at once (`UPSTREAM_UNAVAILABLE`, "circuit open") without reaching it',
+        json_schema_extra=_section("general"),
+    )
+    breaker_reset_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="how long a breaker stays open before one probe call is let through; "
+        "success closes it, failure opens it again",
+        json_schema_extra=_section("general"),
+    )
+    db_pool_max: int = Field(
+        10,
+        ge=1,
+        le=500,
+        description="connections per PostgreSQL pool; district sources on the same URL share "
+        "one pool",
+        json_schema_extra=_section("general"),
+    )
+    default_page_size: int = Field(
+        20,
+        ge=1,
+        description="page size when a list field has no `first`; at most `BMA_MAX_PAGE_SIZE`",
+        json_schema_extra=_section("general"),
+    )
+    max_page_size: int = Field(
+        1000,
+        ge=1,
+        description="largest `first` accepted, for every audience (an audience's own "
+        "`max_page_size` can only lower it); above it `PAGE_SIZE_EXCEEDED`",
+        json_schema_extra=_section("general"),
+    )
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="largest request body for every audience (anonymous callers: 131072 by "
+        "default, see Operation limits); above it HTTP 413 `PAYLOAD_TOO_LARGE`",
+        json_schema_extra=_section("general"),
+    )
+    max_batch: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="operations in one batched POST (a JSON array), for every audience unless "
+        "lowered per audience; above it `BATCH_TOO_LARGE`",
+        json_schema_extra=_section("general"),
+    )
+    graphiql: bool = Field(
+        True,
+        description="serve GraphiQL to browsers at `GET /graphql`",
+        json_schema_extra=_section("general"),
+    )
+    policy_file: str = Field(
+        "",
+        description="the access policy; the gateway refuses to start if it leaves a schema "
+        "field unclassified, names a field the schema lacks, or classifies a non-nullable "
+        "field above public",
+        json_schema_extra=_section("general", "the shipped `policies/policy.toml`"),
+    )
+    policy_mode: Literal["filter", "reject"] = Field(
+        "filter",
+        description="`filter`: a denied field answers `null` with a `FORBIDDEN` (or "
+        "`PURPOSE_REQUIRED`) error; `reject`: an operation reaching any denied field is "
+        "refused whole (HTTP 403) before any upstream call",
+        json_schema_extra=_section("general"),
+    )
+
+    # --- authentication
+    gateway_database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of the gateway's own database; API keys live in its schema "
+        "`gateway`, created at start if missing",
+        json_schema_extra=_section("authentication", "— (API keys off)"),
+    )
+    api_key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="how long a replica trusts what it read about an API key; a revocation "
+        "takes effect within this time",
+        json_schema_extra=_section("authentication"),
+    )
+    jwt_audience: str = Field(
+        DEFAULT_AUDIENCE,
+        description="the `aud` every token must carry, exactly (a list of audiences is refused)",
+        json_schema_extra=_section("authentication"),
+    )
+    jwt_leeway: int = Field(
+        30,
+        ge=0,
+        le=MAX_LEEWAY_SECONDS,
+        description="seconds of clock skew tolerated on `exp`, `nbf` and `iat`",
+        json_schema_extra=_section("authentication"),
+    )
+    trusted_issuers: Annotated[
+        tuple[TrustedIssuer, ...],
+        NoDecode,
+        BeforeValidator(_json(list, "list of objects")),
+        AfterValidator(_one_per_issuer),
+    ] = Field(
+        (),
+        description="JSON list of identity providers whose tokens are accepted, see below",
+        json_schema_extra=_section("authentication", "`[]`"),
+    )
+    issuer_key_file: Annotated[Path | None, AfterValidator(_expanded)] = Field(
+        None,
+        description="PEM file of the embedded issuer's ES256 keys; created with a first key if "
+        "missing (mode 0600). When set, the issuer `bma-gateway-embedded` is trusted (up to "
+        "`secret`) and its JWKS served at `/.well-known/jwks.json`",
+        json_schema_extra=_section("authentication", "— (embedded issuer off)"),
+    )
+
+    # --- audit
+    audit_database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL of the audit store (schema `audit`, created at first start "
+        "if the user may, else by `bma-gateway audit init`)",
+        json_schema_extra=_section("audit", "`BMA_GATEWAY_DATABASE_URL`"),
+    )
+    audit_key_file: Annotated[Path | None, AfterValidator(_existing_file)] = Field(
+        None,
+        description="the chain's HMAC key: a file of at least 32 random bytes in hex, the same "
+        "for every replica; must exist at start (`bma-gateway audit keygen PATH` writes one)",
+        json_schema_extra=_section("audit", "— (restricted data off)"),
+    )
+    audit_batch_max: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="most records committed in one transaction",
+        json_schema_extra=_section("audit"),
+    )
+    audit_queue_max: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="records waiting for a commit; when full, restricted operations are "
+        "refused with `AUDIT_UNAVAILABLE`",
+        json_schema_extra=_section("audit"),
+    )
+    audit_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="seconds for one audit store call (connecting, committing); a batch of "
+        "records not committed within twice this is refused, so a request waits at most four "
+        "times this (the batch ahead of it, then its own)",
+        json_schema_extra=_section("audit"),
+    )
+
+    # --- operation limits
+    operation_limits: Annotated[
+        AudienceLimits, NoDecode, BeforeValidator(_json(dict, "object of audiences"))
+    ] = Field(
+        AudienceLimits(),
+        description="JSON object per audience overriding some limits, e.g. "
+        '`{"anonymous": {"max_depth": 8, "introspection": false}, "agency": {"max_cost": '
+        "500000}}`; audiences and keys not given keep their defaults; `null` for `max_batch`, "
+        "`max_page_size` or `max_body_bytes` means the gateway-wide `BMA_MAX_*` value, which "
+        "an audience's value can only lower. An unknown audience or key, or a malformed "
+        "value, stops the gateway naming it",
+        json_schema_extra=_section("limits", "the table below"),
+    )
+
+    # --- caches
+    redis_url: Annotated[str | None, AfterValidator(_redis_url)] = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis shared by the replicas for caches (and rate limits): "
+        "`redis://host:port/db`, `rediss://` (TLS) or `unix:///path/to/socket?db=0`. If Redis "
+        "fails, each process falls back to memory for 5 s at a time, with one warning per "
+        "outage; no request fails",
+        json_schema_extra={**_section("caches", "— (memory)"), "variable": "REDIS_URL"},
+    )
+    cache_ttls: Annotated[Mapping[str, float], NoDecode, BeforeValidator(_cache_ttls)] = Field(
+        default_factory=lambda: dict(DEFAULT_TTLS),
+        description="JSON object of seconds an entry stays fresh, per cache; `0` turns a cache "
+        "off. Names not given keep their default",
+        json_schema_extra=_section("caches", "see below"),
+    )
+    cache_stale_seconds: float = Field(
+        600.0,
+        ge=0,
+        le=CACHE_TTL_MAX,
+        description="how long past its TTL an entry may stand in for an upstream that fails "
+        "(stale-if-error; the response says so in `extensions.stale`)",
+        json_schema_extra=_section("caches"),
+    )
+
+    # --- rate limits
+    rate_limits: Annotated[RateLimits | None, NoDecode, BeforeValidator(_rate_limits)] = Field(
+        RateLimits(),
+        description="`off` (no rate limiting), or a JSON object per audience, e.g. "
+        '`{"anonymous": {"rate": 2, "burst": 10}, "agency": null}`: `rate` requests a second '
+        "(0.001–1000000), `burst` requests in a row (1–1000000); `null` makes an audience "
+        "unlimited; audiences and keys not given keep their defaults",
+        json_schema_extra=_section(
+            "rate limits",
+            "anonymous 5/s burst 20, app 20/s burst 60, partner 50/s burst 100, agency 100/s "
+            "burst 200",
+        ),
+    )
+
+    def __init__(self, **values: Any) -> None:
+        # Keywords only: BaseSettings would take positional values as its own options.
+        super().__init__(**values)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("BMA_DEFAULT_PAGE_SIZE must not exceed BMA_MAX_PAGE_SIZE")
+        if self.issuer_key_file and any(t.issuer == EMBEDDED_ISSUER for t in self.trusted_issuers):
+            raise ValueError(
+                f"BMA_TRUSTED_ISSUERS must not name {EMBEDDED_ISSUER!r}: it is the embedded "
+                "issuer (BMA_ISSUER_KEY_FILE)"
+            )
+        return self
 
     @property
     def audit_store_url(self) -> str | None:
         return self.audit_database_url or self.gateway_database_url
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments only, unless ``from_env`` is reading an environment."""
+        environment = _reading.get()
+        if environment is None:
+            return (init_settings,)
+        source = EnvSettingsSource(settings_cls)
+        source.env_vars = {name.lower(): value for name, value in environment.items()}
+        return (init_settings, source)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """The settings from the environment, over those of ``BMA_CONFIG_FILE`` if it names
-        one (the environment wins, so one variable can override a shared file)."""
-        env = os.environ if env is None else env
-        if env.get("BMA_CONFIG_FILE", "").strip():
-            env = {**read_config_file(Path(env["BMA_CONFIG_FILE"].strip())), **env}
-        reader = _Reader(env)
-        settings = cls(
-            tax_database_url=reader.required("BMA_TAX_DATABASE_URL"),
-            registry_database_url=reader.required("BMA_REGISTRY_DATABASE_URL"),
-            traffy_base_url=reader.required("BMA_TRAFFY_BASE_URL"),
-            registry_district_urls={
-                d.code: env[f"BMA_REGISTRY_DATABASE_URL_{d.code}"]
-                for d in all_districts()
-                if env.get(f"BMA_REGISTRY_DATABASE_URL_{d.code}")
-            },
-            host=env.get("BMA_HOST", cls.host),
-            port=reader.integer("BMA_PORT", cls.port, 1, 65535),
-            workers=reader.integer("BMA_WORKERS", cls.workers, 1, 64),
-            tracing=reader.flag("BMA_TRACING", cls.tracing),
-            startup_wait_seconds=reader.number(
-                "BMA_STARTUP_WAIT_SECONDS", cls.startup_wait_seconds, high=600, allow_zero=True
-            ),
-            drain_seconds=reader.number(
-                "BMA_DRAIN_SECONDS", cls.drain_seconds, high=600, allow_zero=True
-            ),
-            shutdown_grace_seconds=reader.number(
-                "BMA_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds, high=600
-            ),
-            upstream_timeout=reader.number("BMA_UPSTREAM_TIMEOUT", cls.upstream_timeout),
-            upstream_retries=reader.integer("BMA_UPSTREAM_RETRIES", cls.upstream_retries, 0, 5),
-            upstream_concurrency=reader.integer(
-                "BMA_UPSTREAM_CONCURRENCY", cls.upstream_concurrency, 1, 1000
-            ),
-            breaker_failures=reader.integer("BMA_BREAKER_FAILURES", cls.breaker_failures, 1, 1000),
-            breaker_reset_seconds=reader.number(
-                "BMA_BREAKER_RESET_SECONDS", cls.breaker_reset_seconds, high=3600
-            ),
-            db_pool_max=reader.integer("BMA_DB_POOL_MAX", cls.db_pool_max, 1, 500),
-            default_page_size=reader.integer("BMA_DEFAULT_PAGE_SIZE", cls.default_page_size, 1),
-            max_page_size=reader.integer("BMA_MAX_PAGE_SIZE", cls.max_page_size, 1),
-            max_body_bytes=reader.integer("BMA_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
-            max_batch=reader.integer("BMA_MAX_BATCH", cls.max_batch, 1, 1000),
-            graphiql=reader.flag("BMA_GRAPHIQL", cls.graphiql),
-            policy_mode=reader.choice("BMA_POLICY_MODE", cls.policy_mode, ("filter", "reject")),
-            policy_file=env.get("BMA_POLICY_FILE", cls.policy_file),
-            gateway_database_url=reader.optional("BMA_GATEWAY_DATABASE_URL"),
-            api_key_cache_seconds=reader.number(
-                "BMA_API_KEY_CACHE_SECONDS", cls.api_key_cache_seconds, high=60, allow_zero=True
-            ),
-            jwt_audience=reader.optional("BMA_JWT_AUDIENCE") or cls.jwt_audience,
-            jwt_leeway=reader.integer("BMA_JWT_LEEWAY", cls.jwt_leeway, 0, MAX_LEEWAY_SECONDS),
-            trusted_issuers=_trusted_issuers(env.get("BMA_TRUSTED_ISSUERS", "")),
-            issuer_key_file=_path_or_none(reader.optional("BMA_ISSUER_KEY_FILE")),
-            audit_database_url=reader.optional("BMA_AUDIT_DATABASE_URL"),
-            audit_key_file=_path_or_none(reader.optional("BMA_AUDIT_KEY_FILE")),
-            audit_batch_max=reader.integer("BMA_AUDIT_BATCH_MAX", cls.audit_batch_max, 1, 10_000),
-            audit_queue_max=reader.integer(
-                "BMA_AUDIT_QUEUE_MAX", cls.audit_queue_max, 1, 1_000_000
-            ),
-            audit_timeout=reader.number("BMA_AUDIT_TIMEOUT", cls.audit_timeout, high=60),
-            redis_url=reader.optional("REDIS_URL"),
-            cache_ttls=_cache_ttls(env.get("BMA_CACHE_TTLS", "")),
-            cache_stale_seconds=reader.number(
-                "BMA_CACHE_STALE_SECONDS", cls.cache_stale_seconds, high=86_400, allow_zero=True
-            ),
-            operation_limits=AudienceLimits.from_env(env),
-            rate_limits=parse_rate_limits(env.get("BMA_RATE_LIMITS")),
-        )
-        if settings.audit_key_file and not settings.audit_key_file.is_file():
-            raise ConfigError(
-                f"BMA_AUDIT_KEY_FILE: no such file {str(settings.audit_key_file)!r} "
-                "(create one with `bma-gateway audit keygen PATH`)"
-            )
-        if settings.default_page_size > settings.max_page_size:
-            raise ConfigError("BMA_DEFAULT_PAGE_SIZE must not exceed BMA_MAX_PAGE_SIZE")
-        if settings.issuer_key_file and any(
-            t.issuer == EMBEDDED_ISSUER for t in settings.trusted_issuers
-        ):
-            raise ConfigError(
-                f"BMA_TRUSTED_ISSUERS must not name {EMBEDDED_ISSUER!r}: it is the embedded "
-                "issuer (BMA_ISSUER_KEY_FILE)"
-            )
-        return settings
+        """The settings of ``env`` (default: the process's environment), over those of
+        ``BMA_CONFIG_FILE`` if it names one; ``ConfigError`` names every bad one."""
+        given = dict(os.environ if env is None else env)
+        config_file = given.get("BMA_CONFIG_FILE", "").strip()
+        if config_file:
+            given = {**read_config_file(Path(config_file)), **given}
+        # Empty means unset, as in a shell: `BMA_X=` keeps the default.
+        values = {name: value.strip() for name, value in given.items() if value.strip()}
+        token = _reading.set(values)
+        try:
+            return cls(registry_district_urls=_district_urls(values))
+        except ValidationError as exc:
+            raise ConfigError(list(problems(exc))) from None
+        finally:
+            _reading.reset(token)
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings (for worker processes)."""
-        env = {
-            "BMA_TAX_DATABASE_URL": self.tax_database_url,
-            "BMA_REGISTRY_DATABASE_URL": self.registry_database_url,
-            "BMA_TRAFFY_BASE_URL": self.traffy_base_url,
-            "BMA_HOST": self.host,
-            "BMA_PORT": str(self.port),
-            "BMA_WORKERS": str(self.workers),
-            "BMA_TRACING": "1" if self.tracing else "0",
-            "BMA_STARTUP_WAIT_SECONDS": str(self.startup_wait_seconds),
-            "BMA_SHUTDOWN_GRACE_SECONDS": str(self.shutdown_grace_seconds),
-            "BMA_DRAIN_SECONDS": str(self.drain_seconds),
-            "BMA_UPSTREAM_TIMEOUT": str(self.upstream_timeout),
-            "BMA_UPSTREAM_RETRIES": str(self.upstream_retries),
-            "BMA_UPSTREAM_CONCURRENCY": str(self.upstream_concurrency),
-            "BMA_BREAKER_FAILURES": str(self.breaker_failures),
-            "BMA_BREAKER_RESET_SECONDS": str(self.breaker_reset_seconds),
-            "BMA_DB_POOL_MAX": str(self.db_pool_max),
-            "BMA_DEFAULT_PAGE_SIZE": str(self.default_page_size),
-            "BMA_MAX_PAGE_SIZE": str(self.max_page_size),
-            "BMA_MAX_BODY_BYTES": str(self.max_body_bytes),
-            "BMA_MAX_BATCH": str(self.max_batch),
-            "BMA_GRAPHIQL": "1" if self.graphiql else "0",
-            "BMA_POLICY_MODE": self.policy_mode,
-            "BMA_POLICY_FILE": self.policy_file,
-            "BMA_GATEWAY_DATABASE_URL": self.gateway_database_url or "",
-            "BMA_API_KEY_CACHE_SECONDS": str(self.api_key_cache_seconds),
-            "BMA_JWT_AUDIENCE": self.jwt_audience,
-            "BMA_JWT_LEEWAY": str(self.jwt_leeway),
-            "BMA_TRUSTED_ISSUERS": json.dumps([t.to_json() for t in self.trusted_issuers]),
-            "BMA_ISSUER_KEY_FILE": str(self.issuer_key_file or ""),
-            "BMA_AUDIT_DATABASE_URL": self.audit_database_url or "",
-            "BMA_AUDIT_KEY_FILE": str(self.audit_key_file or ""),
-            "BMA_AUDIT_BATCH_MAX": str(self.audit_batch_max),
-            "BMA_AUDIT_QUEUE_MAX": str(self.audit_queue_max),
-            "BMA_AUDIT_TIMEOUT": str(self.audit_timeout),
-            "REDIS_URL": self.redis_url or "",
-            "BMA_CACHE_TTLS": json.dumps(dict(self.cache_ttls)),
-            "BMA_CACHE_STALE_SECONDS": str(self.cache_stale_seconds),
-            "BMA_OPERATION_LIMITS": self.operation_limits.to_env(),
-            "BMA_RATE_LIMITS": self.rate_limits.to_env() if self.rate_limits else "off",
-        }
-        env.update(
-            {f"BMA_REGISTRY_DATABASE_URL_{c}": u for c, u in self.registry_district_urls.items()}
-        )
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name == "registry_district_urls":
+                env.update({f"{DISTRICT_URL}{code}": url for code, url in value.items()})
+            else:
+                env[variable(name, field)] = _env_text(name, field, value)
         return env
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
+def _env_text(name: str, field: FieldInfo, value: Any) -> str:
+    if value is None:
+        return "off" if name == "rate_limits" else ""
+    if name == "operation_limits":
+        changed = value.changes()  # only what differs from the defaults
+        return json.dumps(changed, sort_keys=True) if changed else ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str | int | float | Path):
+        return str(value)
+    return json.dumps(TypeAdapter(field.annotation).dump_python(value, mode="json"))
 
-    def required(self, name: str) -> str:
-        value = self.env.get(name, "").strip()
-        if not value:
-            raise ConfigError(f"{name} is required (see docs/configuration.md)")
-        return value
 
-    def integer(self, name: str, default: int, low: int = 0, high: int | None = None) -> int:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"{low}..{high}" if high is not None else f">= {low}"
-            raise ConfigError(f"{name} must be {bound}, got {value}")
-        return value
+def _district_urls(env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        d.code: env[DISTRICT_URL + d.code] for d in all_districts() if DISTRICT_URL + d.code in env
+    }
 
-    def optional(self, name: str) -> str | None:
-        return self.env.get(name, "").strip() or None
 
-    def number(
-        self, name: str, default: float, high: float = 300, *, allow_zero: bool = False
-    ) -> float:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not (0 <= value if allow_zero else 0 < value) or value > high:
-            raise ConfigError(f"{name} must be between 0 and {high:g} seconds, got {value}")
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        if raw not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-        return raw
-
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+def variable(name: str, field: FieldInfo) -> str:
+    """The environment variable of a setting."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("variable"), str):
+        return str(extra["variable"])
+    return PREFIX + name.upper()
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -314,7 +563,7 @@ def read_config_file(path: Path) -> dict[str, str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"BMA_CONFIG_FILE: cannot read {str(path)!r}: {exc.strerror}") from None
+        raise ConfigError([f"BMA_CONFIG_FILE: cannot read {str(path)!r}: {exc.strerror}"]) from None
     values: dict[str, str] = {}
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -322,108 +571,115 @@ def read_config_file(path: Path) -> dict[str, str]:
             continue
         key, sep, value = text.partition("=")
         key, value = key.strip(), value.strip()
-        if not sep or not (key.startswith(("BMA_", "OTEL_")) or key == "REDIS_URL"):
+        if not sep or not (key.startswith((PREFIX, "OTEL_")) or key == "REDIS_URL"):
             raise ConfigError(
-                f"BMA_CONFIG_FILE {path}:{number}: expected BMA_*=value, REDIS_URL=… or OTEL_*=…"
+                [f"BMA_CONFIG_FILE {path}:{number}: expected BMA_*=value, REDIS_URL=… or OTEL_*=…"]
             )
         if key == "BMA_CONFIG_FILE":
-            raise ConfigError(f"BMA_CONFIG_FILE {path}:{number}: a file cannot name another")
+            raise ConfigError([f"BMA_CONFIG_FILE {path}:{number}: a file cannot name another"])
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         values[key] = value
     return values
 
 
-def _cache_ttls(raw: str) -> dict[str, float]:
-    """BMA_CACHE_TTLS: a JSON object of seconds per cache name, merged onto the defaults."""
-    ttls = dict(DEFAULT_TTLS)
-    if not raw.strip():
-        return ttls
-    try:
-        given = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"BMA_CACHE_TTLS is not valid JSON: {exc}") from None
-    if not isinstance(given, dict):
-        raise ConfigError("BMA_CACHE_TTLS must be a JSON object of seconds per cache")
-    for name, seconds in given.items():
-        if name not in DEFAULT_TTLS:
-            raise ConfigError(
-                f"BMA_CACHE_TTLS names an unknown cache {name!r} (known: {', '.join(DEFAULT_TTLS)})"
-            )
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not 0 <= seconds <= 86_400
-        ):
-            raise ConfigError(f"BMA_CACHE_TTLS[{name!r}] must be seconds between 0 and 86400")
-        ttls[name] = float(seconds)
-    return ttls
+# ---------------------------------------------------------------------------- the messages
 
 
-def _path_or_none(raw: str | None) -> Path | None:
-    return Path(raw).expanduser() if raw else None
+def problems(error: ValidationError) -> Iterator[str]:
+    """One line per bad setting, beginning with its variable (and the place inside a JSON
+    value, e.g. ``BMA_RATE_LIMITS.app.burst``)."""
+    fields = Settings.model_fields
+    for e in error.errors():
+        loc = e["loc"]
+        if not loc:  # the settings as a whole (_consistent)
+            yield _plain(e["msg"])
+            continue
+        name = str(loc[0])
+        found = [(n, f) for n, f in fields.items() if name in (n, variable(n, f))]
+        where = variable(*found[0]) if found else name
+        where += "".join(f".{part}" for part in loc[1:])
+        declared = _declared(found[0][1], loc[1:]) if found else None
+        yield f"{where} {_what(e, declared)}"
 
 
-_ISSUER_KEYS = {"issuer", "jwks", "algorithms", "max_clearance"}
+def _declared(field: FieldInfo, path: tuple[Any, ...]) -> FieldInfo | None:
+    """The declaration of the value at ``path`` inside a setting (a field of a nested
+    dataclass), for its bounds; None where the path leaves declared fields."""
+    for part in path:
+        nested = None
+        for kind in _types_in(field.annotation):
+            nested = getattr(kind, "__pydantic_fields__", {}).get(part)
+            if nested is not None:
+                break
+        if nested is None:
+            return None
+        field = nested
+    return field
 
 
-def _trusted_issuers(raw: str) -> tuple[TrustedIssuer, ...]:
-    """BMA_TRUSTED_ISSUERS: a JSON list of {"issuer", "jwks", "algorithms", "max_clearance"}."""
-    if not raw.strip():
-        return ()
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"BMA_TRUSTED_ISSUERS is not valid JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise ConfigError("BMA_TRUSTED_ISSUERS must be a JSON list of objects")
-    issuers = tuple(_trusted_issuer(i, entry) for i, entry in enumerate(entries))
-    names = [t.issuer for t in issuers]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"BMA_TRUSTED_ISSUERS names an issuer twice: {', '.join(duplicates)}")
-    return issuers
+def _types_in(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for argument in get_args(annotation):
+        yield from _types_in(argument)
 
 
-def _trusted_issuer(index: int, entry: Any) -> TrustedIssuer:
-    where = f"BMA_TRUSTED_ISSUERS[{index}]"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be an object")
-    unknown = set(entry) - _ISSUER_KEYS
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys: {', '.join(sorted(unknown))}")
-    issuer, jwks = entry.get("issuer"), entry.get("jwks")
-    if not isinstance(issuer, str) or not issuer.strip():
-        raise ConfigError(f"{where}.issuer must be a non-empty string (the tokens' `iss`)")
-    if not isinstance(jwks, str) or not jwks.strip():
-        raise ConfigError(f"{where}.jwks must be a URL or the path of a JWKS file")
-    trusted = TrustedIssuer(
-        issuer=issuer,
-        jwks=jwks.strip(),
-        algorithms=_algorithms(where, entry.get("algorithms", ["ES256"])),
-        max_clearance=_level(where, entry.get("max_clearance", "public")),
-    )
-    if not trusted.jwks_is_url and not Path(trusted.jwks).expanduser().is_file():
-        raise ConfigError(f"{where}.jwks: no such file {trusted.jwks!r}")
-    return trusted
+def _what(e: Any, field: FieldInfo | None) -> str:
+    kind, given = e["type"], e.get("input")
+    if kind == "missing":
+        return "is required (see docs/configuration.md)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number, got {given!r}"
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"must be a number, got {given!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be 1 or 0 (true or false), got {given!r}"
+    if kind == "literal_error":
+        return f"must be one of {e['ctx']['expected']}, got {given!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"must be {bounds(field) if field else _ctx_bounds(e)}, got {given!r}"
+    if kind in ("dataclass_type", "model_type", "dict_type"):
+        return "must be a JSON object"
+    if kind in ("tuple_type", "list_type"):
+        return "must be a JSON list"
+    if kind == "string_too_short":
+        return "must not be empty"
+    return _plain(e["msg"])
 
 
-def _algorithms(where: str, raw: Any) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
-        raise ConfigError(f"{where}.algorithms must be a non-empty list of names")
-    refused = [a for a in raw if a not in ASYMMETRIC_ALGORITHMS]
-    if refused:
-        allowed = ", ".join(sorted(ASYMMETRIC_ALGORITHMS))
-        raise ConfigError(
-            f"{where}.algorithms: {', '.join(refused)} not allowed (public-key only: {allowed})"
-        )
-    return tuple(raw)
+def bounds(field: FieldInfo) -> str:
+    """The range a declared number must lie in, as the messages and the docs say it:
+    ``1..65535``, ``0..600``, ``more than 0, at most 300``, ``at least 1024``."""
+    low = high = None
+    open_low = False
+    for constraint in field.metadata:
+        if getattr(constraint, "ge", None) is not None:
+            low = constraint.ge
+        if getattr(constraint, "gt", None) is not None:
+            low, open_low = constraint.gt, True
+        if getattr(constraint, "le", None) is not None:
+            high = constraint.le
+    if low is not None and high is not None and not open_low:
+        return f"{_number(low)}..{_number(high)}"
+    parts = []
+    if low is not None:
+        parts.append(f"more than {_number(low)}" if open_low else f"at least {_number(low)}")
+    if high is not None:
+        parts.append(f"at most {_number(high)}")
+    return ", ".join(parts)
 
 
-def _level(where: str, raw: Any) -> Level:
-    if not isinstance(raw, str):
-        raise ConfigError(f"{where}.max_clearance must be public, internal, confidential or secret")
-    try:
-        return Level.parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{where}.max_clearance: {exc}") from None
+def _ctx_bounds(e: Any) -> str:
+    ctx = e.get("ctx", {})
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    return ", ".join(f"{w} {_number(ctx[k])}" for k, w in words.items() if k in ctx)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _plain(message: str) -> str:
+    return message.removeprefix("Value error, ")

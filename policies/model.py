@@ -86,10 +86,6 @@ class Verdict:
     rule: FieldRule
     grant: str = ""  # what would grant full access, for the error message
 
-    @property
-    def code(self) -> str:
-        return "PURPOSE_REQUIRED" if self.decision is Decision.PURPOSE_REQUIRED else "FORBIDDEN"
-
 
 @dataclass(frozen=True)
 class Policy:

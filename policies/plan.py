@@ -57,15 +57,22 @@ class Planner:
         self._lock = Lock()
 
     def plan(
-        self, query: str, document: DocumentNode, operation_name: str | None, principal: Principal
+        self,
+        document_key: str,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        principal: Principal,
     ) -> Plan:
-        key = (query, operation_name, principal.grants)
+        """The plan of ``operation`` (of ``document``, identified by ``document_key``, e.g.
+        its hash) for principals with ``principal``'s grants."""
+        name = operation.name.value if operation.name else None
+        key = (document_key, name, principal.grants)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-        plan = self._make(document, operation_name, principal)
+        plan = self._make(document, operation, principal)
         with self._lock:
             self._cache[key] = plan
             if len(self._cache) > PLAN_CACHE_SIZE:
@@ -73,10 +80,10 @@ class Planner:
         return plan
 
     def _make(
-        self, document: DocumentNode, operation_name: str | None, principal: Principal
+        self, document: DocumentNode, operation: OperationDefinitionNode, principal: Principal
     ) -> Plan:
         audited: dict[tuple[str, str], Verdict] = {}
-        for coordinate in reachable_fields(self.schema, document, operation_name):
+        for coordinate in reachable_fields(self.schema, document, operation):
             rule = self.policy.rule(*coordinate)
             if rule is None:  # the policy check at start makes this unreachable
                 raise LookupError(f"no policy for {coordinate[0]}.{coordinate[1]}")
@@ -87,9 +94,9 @@ class Planner:
 
 
 def reachable_fields(
-    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+    schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode
 ) -> Iterator[tuple[str, str]]:
-    """(parent type, field) of every field the chosen operation can reach."""
+    """(parent type, field) of every field ``operation`` can reach."""
     found: set[tuple[str, str]] = set()
     type_info = TypeInfo(schema)
 
@@ -102,23 +109,17 @@ def reachable_fields(
             if not parent_name.startswith("__"):  # introspection types: the visible schema's
                 found.add((parent_name, node.name.value))
 
-    for definition in _definitions_used(document, operation_name):
+    for definition in _definitions_used(document, operation):
         visit(definition, TypeInfoVisitor(type_info, Collect()))
     return iter(sorted(found))
 
 
-def _definitions_used(document: DocumentNode, operation_name: str | None) -> list[Node]:
-    """The operation that will run and every fragment it spreads, transitively."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+def _definitions_used(document: DocumentNode, operation: OperationDefinitionNode) -> list[Node]:
+    """The operation and every fragment it spreads, transitively."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    chosen = [
-        o
-        for o in operations
-        if operation_name is None or (o.name and o.name.value == operation_name)
-    ]
-    used: list[Node] = list(chosen[:1] if operation_name is None else chosen)
+    used: list[Node] = [operation]
     seen: set[str] = set()
     pending: list[Node] = list(used)
     while pending:

@@ -17,5 +17,11 @@ def build_schema() -> strawberry.Schema:
 
 def graphql_schema() -> GraphQLSchema:
     """The graphql-core schema strawberry builds; the gateway executes it directly so that
-    parse and validation can be cached per document (strawberry exposes it as ``_schema``)."""
-    return build_schema()._schema
+    parse and validation can be cached per document.
+
+    Strawberry has no public accessor for it: ``_schema`` is the one use of its internals,
+    here alone, and tests/schema/test_build.py fails loudly if an upgrade moves it."""
+    built = build_schema()._schema
+    if not isinstance(built, GraphQLSchema):
+        raise TypeError(f"strawberry's schema is no longer at `_schema` ({type(built)!r})")
+    return built

@@ -13,17 +13,13 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from connectors.audit_log import AccessLogQuery, audit_cursor
+from connectors.audit_log import AccessLogQuery, AuditUnavailable, audit_cursor
 from connectors.base import Record
 from schema.context import context_of
-from schema.errors import BadUserInput, GatewayError
+from schema.errors import BadUserInput
 from schema.pagination import Connection, connection, page_request
 
 MAX_FILTER_TEXT = 200
-
-
-class AuditLogUnavailable(GatewayError):
-    code = "AUDIT_UNAVAILABLE"
 
 
 # Every field is nullable: restricted fields must be, so that a denied one can answer null.
@@ -106,7 +102,7 @@ async def access_log(
     ctx = context_of(info)
     reader = ctx.connectors.audit_log
     if reader is None:
-        raise AuditLogUnavailable("this gateway has no audit store")
+        raise AuditUnavailable("this gateway has no audit store")
     f = filter or AccessLogFilter()
     for name in ("subject", "organisation", "field", "record", "data_subject", "purpose"):
         value = getattr(f, name)

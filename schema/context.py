@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from connectors.audit_log import AuditLogConnector
-from connectors.base import Record, UpstreamError
+from connectors.base import Connector, Record, UpstreamError
 from connectors.cache import CacheStore, cached_batch
 from connectors.registry import RegistryConnector
 from connectors.tax import TaxConnector
@@ -34,8 +34,8 @@ class Connectors:
     # Caches of public upstream answers (connectors/cache.py); None: nothing is cached.
     cache: CacheStore | None = None
 
-    def all(self) -> list[Any]:
-        upstream: list[Any] = [self.tax, self.registry, self.traffy]
+    def all(self) -> list[Connector]:
+        upstream: list[Connector] = [self.tax, self.registry, self.traffy]
         return upstream + ([self.audit_log] if self.audit_log else [])
 
 

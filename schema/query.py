@@ -6,6 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from connectors.registry import district_of_registration
+from policies import row_scope
 from schema.audit import AccessLogFilter, AccessRecord, access_log
 from schema.context import context_of
 from schema.errors import BadUserInput
@@ -25,7 +26,6 @@ from schema.types import (
     complaints_page,
     district_code_arg,
     district_of,
-    in_row_scope,
     parcel_query,
     parcels_page,
 )
@@ -66,7 +66,7 @@ class Query:
             raise BadUserInput("a parcel id is a whole number of up to 15 digits", argument="id")
         ctx = context_of(info)
         r = await ctx.loaders.parcel.load(int(text))
-        if not r or in_row_scope(ctx.principal, (r["district_code"],)) is None:
+        if not r or not row_scope.admits(ctx.principal, r["district_code"]):
             return None
         return Parcel.of(r)
 
@@ -87,7 +87,7 @@ class Query:
                 "a registration number looks like 1039-2566-00123", argument="registrationNo"
             )
         ctx = context_of(info)
-        if in_row_scope(ctx.principal, (registration_no[:4],)) is None:
+        if not row_scope.admits(ctx.principal, registration_no[:4]):
             return None
         r = await ctx.loaders.business.load(registration_no)
         return Business.of(r) if r else None

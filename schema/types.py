@@ -23,7 +23,7 @@ from connectors.districts import district as district_info
 from connectors.registry import BusinessQuery, business_cursor, permit_cursor
 from connectors.tax import ParcelQuery, parcel_cursor
 from connectors.traffy import ComplaintQuery, NearbyKey
-from policies.principal import Principal
+from policies import row_scope
 from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
@@ -131,9 +131,7 @@ def district_code_arg(code: str | None) -> tuple[str, ...]:
     if code is None:
         return ()
     if district_info(code) is None:
-        raise UnknownDistrict(
-            f"there is no district with code {code!r}; codes run 1001-1050", code=code
-        )
+        raise UnknownDistrict(f"there is no district with code {code!r}; codes run 1001-1050")
     return (code,)
 
 
@@ -331,24 +329,10 @@ class District:
     ) -> Connection[BuildingPermit] | None:
         ctx = context_of(info)
         request = page_request(ctx.limits, first, after)
-        if in_row_scope(ctx.principal, (self.code,)) is None:
+        if not row_scope.admits(ctx.principal, self.code):
             return connection(Page(rows=[], total=0, has_next=False), BuildingPermit.of, str)
         page = await ctx.connectors.registry.building_permits(self.code, request)
         return connection(page, BuildingPermit.of, lambda r: permit_cursor(r["permit_no"]), after)
-
-
-def in_row_scope(principal: Principal, codes: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The district filter narrowed to the principal's row scope; None when nothing is left.
-
-    Row scopes are pushed into the upstream query, so out-of-scope rows never leave it.
-    An empty result means "no district filter", hence None, not (), for "no rows at all".
-    """
-    if principal.districts is None:
-        return codes
-    if not codes:
-        return tuple(sorted(principal.districts))
-    narrowed = tuple(c for c in codes if c in principal.districts)
-    return narrowed or None
 
 
 def district_of(code: str | None) -> District | None:
@@ -597,7 +581,7 @@ async def parcels_page(
 ) -> Connection[Parcel]:
     ctx = context_of(info)
     request = page_request(ctx.limits, first, after)
-    codes = in_row_scope(ctx.principal, where.district_codes)
+    codes = row_scope.narrowed(ctx.principal, where.district_codes)
     if codes is None:
         return connection(Page(rows=[], total=0, has_next=False), Parcel.of, str)
     page = await ctx.connectors.tax.search_parcels(replace(where, district_codes=codes), request)
@@ -706,7 +690,7 @@ async def businesses_page(
     """A page across district sources; failed sources become partial errors, not a failure."""
     ctx = context_of(info)
     request = page_request(ctx.limits, first, after)
-    codes = in_row_scope(ctx.principal, where.district_codes)
+    codes = row_scope.narrowed(ctx.principal, where.district_codes)
     if codes is None:
         return connection(Page(rows=[], total=0, has_next=False), Business.of, str)
     page = await ctx.connectors.registry.search_businesses(

@@ -18,14 +18,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway.api_keys import create_key, ensure_schema
+from gateway.auth.api_keys import create_key, ensure_schema
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
 from gateway.demo.embedded import DatabaseUrls, ensure_databases
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
-from gateway.issuer import EmbeddedIssuer
-from gateway.logs import JsonFormatter
-from gateway.serving import BackgroundServer
+from gateway.http.serving import BackgroundServer
+from gateway.observability.logs import JsonFormatter
 from support import Gateway, bearer, issuer_key_file, run, settings_for, sql, start_gateway
 
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.serving import BackgroundServer, free_port
+from gateway.http.serving import BackgroundServer, free_port
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "redis": 6379}
 

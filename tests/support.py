@@ -19,10 +19,10 @@ import asyncpg
 import httpx
 
 from connectors.cache import DEFAULT_TTLS
-from gateway.app import create_app
-from gateway.audit_store import create_key
+from gateway.audit.store import create_key
 from gateway.demo.embedded import DatabaseUrls
-from gateway.serving import BackgroundServer
+from gateway.http.app import create_app
+from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
 from schema import Connectors
 

@@ -22,11 +22,11 @@ import pytest
 from graphql import get_introspection_query
 
 from connectors.districts import all_districts
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
-from gateway.issuer import EmbeddedIssuer
-from gateway.limits import DEFAULTS, AudienceLimits
+from gateway.limits.config import DEFAULTS, AudienceLimits
 from gateway.settings import ConfigError, Settings
-from support import Gateway, settings_for, start_gateway
+from support import REQUIRED_ENV, Gateway, settings_for, start_gateway
 
 # The requests are the benchmark's (bench/abuse.py), from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -278,7 +278,8 @@ def test_the_standard_introspection_query_fits_every_audience(
 def configured(db, traffy_url) -> Iterator[Gateway]:
     """A gateway whose BMA_OPERATION_LIMITS turn anonymous introspection off and lower the
     anonymous page size, read the way the environment variable is."""
-    limits = AudienceLimits.parse('{"anonymous": {"introspection": false, "max_page_size": 50}}')
+    raw = '{"anonymous": {"introspection": false, "max_page_size": 50}}'
+    limits = Settings.from_env({**REQUIRED_ENV, "BMA_OPERATION_LIMITS": raw}).operation_limits
     server, gw = start_gateway(settings_for(db, traffy_url, operation_limits=limits))
     yield gw
     gw.client.close()

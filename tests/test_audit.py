@@ -14,10 +14,10 @@ import asyncpg
 import jwt
 import pytest
 
-from gateway.audit_store import WRITER_ROLE
+from gateway.audit.store import WRITER_ROLE
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
 from gateway.settings import ConfigError, Settings
 from policies.model import load_policy
 from schema import graphql_schema

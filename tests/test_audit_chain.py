@@ -26,9 +26,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from gateway import audit_store
-from gateway.audit import AuditWriter
-from gateway.audit_store import (
+from gateway.audit import store as audit_store
+from gateway.audit.store import (
     Verification,
     append,
     canonical,
@@ -37,8 +36,9 @@ from gateway.audit_store import (
     load_key,
     verify,
 )
+from gateway.audit.writer import AuditWriter
 from gateway.cli import main
-from gateway.cli_audit import EXPORT_COLUMNS
+from gateway.cli.audit import EXPORT_COLUMNS
 from support import fresh_database, run, sql
 
 KEY = bytes.fromhex("5a" * 32)  # the chain key every chain here is written with

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from faults import TcpProxy
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
-from gateway.serving import free_port
+from gateway.http.serving import free_port
 from support import Gateway, finance_officer_token, fresh_database, settings_for, sql, start_gateway
 
 RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue owner { nationalId } } }"

@@ -17,20 +17,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.api_keys import ApiKeyStore, create_key, ensure_schema, find_key, revoke_key
-from gateway.app import create_app
-from gateway.auth import (
-    Authenticator,
-    AuthError,
-    AuthUnavailable,
-    embedded_trust,
-    trust_for,
-)
+from gateway.auth.api_keys import ApiKeyStore, create_key, ensure_schema, find_key, revoke_key
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.issuer import EmbeddedIssuer, SigningKey, embedded_trust, jwk_thumbprint
+from gateway.auth.trust import TrustedIssuer, trust_for
 from gateway.cli import main as cli
 from gateway.demo.credentials import ensure_demo_key
-from gateway.issuer import EmbeddedIssuer, SigningKey, jwk_thumbprint
-from gateway.serving import BackgroundServer, free_port
-from gateway.settings import ConfigError, Settings, TrustedIssuer
+from gateway.errors import AuthenticationUnavailable as AuthUnavailable
+from gateway.errors import Unauthenticated as AuthError
+from gateway.http.app import create_app
+from gateway.http.serving import BackgroundServer, free_port
+from gateway.settings import ConfigError, Settings
 from policies.principal import ANONYMOUS, Level, Principal
 from support import REQUIRED_ENV, Gateway, issuer_key_file, run, settings_for, sql, start_gateway
 

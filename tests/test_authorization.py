@@ -20,9 +20,9 @@ import httpx
 import jwt
 import pytest
 
+from gateway.auth.issuer import EmbeddedIssuer, SigningKey
 from gateway.demo.embedded import DatabaseUrls
 from gateway.demo.thai_data import FEMALE_TITLES, MALE_TITLE
-from gateway.issuer import EmbeddedIssuer, SigningKey
 from support import Gateway, bearer, settings_for, sql, start_gateway
 
 HOUR = timedelta(hours=1)

@@ -246,7 +246,7 @@ def cached_gateway(db, traffy_url):
 
 
 def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
-    from gateway.response_cache import NAME, ResponseCache
+    from gateway.execution.response_cache import NAME, ResponseCache
 
     [found] = run(
         gw.connectors.cache.get_many(

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from connectors.base import PageRequest, UpstreamUnavailable
 from connectors.pg import _unavailable
 from connectors.traffy import ComplaintQuery, TraffyConnector
-from gateway.serving import BackgroundServer
+from gateway.http.serving import BackgroundServer
 
 
 def _tickets_with_a_broken_one() -> list[dict]:

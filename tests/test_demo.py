@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.serving import free_port
+from gateway.http.serving import free_port
 
 QUERY = "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } businessCount } }"
 

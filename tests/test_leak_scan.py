@@ -26,9 +26,9 @@ import httpx
 import pytest
 from graphql import FragmentDefinitionNode, get_introspection_query, parse, print_ast
 
-from gateway.api_keys import create_key, ensure_schema
+from gateway.auth.api_keys import create_key, ensure_schema
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
 from support import Gateway, run, sql
 
 MIN_LENGTH = 6

@@ -11,10 +11,10 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.audit_store import load_key, verify
+from gateway.audit.store import load_key, verify
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
-from gateway.serving import free_port
+from gateway.http.serving import free_port
 from support import (
     GatewayProcess,
     audit_key_file,

@@ -8,7 +8,9 @@ import pytest
 from graphql import GraphQLSyntaxError, Source, get_introspection_query
 from graphql.language import Lexer, TokenKind
 
-from gateway.limits import DEFAULTS, QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS, scan, tokens
+from gateway.errors import QUERY_TOO_DEEP, TOO_MANY_ALIASES, TOO_MANY_TOKENS
+from gateway.limits.config import DEFAULTS
+from gateway.limits.scan import scan, tokens
 
 DOCUMENTS = [
     "{ districts { code nameTh } }",
@@ -69,14 +71,14 @@ def test_what_is_not_graphql_is_left_to_the_parser(text: str):
 def test_the_limits_it_reports():
     limits = DEFAULTS["anonymous"]
     deep = "{ a " * (limits.max_depth + 1) + "}" * (limits.max_depth + 1)
-    assert scan(deep, limits).code == QUERY_TOO_DEEP
+    assert scan(deep, limits).error == QUERY_TOO_DEEP
     # Inline fragments and arguments' braces are not levels.
     shallow = "{ a { ... on T { ... { b(x: {y: {z: 1}}) } } } }"
     assert scan(shallow, limits) is None
     aliases = "{ " + " ".join(f"a{i}: b" for i in range(limits.max_aliases + 1)) + " }"
-    assert scan(aliases, limits).code == TOO_MANY_ALIASES
+    assert scan(aliases, limits).error == TOO_MANY_ALIASES
     many = "{ " + "a " * limits.max_tokens + "}"
-    assert scan(many, limits).code == TOO_MANY_TOKENS
+    assert scan(many, limits).error == TOO_MANY_TOKENS
     # Strings and comments are one token each, whatever they hold.
     assert scan('{ a(s: "' + "{ " * 1000 + '") }', limits) is None
 

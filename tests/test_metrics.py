@@ -16,15 +16,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.base import PageRequest, UpstreamError, request_upstream_calls
+from connectors.base import PageRequest, UpstreamError
 from connectors.cache import DEFAULT_TTLS
 from connectors.resilience import ResilienceSettings
 from connectors.traffy import ComplaintQuery, TraffyConnector
-from gateway import metrics
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
-from gateway.rate_limit import RateLimit, RateLimits
-from gateway.serving import free_port
+from gateway.http.serving import free_port
+from gateway.observability import metrics
+from gateway.observability.upstream import UPSTREAM_METRICS, counting_calls
+from gateway.ratelimit.config import RateLimit, RateLimits
 from support import Gateway, finance_officer_token, run, settings_for, sql, start_gateway
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -194,19 +195,15 @@ def test_upstream_calls_match_the_connectors_counters(gw: Gateway):
 def test_the_request_counter_sees_every_call_of_the_request(traffy_url: str):
     """Set in a request handler's context, it counts every upstream call the request makes,
     in tasks it starts (DataLoaders) too; outside such a context nothing is kept."""
-    connector = TraffyConnector(traffy_url)
+    connector = TraffyConnector(traffy_url, observer=UPSTREAM_METRICS)
 
     async def calls() -> Counter[str]:
-        kept: Counter[str] = Counter()
-        token = request_upstream_calls.set(kept)
-        try:
+        with counting_calls() as kept:
             await connector.start()
             await asyncio.gather(
                 asyncio.create_task(connector.stats(["1004"])),
                 asyncio.create_task(connector.search(ComplaintQuery(), PageRequest(first=1))),
             )
-        finally:
-            request_upstream_calls.reset(token)
         await connector.stats(["1004"])  # not in a request: not kept
         await connector.stop()
         return kept
@@ -216,7 +213,12 @@ def test_the_request_counter_sees_every_call_of_the_request(traffy_url: str):
 
 def test_errors_and_the_breaker_state_of_a_dead_source():
     settings = ResilienceSettings(retries=1, backoff_base=0.0, breaker_failures=3, breaker_reset=60)
-    traffy = TraffyConnector(f"http://127.0.0.1:{free_port()}", timeout=0.5, resilience=settings)
+    traffy = TraffyConnector(
+        f"http://127.0.0.1:{free_port()}",
+        timeout=0.5,
+        resilience=settings,
+        observer=UPSTREAM_METRICS,
+    )
     delta = Delta()
     assert value(read(), "bma_breaker_state", source="traffy") == 0
 

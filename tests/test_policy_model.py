@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLObjectType
 
+from gateway.errors import denial_code
 from policies.masks import initials, national_id, round_million
 from policies.model import DEFAULT_POLICY, Decision, PolicyError, load_policy
 from policies.plan import Planner, reachable_fields
@@ -133,30 +134,32 @@ def test_personal_field_without_an_allowed_purpose():
         )
         verdict = POLICY.decide(POLICY.rule("Owner", "name"), who)
         assert verdict.decision is Decision.PURPOSE_REQUIRED
-        assert verdict.code == "PURPOSE_REQUIRED"
+        assert denial_code(verdict).code == "PURPOSE_REQUIRED"
         assert "tax-collection" in verdict.grant
 
 
 def test_plan_sees_fields_through_aliases_fragments_and_directives():
-    from graphql import parse
+    from graphql import get_operation_ast, parse
 
     query = """query Q($x: Boolean!) { a: parcel(id: "1") { ...P ... on Parcel { b: owner { nationalId @include(if: $x) } } } }
                fragment P on Parcel { ...Q2 }  fragment Q2 on Parcel { appraisedValue }
                query Other { districts { code } }"""
-    found = set(reachable_fields(SCHEMA, parse(query), "Q"))
+    document = parse(query)
+    chosen, other_operation = (get_operation_ast(document, n) for n in ("Q", "Other"))
+    found = set(reachable_fields(SCHEMA, document, chosen))
     assert found == {
         ("Query", "parcel"),
         ("Parcel", "owner"),
         ("Owner", "nationalId"),
         ("Parcel", "appraisedValue"),
     }
-    plan = Planner(POLICY, SCHEMA).plan(query, parse(query), "Q", PARTNER)
+    plan = Planner(POLICY, SCHEMA).plan(query, document, chosen, PARTNER)
     assert {k: v.decision for k, v in plan.actions.items()} == {
         ("Owner", "nationalId"): Decision.MASK,
         ("Parcel", "appraisedValue"): Decision.MASK,
     }
     assert not plan.open_only
-    other = Planner(POLICY, SCHEMA).plan(query, parse(query), "Other", ANONYMOUS)
+    other = Planner(POLICY, SCHEMA).plan(query, document, other_operation, ANONYMOUS)
     assert other.actions == {} and other.open_only
 
 
@@ -182,12 +185,15 @@ def test_policy_file_is_valid_toml_with_a_version():
 
 
 def test_the_gateway_refuses_to_start_with_an_unclassified_field(tmp_path):
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.settings import Settings
 
     path = _policy_without(tmp_path, 'landUse = "public"\n')
     settings = Settings(
-        "postgresql://unused", "postgresql://unused", "http://unused", policy_file=str(path)
+        tax_database_url="postgresql://unused",
+        registry_database_url="postgresql://unused",
+        traffy_base_url="http://unused",
+        policy_file=str(path),
     )
     with pytest.raises(PolicyError) as caught:
         create_app(settings)

@@ -26,25 +26,17 @@ import pytest
 import redis
 
 from faults import TcpProxy
-from gateway.api_keys import create_key, ensure_schema
-from gateway.app import create_app
+from gateway.auth.api_keys import create_key, ensure_schema
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
-from gateway.rate_limit import (
-    Buckets,
-    MemoryBuckets,
-    RateLimit,
-    RateLimitMiddleware,
-    RateLimits,
-    RedisBuckets,
-    bucket_key,
-    client_address,
-    parse_rate_limits,
-)
-from gateway.serving import BackgroundServer, free_port
+from gateway.http.app import create_app
+from gateway.http.serving import BackgroundServer, free_port
+from gateway.ratelimit.buckets import Buckets, MemoryBuckets, RedisBuckets
+from gateway.ratelimit.config import RateLimit, RateLimits
+from gateway.ratelimit.middleware import bucket_key, client_address
 from gateway.settings import ConfigError, Settings
 from policies.principal import ANONYMOUS, Principal
-from support import GatewayProcess, run, settings_for, start_gateway
+from support import REQUIRED_ENV, GatewayProcess, run, settings_for, start_gateway
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 needs_redis = pytest.mark.skipif(
@@ -65,6 +57,21 @@ LOGGER = "bma.gateway.rate_limit"
 # --- settings -------------------------------------------------------------------------------
 
 
+def parse_rate_limits(raw: str | None) -> RateLimits | None:
+    """``BMA_RATE_LIMITS`` read as the gateway reads it (unset when None)."""
+    env = REQUIRED_ENV if raw is None else {**REQUIRED_ENV, "BMA_RATE_LIMITS": raw}
+    return Settings.from_env(env).rate_limits
+
+
+def written(limits: RateLimits) -> str:
+    """``BMA_RATE_LIMITS`` as the gateway writes it for its workers."""
+    return (
+        Settings.from_env(REQUIRED_ENV)
+        .model_copy(update={"rate_limits": limits})
+        .to_env()["BMA_RATE_LIMITS"]
+    )
+
+
 def test_the_setting_keeps_defaults_overrides_some_audiences_and_can_turn_limits_off():
     assert parse_rate_limits(None) == parse_rate_limits("") == RateLimits()
     assert parse_rate_limits(" OFF ") is None
@@ -74,7 +81,7 @@ def test_the_setting_keeps_defaults_overrides_some_audiences_and_can_turn_limits
         app=RateLimit(RateLimits().app.rate, 7),
         agency=None,
     )
-    assert limits is not None and parse_rate_limits(limits.to_env()) == limits
+    assert limits is not None and parse_rate_limits(written(limits)) == limits
 
 
 @pytest.mark.parametrize(
@@ -162,13 +169,7 @@ def limited_gateway(
 ) -> Iterator[httpx.Client]:
     """A gateway over real HTTP whose /graphql is limited by ``limits`` in ``buckets``
     (``settings_for`` turns the app's own rate limiting off)."""
-    app = create_app(settings)
-    app.add_middleware(
-        RateLimitMiddleware,
-        limits=limits,
-        buckets=buckets,
-        authenticator=app.state.authenticator,
-    )
+    app = create_app(settings.model_copy(update={"rate_limits": limits}), buckets=buckets)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from connectors.cache import DEFAULT_TTLS
-from gateway.audit_store import load_key, verify
+from gateway.audit.store import load_key, verify
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
-from gateway.serving import free_port
+from gateway.http.serving import free_port
 from support import (
     GatewayProcess,
     audit_key_file,

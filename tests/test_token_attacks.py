@@ -20,8 +20,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gateway.api_keys import create_key, ensure_schema, revoke_key
-from gateway.issuer import EmbeddedIssuer, SigningKey
+from gateway.auth.api_keys import create_key, ensure_schema, revoke_key
+from gateway.auth.issuer import EmbeddedIssuer, SigningKey
 from support import Gateway, run
 
 QUERY = "{ districts { code } }"

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.demo.embedded import database_url
-from gateway.serving import BackgroundServer, free_port
+from gateway.http.serving import BackgroundServer, free_port
 from support import settings_for, sql, start_gateway
 
 

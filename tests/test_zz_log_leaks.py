@@ -13,10 +13,10 @@ import asyncpg
 import orjson
 import pytest
 
-from gateway.api_keys import create_key, ensure_schema
+from gateway.auth.api_keys import create_key, ensure_schema
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES
 from gateway.demo.embedded import DatabaseUrls
-from gateway.issuer import EmbeddedIssuer
 from support import Gateway, run, sql
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")

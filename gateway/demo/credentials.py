@@ -17,8 +17,8 @@ from typing import Literal
 
 import asyncpg
 
-from gateway.api_keys import create_key, ensure_schema, find_key, parse_api_key
-from gateway.issuer import EmbeddedIssuer
+from gateway.auth.api_keys import create_key, ensure_schema, find_key, parse_api_key
+from gateway.auth.issuer import EmbeddedIssuer
 from policies.principal import Level
 
 # Scopes: "<dataset>:read" reads a dataset's non-personal restricted fields,

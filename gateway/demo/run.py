@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.audit_store import create_key
+from gateway.audit.store import create_key
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import (
     Credential,
     api_key_credential,
@@ -27,8 +27,8 @@ from gateway.demo.credentials import (
 from gateway.demo.embedded import DatabaseUrls, default_data_dir, ensure_databases, start_embedded
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
-from gateway.issuer import EmbeddedIssuer
-from gateway.serving import BackgroundServer
+from gateway.http.app import create_app
+from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
 
 EXAMPLE_QUERY = (

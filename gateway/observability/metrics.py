@@ -132,7 +132,6 @@ breaker_state = Gauge(
 )
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
-DENIAL_CODES = frozenset({"FORBIDDEN", "PURPOSE_REQUIRED"})
 
 _operations: set[str] = set()
 _operations_lock = threading.Lock()

@@ -1,4 +1,10 @@
-"""Stopping without dropping a request: on SIGTERM, drain first, then shut down.
+"""Starting with what answers, stopping without dropping a request.
+
+At start the gateway waits a while for every source (``wait_for_sources``), then starts with
+those that answer, naming the others: a source that is down means partial results, not no
+gateway.
+
+On SIGTERM it drains first, then shuts down.
 
 A listener that closes while clients keep connecting resets the connections still waiting
 in the kernel's accept queue — clients see "server disconnected" instead of an answer. So
@@ -11,12 +17,16 @@ pools. A second signal (Ctrl-C twice) still stops at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 import uvicorn
+
+from schema import Connectors
 
 log = logging.getLogger("bma.gateway")
 
@@ -38,3 +48,20 @@ class DrainingServer(uvicorn.Server):
         timer = threading.Timer(self.drain_seconds, super().handle_exit, (sig, frame))
         timer.daemon = True
         timer.start()
+
+
+async def wait_for_sources(connectors: Connectors, seconds: float) -> None:
+    """Wait up to ``seconds`` for every source to answer, then start anyway, naming what is
+    missing."""
+    deadline = time.monotonic() + seconds
+    while True:
+        checks = await asyncio.gather(*(c.health() for c in connectors.all()))
+        down = [h for group in checks for h in group if not h.ok]
+        if not down or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    if down:
+        missing = ", ".join(f"{h.source} ({h.detail})" for h in down)
+        log.warning("starting without %d source(s): %s", len(down), missing)
+    else:
+        log.info("every source answers")

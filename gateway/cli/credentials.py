@@ -16,9 +16,9 @@ from typing import Any
 
 import asyncpg
 
-from gateway.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
-from gateway.issuer import EmbeddedIssuer
-from gateway.settings import DEFAULT_AUDIENCE
+from gateway.auth.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
+from gateway.auth.issuer import EmbeddedIssuer
+from gateway.auth.trust import DEFAULT_AUDIENCE
 from policies.principal import Level
 
 MAX_TTL = timedelta(days=30)

@@ -1,11 +1,8 @@
-"""Auditing restricted reads: what execution saw, the record it becomes, and the writer.
+"""The audit writer: entries appended in batches to the hash-chained store.
 
-Execution notes every restricted field it reads, masks or refuses (``AccessTrail``); the
-executor turns the trail into one entry per operation (``access_entry``) and hands it to the
-``AuditWriter``, which appends entries in batches to the hash-chained store
-(``gateway.audit_store``). A response carrying restricted data leaves only after its record
-is committed; when the store cannot take it, the response is refused with
-``AUDIT_UNAVAILABLE`` instead (docs/audit.md states the guarantee).
+A response carrying restricted data leaves only after its record is committed; when the
+store cannot take it, the writer refuses the entry (``AuditUnavailable``) and the executor
+withholds the answer with ``AUDIT_UNAVAILABLE`` instead (docs/audit.md states the guarantee).
 """
 
 from __future__ import annotations
@@ -14,25 +11,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from gateway import audit_store, metrics
-from policies.model import Decision, Policy, Verdict
-from policies.principal import Principal
-from schema.audit_keys import keys_of
+from connectors.audit_log import AuditUnavailable
+from gateway.audit import store as audit_store
+from gateway.observability import metrics
 
 log = logging.getLogger("bma.audit")
-
-ACCESS = {
-    Decision.ALLOW: "clear",
-    Decision.MASK: "masked",
-    Decision.DENY: "denied",
-    Decision.PURPOSE_REQUIRED: "denied",
-}
 
 # What a store that is down, unreachable or refusing looks like.
 _STORE_DOWN = (
@@ -42,104 +31,6 @@ _STORE_DOWN = (
     audit_store.AuditStoreError,
     TimeoutError,
 )
-
-
-class AuditUnavailable(Exception):
-    code = "AUDIT_UNAVAILABLE"
-
-
-@dataclass
-class AccessTrail:
-    """The restricted fields one operation touched, and the objects they were read from."""
-
-    # (type, field) -> the plan's verdict on it and every object it was resolved on.
-    seen: dict[tuple[str, str], tuple[Verdict, list[Any]]] = field(default_factory=dict)
-
-    def saw(self, type_name: str, field_name: str, verdict: Verdict, source: Any) -> None:
-        found = self.seen.get((type_name, field_name))
-        if found is None:
-            found = self.seen[(type_name, field_name)] = (verdict, [])
-        found[1].append(source)
-
-    def refused(self, verdicts: list[Verdict]) -> None:
-        """Fields refused before execution (reject mode): no record was read."""
-        for v in verdicts:
-            self.seen.setdefault((v.rule.type_name, v.rule.field_name), (v, []))
-
-    @property
-    def touched(self) -> bool:
-        return bool(self.seen)
-
-    @property
-    def revealed(self) -> bool:
-        """Some restricted value (clear or masked) is in the answer."""
-        return any(ACCESS[v.decision] != "denied" for v, _ in self.seen.values())
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asked, as the audit record names them."""
-
-    principal: Principal
-    request_id: str
-    client: str | None
-
-
-def access_entry(
-    policy: Policy,
-    caller: Caller,
-    document_hash: str,
-    operation_name: str | None,
-    trail: AccessTrail,
-) -> dict[str, Any]:
-    """The audit entry of one operation (the JSON the chain hashes)."""
-    fields: list[dict[str, Any]] = []
-    records: set[str] = set()
-    subjects: set[str] = set()
-    for (type_name, _field), (verdict, sources) in trail.seen.items():
-        access = ACCESS[verdict.decision]
-        keys: set[str] = set()
-        for source in sources:
-            found, whose = keys_of(type_name, source)
-            keys.update(found)
-            if access != "denied":  # a refusal revealed nothing about the person
-                subjects.update(whose)
-        records |= keys
-        read = {"field": verdict.rule.coordinate, "access": access, "records": sorted(keys)}
-        if access == "denied":
-            read["rule"] = _rule_text(verdict)
-        fields.append(read)
-    principal = caller.principal
-    return {
-        "requestId": caller.request_id,
-        "subject": principal.subject,
-        "organisation": principal.organisation,
-        "audience": principal.kind,
-        "issuer": principal.issuer,
-        "credentialId": principal.credential_id,
-        "clientAddress": caller.client,
-        "purpose": principal.purpose,
-        "lawfulBasis": policy.lawful_basis(principal.purpose),
-        "operationName": operation_name,
-        "documentHash": document_hash,
-        "outcome": _outcome(trail),
-        "fields": sorted(fields, key=lambda f: (f["field"], f["access"])),
-        "records": sorted(records),
-        "subjects": sorted(subjects),
-    }
-
-
-def _outcome(trail: AccessTrail) -> str:
-    accesses = {ACCESS[verdict.decision] for verdict, _ in trail.seen.values()}
-    if "denied" not in accesses:
-        return "allowed"
-    return "partially_denied" if accesses - {"denied"} else "denied"
-
-
-def _rule_text(verdict: Verdict) -> str:
-    rule = verdict.rule
-    tags = f" {' '.join(sorted(rule.tags))}" if rule.tags else ""
-    return f"{rule.coordinate}: {rule.level.label}{tags} ({verdict.code})"
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""The ``bma-gateway`` command."""
+"""The ``bma-gateway`` command: its parser, and the commands that run or check the gateway
+(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit`` and ``cache``
+live in modules of their own."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import cli_audit, cli_cache, cli_credentials
+from gateway.cli import audit as cli_audit
+from gateway.cli import cache as cli_cache
+from gateway.cli import credentials as cli_credentials
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     config_commands.add_parser(
         "check", help="read and check every setting (and the policy) as `serve` would, then exit"
     )
+    docs = config_commands.add_parser(
+        "docs", help="the settings' reference tables, made from their declarations"
+    )
+    docs.add_argument(
+        "--write", type=Path, metavar="FILE", help="rewrite the tables inside FILE in place"
+    )
 
     policy = commands.add_parser("policy", help="check or print the access policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
@@ -57,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":
-        return _config_check()
+        return _config_docs(args.write) if args.config_command == "docs" else _config_check()
     return _serve()
 
 
@@ -96,20 +106,32 @@ def _policy(args: argparse.Namespace) -> int:
 
 
 def _settings() -> Any:
-    """The settings from the environment, or None after printing what is wrong."""
+    """The settings from the environment, or None after printing every problem."""
     from gateway.settings import ConfigError, Settings
 
     try:
         return Settings.from_env()
     except ConfigError as exc:
-        print(f"bma-gateway: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"bma-gateway: configuration error: {problem}", file=sys.stderr)
         return None
+
+
+def _config_docs(write: Path | None) -> int:
+    from gateway.settings_reference import reference, rewritten
+
+    if write is None:
+        print(reference(), end="")
+        return 0
+    write.write_text(rewritten(write.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"rewrote the settings tables in {write}", file=sys.stderr)
+    return 0
 
 
 def _config_check() -> int:
     """Everything `serve` checks before it starts, without starting: settings, the policy
     against the schema, the key files."""
-    from gateway.audit_store import AuditStoreError, load_key
+    from gateway.audit.store import AuditStoreError, load_key
     from policies.model import PolicyError, load_policy
     from schema import graphql_schema
 
@@ -140,8 +162,8 @@ def _config_check() -> int:
 def _serve() -> int:
     import uvicorn
 
-    from gateway.lifecycle import DrainingServer
-    from gateway.logs import configure_logging
+    from gateway.http.lifecycle import DrainingServer
+    from gateway.observability.logs import configure_logging
 
     settings = _settings()
     if settings is None:
@@ -158,13 +180,12 @@ def _serve() -> int:
     }
     if settings.workers > 1:  # uvicorn's supervisor signals the workers: no drain window
         uvicorn.run(
-            "gateway.app:create_app_from_env", factory=True, workers=settings.workers, **options
+            "gateway.http.app:create_app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **options,
         )
     else:
-        config = uvicorn.Config("gateway.app:create_app_from_env", factory=True, **options)
+        config = uvicorn.Config("gateway.http.app:create_app_from_env", factory=True, **options)
         DrainingServer(config, settings.drain_seconds).run()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

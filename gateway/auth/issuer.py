@@ -8,6 +8,7 @@ so the same key has the same id wherever it is loaded.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -15,7 +16,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,9 +27,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.districts import is_district_code
-from gateway.settings import DEFAULT_AUDIENCE, EMBEDDED_ISSUER
+from gateway.auth.jwks import JwksFetcher, KeySet
+from gateway.auth.trust import DEFAULT_AUDIENCE, Trust
 from policies.principal import Level
 
+EMBEDDED_ISSUER = "bma-gateway-embedded"  # the `iss` of its tokens; no trusted issuer may take it
 ALGORITHM = "ES256"
 _PEM_BEGIN = b"-----BEGIN PRIVATE KEY-----"
 
@@ -254,3 +257,25 @@ def _write_private(directory: Path, content: bytes) -> str:
     with os.fdopen(fd, "wb") as out:
         out.write(content)
     return name
+
+
+def embedded_fetcher(issuer: EmbeddedIssuer) -> JwksFetcher:
+    async def fetch() -> Mapping[str, Any]:
+        # The key file may have changed: `bma-gateway token rotate` or `retire`.
+        await asyncio.to_thread(issuer.reload)
+        return issuer.jwks()
+
+    return fetch
+
+
+def embedded_trust(
+    issuer: EmbeddedIssuer, *, min_refetch: float = 0.0, max_age: float = 5.0
+) -> Trust:
+    """The gateway's own keys: as trusted as the operator who holds the key file.
+
+    Re-reading them costs one ``stat`` of the key file unless it changed, so an unknown kid
+    may always look again (a key just added by ``bma-gateway token rotate``), and a retired
+    key stops verifying within ``max_age`` seconds.
+    """
+    keys = KeySet(issuer.issuer, embedded_fetcher(issuer), min_refetch=min_refetch, max_age=max_age)
+    return Trust(issuer.issuer, (ALGORITHM,), Level.SECRET, keys)

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 import asyncpg
 import orjson
 
-from gateway import audit_store
-from gateway.cli_credentials import on_database
+from gateway.audit import store as audit_store
+from gateway.cli.credentials import on_database
 
 EXPORT_COLUMNS = (
     "seq",

@@ -1,0 +1,256 @@
+"""The application, assembled from its parts in the order a request meets them.
+
+A request passes the request id (``request_id``), authentication (``gateway.auth``) and the
+rate limit (``gateway.ratelimit``), then reaches its route: GraphQL (``graphql``), the probes
+(``probes``) or the embedded issuer's JWKS. The connectors, the audit writer and the API key
+store start and stop with the app (its lifespan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from connectors.audit_log import AuditLogConnector
+from connectors.cache import CacheSettings, CacheStore
+from connectors.pg import PoolSettings
+from connectors.registry import RegistryConnector, RegistrySourceConfig
+from connectors.resilience import ResilienceSettings
+from connectors.tax import TaxConnector
+from connectors.traffy import TraffyConnector
+from gateway import errors
+from gateway.audit.store import load_key
+from gateway.audit.writer import AuditWriter
+from gateway.auth.api_keys import ApiKeyStore
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.issuer import EmbeddedIssuer, embedded_trust
+from gateway.auth.middleware import AuthenticationMiddleware
+from gateway.auth.trust import trust_for
+from gateway.execution.executor import Executor
+from gateway.http import probes
+from gateway.http.graphql import GraphQLHTTP
+from gateway.http.lifecycle import wait_for_sources
+from gateway.http.request_id import RequestIdMiddleware
+from gateway.observability import tracing
+from gateway.observability.logs import configure_logging
+from gateway.observability.upstream import UPSTREAM_METRICS
+from gateway.ratelimit.buckets import Buckets, buckets_for
+from gateway.ratelimit.middleware import RateLimitMiddleware
+from gateway.settings import Settings
+from policies.model import load_policy
+from schema import Connectors, Limits, graphql_schema
+
+
+def connectors_from(settings: Settings) -> Connectors:
+    """The upstream sources the settings name, reporting to the gateway's metrics."""
+    pool = PoolSettings(max_size=settings.db_pool_max, timeout=settings.upstream_timeout)
+    resilience = ResilienceSettings(
+        retries=settings.upstream_retries,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset=settings.breaker_reset_seconds,
+        concurrency=settings.upstream_concurrency,
+    )
+    observer = UPSTREAM_METRICS
+    registry = RegistryConnector.one_database(
+        settings.registry_database_url, pool, resilience, observer
+    )
+    if settings.registry_district_urls:
+        sources = [
+            RegistrySourceConfig(
+                code,
+                settings.registry_district_urls.get(code, settings.registry_database_url),
+                f"d{code}",
+            )
+            for code in registry.district_codes
+        ]
+        registry = RegistryConnector(sources, pool, resilience, observer)
+    audit_url = settings.audit_store_url
+    return Connectors(
+        tax=TaxConnector(settings.tax_database_url, pool, resilience, observer),
+        registry=registry,
+        traffy=TraffyConnector(
+            settings.traffy_base_url,
+            timeout=settings.upstream_timeout,
+            resilience=resilience,
+            observer=observer,
+        ),
+        audit_log=AuditLogConnector(
+            audit_url, PoolSettings(max_size=2, timeout=pool.timeout), observer
+        )
+        if audit_url
+        else None,
+        cache=CacheStore(
+            CacheSettings(
+                redis_url=settings.redis_url,
+                ttls=settings.cache_ttls,
+                stale_seconds=settings.cache_stale_seconds,
+            ),
+            observer,
+        ),
+    )
+
+
+def audit_writer_from(settings: Settings) -> AuditWriter:
+    key = load_key(settings.audit_key_file) if settings.audit_key_file else None
+    return AuditWriter(
+        settings.audit_store_url,
+        key,
+        batch_max=settings.audit_batch_max,
+        queue_max=settings.audit_queue_max,
+        timeout=settings.audit_timeout,
+    )
+
+
+def authenticator_from(
+    settings: Settings, issuer: EmbeddedIssuer | None, api_keys: ApiKeyStore | None
+) -> Authenticator:
+    trusts = [trust_for(t) for t in settings.trusted_issuers]
+    if issuer is not None:
+        trusts.append(embedded_trust(issuer))
+    return Authenticator(
+        trusts, audience=settings.jwt_audience, leeway=settings.jwt_leeway, api_keys=api_keys
+    )
+
+
+def create_app(
+    settings: Settings,
+    connectors: Connectors | None = None,
+    *,
+    buckets: Buckets | None = None,
+    audit: AuditWriter | None = None,
+) -> Starlette:
+    """The gateway for ``settings``; ``connectors``, the rate limit's ``buckets`` and the
+    ``audit`` writer default to the ones the settings name."""
+    connectors = connectors or connectors_from(settings)
+    page_limits = Limits(
+        default_page_size=settings.default_page_size, max_page_size=settings.max_page_size
+    )
+    schema = graphql_schema()
+    policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
+    policy.check(schema)  # an unclassified field stops the gateway here, listing them all
+    audit = audit or audit_writer_from(settings)
+    executor = Executor(
+        schema,
+        policy,
+        audit,
+        connectors,
+        mode=settings.policy_mode,
+        limits=settings.operation_limits,
+        page_limits=page_limits,
+    )
+    issuer = (
+        EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
+        if settings.issuer_key_file
+        else None
+    )
+    api_keys = (
+        ApiKeyStore(
+            settings.gateway_database_url,
+            cache_seconds=settings.api_key_cache_seconds,
+            timeout=settings.upstream_timeout,
+        )
+        if settings.gateway_database_url
+        else None
+    )
+    authenticator = authenticator_from(settings, issuer, api_keys)
+    graphql = GraphQLHTTP(
+        executor,
+        max_body_bytes=settings.max_body_bytes,
+        max_batch=settings.max_batch,
+        graphiql=settings.graphiql,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await asyncio.gather(*(c.start() for c in connectors.all()))
+        await wait_for_sources(connectors, settings.startup_wait_seconds)
+        if api_keys is not None:
+            await api_keys.start()
+        await audit.start()
+        try:
+            yield
+        finally:
+            # In-flight requests have finished (uvicorn waits for them): commit their records.
+            await audit.stop()
+            if api_keys is not None:
+                await api_keys.stop()
+            await asyncio.gather(*(c.stop() for c in connectors.all()))
+            if connectors.cache is not None:
+                await connectors.cache.close()
+
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(AuthenticationMiddleware, authenticator=authenticator),
+    ]
+    if settings.rate_limits is not None:
+        # Before the body is read; it reads the principal authentication found.
+        middleware.append(
+            Middleware(
+                RateLimitMiddleware,
+                limits=settings.rate_limits,
+                buckets=buckets or buckets_for(settings.redis_url),
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route("/healthz", probes.healthz),
+            Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
+            Route("/readyz", probes.readyz(connectors)),
+            Route("/.well-known/jwks.json", _jwks(issuer)),
+            Route("/", _root),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error},
+    )
+    app.state.connectors = connectors
+    app.state.issuer = issuer
+    app.state.authenticator = authenticator
+    app.state.audit = audit
+    return app
+
+
+def _jwks(issuer: EmbeddedIssuer | None) -> Callable[[Request], Awaitable[Response]]:
+    async def jwks(_request: Request) -> Response:
+        if issuer is None:
+            return JSONResponse({"error": "this gateway issues no tokens"}, status_code=404)
+        with contextlib.suppress(OSError, ValueError):  # unreadable now: serve what we have
+            await asyncio.to_thread(issuer.reload)  # a stat, unless the CLI rotated a key
+        # Short max-age: verifiers refetch soon after a rotation.
+        return JSONResponse(issuer.jwks(), headers={"cache-control": "public, max-age=300"})
+
+    return jwks
+
+
+async def _root(_request: Request) -> Response:
+    return RedirectResponse("/graphql")
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer JSON with a code, like every other error."""
+    assert isinstance(exc, HTTPException)
+    kind = errors.MethodNotAllowed if exc.status_code == 405 else errors.NotFound
+    refusal = kind(exc.detail)
+    response = refusal.response()
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def create_app_from_env() -> Starlette:
+    """The factory uvicorn workers call (``bma-gateway serve --workers N``): each worker is
+    a fresh process, so it sets up the JSON logs (and tracing, if on) itself."""
+    configure_logging()
+    settings = Settings.from_env()
+    if settings.tracing:
+        tracing.enable()
+    return create_app(settings)

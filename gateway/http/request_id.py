@@ -1,0 +1,46 @@
+"""Every request gets an id, and every response says it (``X-Request-Id``).
+
+The caller's own ``X-Request-Id`` is kept when it is a sane token (it goes into the logs and
+the audit record), else a new one is made. The id is on the request's scope for whatever
+comes after (``request_id_of``).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_REQUEST_ID = 64
+REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
+_REQUEST_ID = "bma.request_id"
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = scope[_REQUEST_ID] = _request_id(Headers(scope=scope).get("x-request-id"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id_of(scope: Scope) -> str:
+    request_id: str = scope[_REQUEST_ID]
+    return request_id
+
+
+def _request_id(given: str | None) -> str:
+    if given and len(given) <= MAX_REQUEST_ID and all(c in REQUEST_ID_CHARS for c in given):
+        return given
+    return uuid.uuid4().hex

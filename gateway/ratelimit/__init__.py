@@ -1,0 +1,2 @@
+"""Rate limits: a token bucket per principal (``buckets``), the limits of each audience
+(``config``) and the middleware that takes from the buckets (``middleware``)."""
