@@ -105,7 +105,7 @@ class SeedScale:
 
 
 @dataclass(frozen=True)
-class District:
+class DistrictRow:
     code: str
     name_th: str  # with the "เขต" prefix
     tier: str  # "inner", "middle" or "outer"
@@ -126,8 +126,8 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Dataset:
-    districts: list[District]
+class SeedData:
+    districts: list[DistrictRow]
     tax: list[Table]
     registry: list[Table]
     traffy: list[Table]
@@ -186,7 +186,7 @@ async def _is_current(conn: asyncpg.Connection, fingerprint: str) -> bool:
     )
 
 
-def _database_plans(data: Dataset) -> list[tuple[str, tuple[str, ...], list[Table]]]:
+def _database_plans(data: SeedData) -> list[tuple[str, tuple[str, ...], list[Table]]]:
     """(DDL, schemas to drop first, tables) for the tax, registry and Traffy databases."""
     schemas = [registry_schema(d.code) for d in data.districts]
     registry_ddl = "".join(REGISTRY_DDL.format(schema=s) for s in schemas)
@@ -226,7 +226,7 @@ async def _load(
 # ---------------------------------------------------------------------------- the dataset
 
 
-def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> Dataset:
+def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
     """Every row of the three systems, in load order; pure and deterministic."""
     districts = load_districts()
     people = People(_rng(rng_seed, "people"))
@@ -242,7 +242,7 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> Dataset:
         max(1, round(scale.registrations * SIGNS_PER_REGISTRATION)),
     )
     tickets, contacts = make_tickets(_rng(rng_seed, "traffy"), districts, people, scale.tickets)
-    return Dataset(
+    return SeedData(
         districts=districts,
         tax=[
             Table(
@@ -263,12 +263,12 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> Dataset:
     )
 
 
-def load_districts() -> list[District]:
+def load_districts() -> list[DistrictRow]:
     """The 50 districts from the connectors' reference CSV, with their centres."""
     path = resources.files("connectors") / "data" / "bangkok_districts.csv"
     rows = csv.DictReader(io.StringIO(path.read_text("utf-8")))
     return [
-        District(r["code"], r["name_th"], _tier(r["code"]), *th.DISTRICT_CENTROIDS[r["code"]])
+        DistrictRow(r["code"], r["name_th"], _tier(r["code"]), *th.DISTRICT_CENTROIDS[r["code"]])
         for r in rows
     ]
 
@@ -307,22 +307,22 @@ def _allocate(total: int, weights: Sequence[float], minimum: int) -> list[int]:
 
 
 def _district_weights(
-    rng: random.Random, districts: Sequence[District], by_tier: dict[str, float]
+    rng: random.Random, districts: Sequence[DistrictRow], by_tier: dict[str, float]
 ) -> list[float]:
     """Per-district weights by ring, jittered so neighbours differ."""
     return [by_tier[d.tier] * rng.uniform(0.8, 1.2) for d in districts]
 
 
 def _spread(
-    rng: random.Random, districts: Sequence[District], counts: Sequence[int]
-) -> list[District]:
+    rng: random.Random, districts: Sequence[DistrictRow], counts: Sequence[int]
+) -> list[DistrictRow]:
     """One district per row, shuffled so ids do not run district by district."""
     spread = [d for d, n in zip(districts, counts, strict=True) for _ in range(n)]
     rng.shuffle(spread)
     return spread
 
 
-def _scatter(rng: random.Random, district: District) -> tuple[float, float]:
+def _scatter(rng: random.Random, district: DistrictRow) -> tuple[float, float]:
     """A point uniformly within ``SCATTER_M`` of the district's centre, 6 decimals."""
     r = SCATTER_M * math.sqrt(rng.random())
     theta = rng.uniform(0, 2 * math.pi)
@@ -344,11 +344,11 @@ def _be(year: int) -> int:
     return year + 543
 
 
-def _road(rng: random.Random, district: District) -> str:
+def _road(rng: random.Random, district: DistrictRow) -> str:
     return rng.choice(th.DISTRICT_ROADS[district.code])
 
 
-def _subdistrict(rng: random.Random, district: District) -> str:
+def _subdistrict(rng: random.Random, district: DistrictRow) -> str:
     return rng.choice(th.DISTRICT_SUBDISTRICTS[district.code])
 
 
@@ -357,7 +357,7 @@ def _house_number(rng: random.Random) -> str:
     return f"{number}/{rng.randint(1, 99)}" if rng.random() < 0.4 else number
 
 
-def _address(rng: random.Random, district: District) -> str:
+def _address(rng: random.Random, district: DistrictRow) -> str:
     """A registry-style address: house, soi, road, sub-district, district, city."""
     road = _road(rng, district)
     soi = f" ซอย{road} {rng.randint(1, 60)}" if rng.random() < 0.7 else ""
@@ -423,7 +423,7 @@ class People:
 
 
 @dataclass(frozen=True)
-class Owner:
+class OwnerRow:
     id: int
     kind: str
     name: str
@@ -431,17 +431,17 @@ class Owner:
 
 
 @dataclass(frozen=True)
-class Parcel:
+class ParcelRow:
     id: int
     deed_type: str
     deed_number: str
-    district: District
+    district: DistrictRow
     land_use: str
     area_sqm: Decimal
     value: Decimal
     lat: float
     lon: float
-    owner: Owner
+    owner: OwnerRow
 
     def row(self) -> Row:
         return (
@@ -526,7 +526,7 @@ _DEED_TYPES = {
 }
 
 
-def make_owners(rng: random.Random, people: People, count: int) -> list[Owner]:
+def make_owners(rng: random.Random, people: People, count: int) -> list[OwnerRow]:
     """About 85% individuals, 15% juristic persons, in shuffled id order."""
     count = max(count, 2)
     juristic = max(1, round(count * 0.15))
@@ -535,23 +535,23 @@ def make_owners(rng: random.Random, people: People, count: int) -> list[Owner]:
     owners = []
     for i, kind in enumerate(kinds, start=1):
         if kind == "person":
-            owners.append(Owner(i, kind, people.person_name(), people.person_id()))
+            owners.append(OwnerRow(i, kind, people.person_name(), people.person_id()))
         else:
-            owners.append(Owner(i, kind, *people.company()))
+            owners.append(OwnerRow(i, kind, *people.company()))
     return owners
 
 
 class _OwnerPicker:
     """Hands every owner of a kind one parcel before any owner gets a second."""
 
-    def __init__(self, rng: random.Random, owners: Sequence[Owner]) -> None:
+    def __init__(self, rng: random.Random, owners: Sequence[OwnerRow]) -> None:
         self._rng = rng
         self._pools = {k: [o for o in owners if o.kind == k] for k in ("person", "juristic")}
         for pool in self._pools.values():
             rng.shuffle(pool)
         self._handed = {k: 0 for k in self._pools}
 
-    def pick(self, kind: str) -> Owner:
+    def pick(self, kind: str) -> OwnerRow:
         if not self._pools[kind]:
             kind = "person" if kind == "juristic" else "juristic"
         pool, handed = self._pools[kind], self._handed[kind]
@@ -562,8 +562,8 @@ class _OwnerPicker:
 
 
 def make_parcels(
-    rng: random.Random, districts: Sequence[District], owners: Sequence[Owner], count: int
-) -> list[Parcel]:
+    rng: random.Random, districts: Sequence[DistrictRow], owners: Sequence[OwnerRow], count: int
+) -> list[ParcelRow]:
     weights = _district_weights(rng, districts, {"inner": 1.4, "middle": 1.0, "outer": 0.7})
     counts = _allocate(count, weights, minimum=100)
     picker = _OwnerPicker(rng, owners)
@@ -575,8 +575,8 @@ def make_parcels(
 
 
 def _parcel(
-    rng: random.Random, parcel_id: int, district: District, picker: _OwnerPicker, deed: str
-) -> Parcel:
+    rng: random.Random, parcel_id: int, district: DistrictRow, picker: _OwnerPicker, deed: str
+) -> ParcelRow:
     mix = "rural" if district.code in RURAL else district.tier
     land_use = _weighted(rng, _LAND_USE_MIX[mix])
     kind = "juristic" if rng.random() < _JURISTIC_SHARE[land_use] else "person"
@@ -585,7 +585,7 @@ def _parcel(
     price = _log_uniform(rng, *_PRICE_PER_SQM[_price_band(district, land_use)])
     value = Decimal(int(round(float(area) * price, -2))).quantize(Decimal("0.01"))
     lat, lon = _scatter(rng, district)
-    return Parcel(
+    return ParcelRow(
         id=parcel_id,
         deed_type=_weighted(rng, _DEED_TYPES[district.tier]),
         deed_number=deed,
@@ -599,14 +599,14 @@ def _parcel(
     )
 
 
-def _price_band(district: District, land_use: str) -> str:
+def _price_band(district: DistrictRow, land_use: str) -> str:
     if land_use == "agricultural":
         return "agricultural"
     return "prime" if district.code in PRIME else district.tier
 
 
 def make_assessments(
-    rng: random.Random, parcels: Sequence[Parcel], years: Sequence[int]
+    rng: random.Random, parcels: Sequence[ParcelRow], years: Sequence[int]
 ) -> list[Row]:
     """One assessment per parcel and year; the base is the appraisal of the current round
     (B.E. 2566-2569), so it is the same in every seeded year."""
@@ -659,13 +659,13 @@ def _paid_at(rng: random.Random, year: int) -> datetime:
 def make_signboards(
     rng: random.Random,
     registries: Sequence[DistrictRegistry],
-    parcels: Sequence[Parcel],
+    parcels: Sequence[ParcelRow],
     years: Sequence[int],
     signs: int,
 ) -> list[Row]:
     """Signs of active businesses on parcels of their district, taxed every seeded year from
     the year the business registered."""
-    by_district: dict[str, list[Parcel]] = {}
+    by_district: dict[str, list[ParcelRow]] = {}
     for p in parcels:
         by_district.setdefault(p.district.code, []).append(p)
     active = [[r for r in reg.registrations if r.status == "active"] for reg in registries]
@@ -687,7 +687,7 @@ def _sign_rows(
     rng: random.Random,
     first_id: int,
     business: Registration,
-    parcel: Parcel,
+    parcel: ParcelRow,
     years: Sequence[int],
 ) -> list[Row]:
     sign_type = rng.choices((1, 2, 3), weights=(35, 50, 15))[0]
@@ -740,7 +740,7 @@ class Registration:
 
 @dataclass(frozen=True)
 class DistrictRegistry:
-    district: District
+    district: DistrictRow
     registrations: list[Registration]
     licences: list[Row]
     permits: list[Row]
@@ -829,8 +829,8 @@ _POPULATION_GROWTH = {"inner": -0.012, "middle": 0.002, "outer": 0.012}
 
 def make_registries(
     rng: random.Random,
-    districts: Sequence[District],
-    parcels: Sequence[Parcel],
+    districts: Sequence[DistrictRow],
+    parcels: Sequence[ParcelRow],
     people: People,
     scale: SeedScale,
 ) -> list[DistrictRegistry]:
@@ -855,9 +855,9 @@ def make_registries(
     return registries
 
 
-def _parcel_owners_by_district(parcels: Sequence[Parcel]) -> dict[str, list[Owner]]:
+def _parcel_owners_by_district(parcels: Sequence[ParcelRow]) -> dict[str, list[OwnerRow]]:
     """Each district's parcel owners, once each, in parcel order."""
-    seen: dict[str, dict[int, Owner]] = {}
+    seen: dict[str, dict[int, OwnerRow]] = {}
     for p in parcels:
         seen.setdefault(p.district.code, {}).setdefault(p.owner.id, p.owner)
     return {code: list(owners.values()) for code, owners in seen.items()}
@@ -865,10 +865,10 @@ def _parcel_owners_by_district(parcels: Sequence[Parcel]) -> dict[str, list[Owne
 
 def _registrations(
     rng: random.Random,
-    district: District,
+    district: DistrictRow,
     count: int,
     people: People,
-    local_persons: Sequence[Owner],
+    local_persons: Sequence[OwnerRow],
 ) -> list[Registration]:
     """Registrations numbered per Buddhist-era year in date order, e.g. 1039-2566-00123."""
     years = range(_FIRST_REGISTRATION_YEAR, _LAST_YEAR + 1)
@@ -919,7 +919,7 @@ def _with_an_active_one(rows: list[Registration]) -> list[Registration]:
 
 
 def _licences(
-    rng: random.Random, district: District, registrations: Sequence[Registration]
+    rng: random.Random, district: DistrictRow, registrations: Sequence[Registration]
 ) -> list[Row]:
     """About 40% of registrations hold a licence: food premises for food businesses, health
     hazard for the rest; most were renewed in 2025, the rest have lapsed."""
@@ -951,10 +951,10 @@ def _licence_issued_on(rng: random.Random, registered_on: date) -> date:
 
 def _permits(
     rng: random.Random,
-    district: District,
+    district: DistrictRow,
     count: int,
     people: People,
-    local_owners: Sequence[Owner],
+    local_owners: Sequence[OwnerRow],
 ) -> list[Row]:
     """Building permits of 2015-2025, numbered per Buddhist-era year in date order."""
     kinds = list(_BUILDINGS)
@@ -981,13 +981,13 @@ def _permits(
     return rows
 
 
-def _applicant(rng: random.Random, people: People, local_owners: Sequence[Owner]) -> str:
+def _applicant(rng: random.Random, people: People, local_owners: Sequence[OwnerRow]) -> str:
     if local_owners and rng.random() < 0.45:  # builds on land the tax system knows
         return rng.choice(local_owners).name
     return people.person_name() if rng.random() < 0.6 else people.company()[0]
 
 
-def _population(rng: random.Random, district: District) -> list[Row]:
+def _population(rng: random.Random, district: DistrictRow) -> list[Row]:
     """2024 and 2025, by sex and age band; each year's cells sum to the district total."""
     base = th.DISTRICT_POPULATION[district.code] * rng.uniform(0.97, 1.03)
     growth = _POPULATION_GROWTH[district.tier] + rng.uniform(-0.004, 0.004)
@@ -1056,7 +1056,7 @@ PHOTO_BASE = "https://traffy-standin.invalid/photos"
 
 
 def make_tickets(
-    rng: random.Random, districts: Sequence[District], people: People, count: int
+    rng: random.Random, districts: Sequence[DistrictRow], people: People, count: int
 ) -> tuple[list[Row], list[Row]]:
     """Ticket documents as the public API serves them, and one reporter contact each.
 
@@ -1074,7 +1074,9 @@ def make_tickets(
     return tickets, contacts
 
 
-def _ticket(rng: random.Random, index: int, district: District, issued: set[str]) -> dict[str, Any]:
+def _ticket(
+    rng: random.Random, index: int, district: DistrictRow, issued: set[str]
+) -> dict[str, Any]:
     reported = _reported_at(rng)
     types = _ticket_types(rng, index)
     state = th.TRAFFY_STATES[index] if index < len(th.TRAFFY_STATES) else _state(rng, reported)
@@ -1106,7 +1108,7 @@ def _ticket(rng: random.Random, index: int, district: District, issued: set[str]
     return _legacy_shape(doc, types) if legacy else doc
 
 
-def _organizations(district: District, types: Sequence[str]) -> list[str]:
+def _organizations(district: DistrictRow, types: Sequence[str]) -> list[str]:
     """The district office, then the agencies the types are routed to, once each."""
     agencies = [a for t in types if (a := th.TRAFFY_AGENCIES[t])]
     return list(dict.fromkeys([district.name_th, *agencies]))
