@@ -190,7 +190,7 @@ async def measure(
     writer = CountingWriter(store_url, key)
     await writer.start()
     audited = Executor(schema, policy, writer, connectors)
-    unaudited = Executor(schema, policy, NullAudit(), connectors)  # type: ignore[arg-type]
+    unaudited = Executor(schema, policy, NullAudit(), connectors)
     timer = EntryTimer()
     execution.access_entry = timer  # in this process only; restored below
     rows, operations = [], 0

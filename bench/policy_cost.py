@@ -66,7 +66,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> float:
 async def measure(connectors: Connectors, rounds: int) -> list[tuple[str, float, float]]:
     schema = graphql_schema()
     # The policy alone, no audit writes.
-    executor = Executor(schema, load_policy(), NullAudit(), connectors)  # type: ignore[arg-type]
+    executor = Executor(schema, load_policy(), NullAudit(), connectors)
     rows = []
     for name, principal, query in CASES:
         on, off = await compare(executor, connectors, principal, query, rounds)

@@ -30,7 +30,7 @@ def main(kind: str, port: int) -> None:
         elif kind == "gateway-unaudited":
             from bench.common import NullAudit
 
-            app = create_app(settings, audit=NullAudit())  # type: ignore[arg-type]
+            app = create_app(settings, audit=NullAudit())
         else:
             from bench.baseline import create_baseline_app
 

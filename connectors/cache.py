@@ -108,7 +108,8 @@ class CacheStore:
     async def get_many(self, name: str, keys: Sequence[str], *, text: bool = False) -> list[Any]:
         """Values by key (None when missing); ``text``: stored as text, not serialized."""
         extra = {"loads_fn": _same} if text else {}
-        return await self._call("multi_get", [_key(name, k) for k in keys], **extra)
+        values: list[Any] = await self._call("multi_get", [_key(name, k) for k in keys], **extra)
+        return values
 
     async def set_many(
         self, name: str, pairs: Sequence[tuple[str, Any]], ttl: float, *, text: bool = False
@@ -223,7 +224,8 @@ async def cached_call(
     found = (await cached_batch(store, name, fetch, [key]))[key]
     if isinstance(found, UpstreamError):
         raise found
-    return found  # type: ignore[return-value]
+    value: V = found
+    return value
 
 
 def _stale_or(entry: Any, error: UpstreamError, name: str, now: float) -> Any:
@@ -259,7 +261,7 @@ _CLASSES: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-class TypedJsonSerializer(BaseSerializer):
+class TypedJsonSerializer(BaseSerializer):  # type: ignore[misc]  # aiocache is untyped
     """JSON that keeps Decimal, datetime, date, tuples and the connectors' value classes.
     Never pickle: a value read from Redis can only become data, not code."""
 

@@ -161,8 +161,9 @@ class RegistryConnector:
 
     async def businesses_by_numbers(
         self, numbers: Sequence[str]
-    ) -> dict[str, Record | UpstreamError]:
-        """Registrations by number, routed to the district the number names."""
+    ) -> dict[str, Record | UpstreamError | None]:
+        """Registrations by number (None: no such registration), routed to the district the
+        number names."""
 
         async def fetch(d: _District, keys: list[str]) -> list[Record]:
             return await d.db.fetch(
@@ -292,7 +293,7 @@ def _business_after(cursor: str | None) -> str:
 
 def _first(found: list[Record] | UpstreamError | None) -> Record | UpstreamError | None:
     if isinstance(found, UpstreamError) or found is None:
-        return found  # type: ignore[return-value]
+        return found
     return found[0]
 
 

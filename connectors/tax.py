@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from connectors.base import (
     CallCounter,
@@ -154,8 +155,8 @@ def parcel_cursor(parcel_id: int) -> str:
     return encode_cursor("parcel", parcel_id)
 
 
-def _group(rows: list[Record], key: str) -> dict:
-    grouped: dict = defaultdict(list)
+def _group(rows: list[Record], key: str) -> dict[Any, list[Record]]:
+    grouped: dict[Any, list[Record]] = defaultdict(list)
     for r in rows:
         grouped[r[key]].append(r)
     return grouped

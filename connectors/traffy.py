@@ -207,7 +207,7 @@ class TraffyConnector:
         if self._client is None:
             raise UpstreamUnavailable(self.name, "connector is not started")
         try:
-            call = self._client.get(path, params=params)
+            call = self._client.get(path, params=tuple(params))
             response = await with_timeout(self.name, self.timeout, call)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(self.name, f"no answer within {self.timeout:g} s") from exc

@@ -373,7 +373,7 @@ def code_of(error: BaseException) -> ErrorCode | None:
     if isinstance(error, GatewayError):
         return error.error
     for kind in type(error).__mro__:
-        found = CODED_BELOW.get(kind)  # type: ignore[call-overload]
+        found = CODED_BELOW.get(kind)
         if found is not None:
             return found
     return None

@@ -540,7 +540,7 @@ def _env_text(name: str, field: FieldInfo, value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, str | int | float | Path):
         return str(value)
-    return json.dumps(TypeAdapter(field.annotation).dump_python(value, mode="json"))
+    return json.dumps(TypeAdapter(type(value)).dump_python(value, mode="json"))
 
 
 def _district_urls(env: Mapping[str, str]) -> dict[str, str]:

@@ -51,7 +51,8 @@ def table(section: str) -> str:
 
 
 def _limits_table() -> str:
-    fields: dict[str, FieldInfo] = OperationLimits.__pydantic_fields__
+    # A pydantic dataclass's declarations (pydantic documents the attribute).
+    fields: dict[str, FieldInfo] = getattr(OperationLimits, "__pydantic_fields__")  # noqa: B009
     header = "| key | " + " | ".join(AUDIENCES) + " | meaning |"
     rows = [header, "|---|" + "---|" * len(AUDIENCES) + "---|"]
     for name, field in fields.items():

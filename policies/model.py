@@ -114,7 +114,9 @@ class Policy:
         for (type_name, field_name), rule in sorted(self.rules.items()):
             if (type_name, field_name) not in in_schema or rule.open:
                 continue
-            schema_field = schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
+            type_ = schema.type_map[type_name]
+            assert isinstance(type_, GraphQLObjectType)  # _schema_fields lists object types only
+            schema_field = type_.fields[field_name]
             if is_non_null_type(schema_field.type):
                 problems.append(
                     f"{rule.coordinate} is {rule.level.name.lower()} but non-null: a denied "
@@ -189,10 +191,11 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
             )
     rules: dict[tuple[str, str], FieldRule] = {}
     for type_name, spec in raw.get("types", {}).items():
-        dataset = datasets.get(spec.get("dataset", ""))
-        if dataset is None:
+        named = datasets.get(spec.get("dataset", ""))
+        if named is None:
             problems.append(f"type {type_name} names no known dataset ({spec.get('dataset')!r})")
             continue
+        dataset = named
         for field_name, entry in spec.get("fields", {}).items():
             rule = _rule(type_name, field_name, dataset, entry, problems)
             if rule:

@@ -29,7 +29,7 @@ from graphql import (
 )
 
 from policies.model import Decision, Policy, Verdict
-from policies.principal import Principal
+from policies.principal import Grants, Principal
 
 PLAN_CACHE_SIZE = 4096
 
@@ -53,7 +53,7 @@ class Planner:
     def __init__(self, policy: Policy, schema: GraphQLSchema) -> None:
         self.policy = policy
         self.schema = schema
-        self._cache: OrderedDict[tuple, Plan] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str | None, Grants], Plan] = OrderedDict()
         self._lock = Lock()
 
     def plan(

@@ -9,11 +9,13 @@ the principal may use them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from graphql import (
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
+    GraphQLNullableType,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLType,
@@ -65,7 +67,7 @@ def _filter(schema: GraphQLSchema, visible: dict[str, list[str]]) -> GraphQLSche
 
     def mapped(t: GraphQLType) -> GraphQLType:
         if isinstance(t, GraphQLNonNull):
-            return GraphQLNonNull(mapped(t.of_type))  # type: ignore[arg-type]
+            return GraphQLNonNull(cast(GraphQLNullableType, mapped(t.of_type)))
         if isinstance(t, GraphQLList):
             return GraphQLList(mapped(t.of_type))
         if isinstance(t, GraphQLObjectType) and t.name in rebuilt:

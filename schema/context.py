@@ -150,4 +150,5 @@ class RequestContext:
 
 
 def context_of(info: Info) -> RequestContext:
-    return info.context
+    context: RequestContext = info.context
+    return context

@@ -151,6 +151,10 @@ def _short_text(value: str | None, argument: str, limit: int = 100) -> str | Non
     return value
 
 
+def _one(value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
 def bangkok_time(value: datetime | None) -> datetime | None:
     """A time without a zone is Bangkok time, as a user of this API in Bangkok means it."""
     if value is None or value.tzinfo is not None:
@@ -181,7 +185,7 @@ def business_query(f: BusinessFilter | None, district: str | None = None) -> Bus
     f = f or BusinessFilter()
     return BusinessQuery(
         district_codes=_district_filter(f.district, district),
-        types=(_short_text(f.type, "filter.type"),) if f.type else (),
+        types=_one(_short_text(f.type, "filter.type")),
         statuses=(f.status.value,) if f.status else (),
     )
 
@@ -251,7 +255,8 @@ class District:
     @strawberry.field(description="ประชากรปีล่าสุด / Population, latest year (district registry).")
     async def population(self, info: Info) -> int | None:
         summary = await context_of(info).loaders.registry_summary.load(self.code)
-        return summary["population"]
+        population: int | None = summary["population"]
+        return population
 
     @strawberry.field(description="ประชากรตามเพศและอายุ / Population by sex and age band.")
     async def population_stats(self, info: Info) -> list[PopulationBand] | None:
@@ -291,7 +296,8 @@ class District:
     @strawberry.field(description="จำนวนกิจการที่เปิดดำเนินการ / Active commercial registrations.")
     async def business_count(self, info: Info) -> int | None:
         summary = await context_of(info).loaders.registry_summary.load(self.code)
-        return summary["business_count"]
+        count: int | None = summary["business_count"]
+        return count
 
     @strawberry.field(description="เรื่องร้องเรียนในเขต / Complaints in this district.")
     async def complaints(

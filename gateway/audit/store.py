@@ -227,7 +227,7 @@ class Appender:
 
 async def _insert_if_head_is(conn: asyncpg.Connection, head: Head, batch: Linked) -> bool:
     seq, digest = batch.last
-    status = await conn.execute(_APPEND_IF_HEAD, head[0], head[1], seq, digest, batch.rows)
+    status: str = await conn.execute(_APPEND_IF_HEAD, head[0], head[1], seq, digest, batch.rows)
     return status == f"INSERT 0 {seq - batch.first + 1}"
 
 

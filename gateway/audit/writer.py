@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -31,6 +31,16 @@ _STORE_DOWN = (
     audit_store.AuditStoreError,
     TimeoutError,
 )
+
+
+class AuditRecorder(Protocol):
+    """What execution needs of the audit: a committed record per restricted operation."""
+
+    async def start(self) -> None: ...
+
+    async def record(self, entry: dict[str, Any]) -> int: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass

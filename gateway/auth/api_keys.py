@@ -197,7 +197,7 @@ class ApiKeyStore:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
-        record = await self._call(self._fetch(key_id))
+        record: ApiKeyRecord | None = await self._call(self._fetch(key_id))
         self._remember(key_id, now, record)
         return record
 

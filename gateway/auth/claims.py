@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.districts import is_district_code
 from gateway.errors import Unauthenticated
-from policies.principal import Level, Principal
+from policies.principal import AudienceKind, Level, Principal
 
 MAX_SCOPES = 64
 # A declared purpose is a short code, e.g. "research" or "tax-collection".
@@ -25,8 +25,13 @@ def principal_from_claims(
     claims: Mapping[str, Any], issuer: str, max_clearance: Level
 ) -> Principal:
     """The principal a verified token's claims describe, clearance capped by its issuer."""
-    kind = _required_str(claims, "bma_audience")
-    if kind not in ("partner", "agency"):
+    audience = _required_str(claims, "bma_audience")
+    kind: AudienceKind
+    if audience == "partner":
+        kind = "partner"
+    elif audience == "agency":
+        kind = "agency"
+    else:
         raise Unauthenticated("invalid_claim", "`bma_audience` must be partner or agency")
     clearance = _clearance(claims.get("clearance", "public"))
     return Principal(

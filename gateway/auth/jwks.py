@@ -110,13 +110,15 @@ def url_fetcher(url: str, timeout: float = 5.0) -> JwksFetcher:
             response.raise_for_status()
             if len(response.content) > MAX_JWKS_BYTES:
                 raise ValueError(f"the JWKS at {url} is over {MAX_JWKS_BYTES} bytes")
-            return orjson.loads(response.content)
+            document: Mapping[str, Any] = orjson.loads(response.content)
+            return document
 
     return fetch
 
 
 def file_fetcher(path: Path) -> JwksFetcher:
     async def fetch() -> Mapping[str, Any]:
-        return orjson.loads(await asyncio.to_thread(path.read_bytes))
+        document: Mapping[str, Any] = orjson.loads(await asyncio.to_thread(path.read_bytes))
+        return document
 
     return fetch

@@ -79,7 +79,8 @@ def add_commands(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return args.handler(args)
+        status: int = args.handler(args)
+        return status
     except (ValueError, audit_store.AuditStoreError) as exc:
         print(f"bma-gateway: {exc}", file=sys.stderr)
         return 2

@@ -27,7 +27,8 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return args.handler(args)
+    status: int = args.handler(args)
+    return status
 
 
 def names_for(connectors: list[str] | None) -> list[str]:

@@ -89,7 +89,8 @@ def _add_token(token: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return args.handler(args)
+        status: int = args.handler(args)
+        return status
     except ValueError as exc:
         print(f"bma-gateway: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +139,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 def _keys_list(args: argparse.Namespace) -> int:
     records: list[ApiKeyRecord] = _with_database(args, list_keys)
-    rows = [("id", "name", "organisation", "created", "last used", "state")]
+    rows: list[tuple[str, ...]] = [("id", "name", "organisation", "created", "last used", "state")]
     rows += [_key_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

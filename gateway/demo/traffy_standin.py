@@ -193,7 +193,7 @@ def _checks(query: dict[str, list[str]]) -> list[Callable[[_Ticket], bool]]:
     checks: list[Callable[[_Ticket], bool]] = []
     if states := set(_csv(query, "state")):
         checks.append(lambda t: t.state in states)
-    if type_ := (query.get("type") or [None])[0]:
+    if type_ := (query.get("type") or [""])[0]:
         checks.append(lambda t: type_ in t.types)
     if (start := _time_param(query, "start")) is not None:
         checks.append(lambda t: t.reported_at >= start)

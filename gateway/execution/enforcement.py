@@ -79,7 +79,7 @@ class _Restricted:
         self.coordinate = (type_name, field_name)
         self.resolve: Callable[..., Any] = resolve or graphql_default_resolver
 
-    def __call__(self, source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    def __call__(self, source: Any, info: GraphQLResolveInfo[Any], **args: Any) -> Any:
         gate = _gate.get()
         verdict = gate.verdicts.get(self.coordinate) if gate is not None else None
         if gate is None or verdict is None:

@@ -32,7 +32,7 @@ from connectors.audit_log import AuditUnavailable
 from connectors.cache import StaleUse, stale_uses
 from gateway import errors
 from gateway.audit.trail import AccessTrail, Caller, access_entry
-from gateway.audit.writer import AuditWriter
+from gateway.audit.writer import AuditRecorder
 from gateway.execution.documents import RULES, Documents, Parsed, Refused
 from gateway.execution.enforcement import FieldGate, enforce_restricted_fields, gated
 from gateway.execution.introspection import merged
@@ -70,7 +70,7 @@ class Executor:
         self,
         schema: GraphQLSchema,
         policy: Policy,
-        audit: AuditWriter,
+        audit: AuditRecorder,
         connectors: Connectors,
         *,
         mode: str = "filter",

@@ -29,7 +29,7 @@ from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from gateway import errors
 from gateway.audit.store import load_key
-from gateway.audit.writer import AuditWriter
+from gateway.audit.writer import AuditRecorder, AuditWriter
 from gateway.auth.api_keys import ApiKeyStore
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.issuer import EmbeddedIssuer, embedded_trust
@@ -126,7 +126,7 @@ def create_app(
     connectors: Connectors | None = None,
     *,
     buckets: Buckets | None = None,
-    audit: AuditWriter | None = None,
+    audit: AuditRecorder | None = None,
 ) -> Starlette:
     """The gateway for ``settings``; ``connectors``, the rate limit's ``buckets`` and the
     ``audit`` writer default to the ones the settings name."""

@@ -122,10 +122,10 @@ class GraphQLHTTP:
             outcome = await self._run(request, payload, operations)
         except errors.GatewayError as refusal:
             return {"errors": [refusal.entry()]}
-        answer: dict[str, Any] = (
-            orjson.loads(outcome.encoded) if outcome.cache == "hit" else outcome.body
-        )
-        return answer
+        if outcome.encoded is not None and outcome.cache == "hit":
+            answer: dict[str, Any] = orjson.loads(outcome.encoded)
+            return answer
+        return outcome.body
 
     async def _run(
         self, request: Request, payload: Any, operations: list[dict[str, Any]]

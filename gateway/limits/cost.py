@@ -22,6 +22,7 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentSpreadNode,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -196,7 +197,7 @@ class _CostWalk:
                 condition = selection.type_condition
                 inner = self.model.schema.get_type(condition.name.value) if condition else parent
                 total += self.selections(selection.selection_set, inner, introspecting, sized)
-            else:
+            elif isinstance(selection, FragmentSpreadNode):
                 total += self.fragments.get(selection.name.value, 0)
         return min(total, COST_CAP)
 
@@ -232,7 +233,7 @@ class _CostWalk:
         return 1 + self.selections(node.selection_set, inner_type, False, None)
 
     def size(self, node: FieldNode, info: _Field, fallback: int) -> int:
-        value: Any = None
+        value: int | None = None
         for argument in node.arguments or ():
             if argument.name.value != "first":
                 continue

@@ -58,7 +58,7 @@ def tokens(text: str) -> Iterator[tuple[str, str]]:
     match = _TOKEN.match
     while (found := match(text, pos)) is not None:
         kind = found.lastgroup
-        if kind == "end":
+        if kind is None or kind == "end":
             return
         token = found.group(kind)
         yield (token if kind == "punct" else kind), token

@@ -52,7 +52,7 @@ def _spreads(selection_set: SelectionSetNode | None) -> Iterator[str]:
         for selection in pending.pop().selections:
             if isinstance(selection, FragmentSpreadNode):
                 yield selection.name.value
-            elif selection.selection_set:
+            elif isinstance(selection, FieldNode | InlineFragmentNode) and selection.selection_set:
                 pending.append(selection.selection_set)
 
 
@@ -111,7 +111,7 @@ def _shape(
                     stack.append((selection.selection_set, here, inside or entering, False))
             elif isinstance(selection, InlineFragmentNode):
                 stack.append((selection.selection_set, level, inside, top))
-            else:
+            elif isinstance(selection, FragmentSpreadNode):
                 shape = shapes.get(selection.name.value)
                 if shape is None:  # unknown, or closes a cycle: validation refuses both
                     continue
