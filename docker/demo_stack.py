@@ -59,7 +59,8 @@ async def _wait_for(url: str, seconds: float = 60.0) -> None:
 
 
 def seed() -> int:
-    from gateway import api_keys, audit_store
+    from gateway.audit import store as audit_store
+    from gateway.auth import api_keys
     from gateway.auth.issuer import EmbeddedIssuer
     from gateway.demo.credentials import api_key_credential, demo_tokens, ensure_demo_key
     from gateway.demo.embedded import ensure_databases
