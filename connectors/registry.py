@@ -34,9 +34,6 @@ from connectors.resilience import Guard, ResilienceSettings
 
 T = TypeVar("T")
 
-BUSINESS_STATUSES = ("active", "suspended", "closed")
-LICENCE_KINDS = ("health_hazard", "food_premises")
-
 # Registration numbers start with the district code: "1039-2566-00123".
 _REGISTRATION_NO = re.compile(r"^(10[0-9]{2})-[0-9]{4}-[0-9]{5}$")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

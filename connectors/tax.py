@@ -24,8 +24,6 @@ from connectors.observer import QUIET, UpstreamObserver
 from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
 from connectors.resilience import Guard, ResilienceSettings
 
-LAND_USES = ("agricultural", "residential", "commercial_other", "vacant")
-
 _PARCEL_COLUMNS = """id, title_deed_type, title_deed_number, district_code, land_use,
     area_sqm, appraised_value, lat, lon, owner_id"""
 

@@ -78,9 +78,5 @@ class Principal:
         districts = tuple(sorted(self.districts)) if self.districts is not None else None
         return (self.kind, self.clearance, tuple(sorted(self.scopes)), districts, self.purpose)
 
-    @property
-    def is_anonymous(self) -> bool:
-        return self.kind == "anonymous"
-
 
 ANONYMOUS = Principal(kind="anonymous", subject="anonymous")
