@@ -18,6 +18,7 @@ from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
 from connectors.base import UpstreamError
 from connectors.cache import StaleUse
 from gateway import errors
+from schema.errors import ResolverError
 
 log = logging.getLogger("bma.gateway")
 
@@ -102,7 +103,9 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
             bug = errors.InternalError()
             log.error("internal error %s at %s", bug.reference, error.path, exc_info=original)
             message, code = bug.message, bug.error
-        given = getattr(original, "extensions", None) or {}
+        given = (
+            original.extensions if isinstance(original, ResolverError | errors.GatewayError) else {}
+        )
         extensions = {"code": code.code, **{k: v for k, v in given.items() if k != "code"}}
         if isinstance(original, UpstreamError):
             extensions["source"] = original.source
