@@ -29,10 +29,34 @@ from gateway.observability.logs import JsonFormatter
 from support import Gateway, bearer, issuer_key_file, run, settings_for, sql, start_gateway
 
 
+# ---------------------------------------------------------------------------- the session log
+
+SESSION_END = "session_end"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SESSION_END}: run after every other test of the session (the log-leak scan of "
+        "tests/test_log_leaks.py reads every line the session wrote)",
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``session_end`` run last, in their own order, whatever the order of the
+    files: the log-leak scan must see the lines of every other test. (Last of the hooks too,
+    so no other plugin reorders the items after this.)"""
+    last = [item for item in items if item.get_closest_marker(SESSION_END)]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker(SESSION_END)] + last
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_log() -> Iterator[Path]:
     """Every log line of the session, as the gateway writes them in production (JSON), in
-    one file: tests/test_zz_log_leaks.py, which runs last, scans it."""
+    one file: tests/test_log_leaks.py, which runs after every other test (``session_end``),
+    scans it."""
     path = Path(tempfile.mkdtemp(prefix="bma-test-logs-")) / "session.jsonl"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(JsonFormatter())

@@ -3,7 +3,7 @@
 A request's line says who asked (principal kind and subject), what (operation names and
 document hashes), how it went (status, duration, upstream calls) and its request id — never
 a credential, a variable's value or any data of the answer: restricted values must not leak
-into logs, which are read by more people than the audit log (tests/test_zz_log_leaks.py).
+into logs, which are read by more people than the audit log (tests/test_log_leaks.py).
 """
 
 from __future__ import annotations

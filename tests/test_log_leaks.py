@@ -1,6 +1,7 @@
-"""No restricted value and no credential in any log line (runs last: it scans every line
+"""No restricted value and no credential in any log line. Marked ``session_end``, so it runs
+after every other test of the session (tests/conftest.py orders it last): it scans every line
 the session's tests made the gateway write, in the JSON the gateway writes in production,
-after adding traffic of its own that would leak if anything logged what it should not)."""
+after adding traffic of its own that would leak if anything logged what it should not."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES
 from gateway.demo.embedded import DatabaseUrls
 from support import Gateway, run, sql
+
+pytestmark = pytest.mark.session_end
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
 API_KEY = re.compile(r"bma_[0-9a-f]{8,}_[0-9a-f]{16,}")
