@@ -35,7 +35,7 @@ def checked_url(raw: str) -> str:
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
             f"must be a redis://host:port/db, rediss:// (TLS) or unix:///path URL, got "
-            f"{redacted(url)!r}"
+            f"{_shown(url)!r}"
         )
     aioredis.connection.parse_url(url)  # the parser the client uses: same errors, same reading
     return url
@@ -56,6 +56,15 @@ def connection_pool(url: str, timeout: float, **options: Any) -> aioredis.Connec
 
 def client(url: str, timeout: float) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=connection_pool(url, timeout))
+
+
+def _shown(url: str) -> str:
+    """A malformed URL as an error may show it: whatever stands before an ``@`` could be a
+    password, whether or not the URL can be read."""
+    redacted_url = redacted(url)
+    if redacted_url != url or "@" not in url:
+        return redacted_url
+    return "***@" + url.rsplit("@", 1)[1]
 
 
 def redacted(url: str) -> str:

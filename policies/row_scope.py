@@ -19,8 +19,8 @@ def narrowed(principal: Principal, codes: tuple[str, ...]) -> tuple[str, ...] | 
     """
     if principal.districts is None:
         return codes
-    if not codes:
-        return tuple(sorted(principal.districts))
+    if not codes:  # every district the scope holds; none at all when it holds none
+        return tuple(sorted(principal.districts)) or None
     narrowed = tuple(c for c in codes if c in principal.districts)
     return narrowed or None
 

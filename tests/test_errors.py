@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -336,3 +337,25 @@ def test_denial_of_an_untagged_field_names_no_tags():
 # ============================================================================
 # docs/errors.md cross-check: written separately, below this line.
 # ============================================================================
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+
+
+def _documented() -> dict[str, str]:
+    """The codes of docs/errors.md's table, with its HTTP column."""
+    rows: dict[str, str] = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`") and cells[0] != "`code`":
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def test_the_errors_doc_lists_every_code_with_its_statuses():
+    documented = _documented()
+    assert set(documented) == set(errors.CATALOGUE), (
+        f"only in the docs: {sorted(set(documented) - set(errors.CATALOGUE))}; "
+        f"only in gateway/errors.py: {sorted(set(errors.CATALOGUE) - set(documented))}"
+    )
+    for code, error in errors.CATALOGUE.items():
+        assert documented[code] == " / ".join(str(s) for s in error.statuses), code

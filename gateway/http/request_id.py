@@ -2,15 +2,21 @@
 
 The caller's own ``X-Request-Id`` is kept when it is a sane token (it goes into the logs and
 the audit record), else a new one is made. The id is on the request's scope for whatever
-comes after (``request_id_of``).
+comes after (``request_id_of``). A bug anywhere after this answers 500 ``INTERNAL_ERROR``
+with a reference here, with its id, before any other error handler would.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import InternalError
+
+log = logging.getLogger("bma.gateway")
 
 MAX_REQUEST_ID = 64
 REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
@@ -32,7 +38,22 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        started = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            if started:  # too late for an answer of our own
+                raise
+            # A bug: answered here, with the id and a reference (never a stack trace).
+            bug = InternalError()
+            log.exception("internal error %s", bug.reference)
+            await bug.response()(scope, receive, send_with_id)
 
 
 def request_id_of(scope: Scope) -> str:

@@ -98,11 +98,6 @@ def test_a_refused_scheme_says_what_is_expected():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a URL whose scheme is missing or mistyped is echoed whole in the error: the "
-    "password of `user:pass@host` is not recognised, so redacted() leaves it in",
-)
 @pytest.mark.parametrize(
     "url",
     [f"user:{PASSWORD}@redis.internal:6379/0", f"redis//:{PASSWORD}@redis.internal:6379/0"],

@@ -108,11 +108,6 @@ async def test_a_405_carries_the_id():
     assert response.headers["x-request-id"] == "caller-8"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an unhandled exception is answered by Starlette's ServerErrorMiddleware, outside "
-    "RequestIdMiddleware: the 500 carries no x-request-id",
-)
 async def test_a_500_carries_the_id():
     async with client(raise_app_exceptions=False) as c:
         response = await c.get("/boom", headers={"x-request-id": "caller-9"})

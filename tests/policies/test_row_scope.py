@@ -37,11 +37,6 @@ def test_nothing_left_is_none_not_every_district():
     assert narrowed(TWO, ("1039", "1002")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="narrowed() with an empty row scope (districts=frozenset()) and no filter returns "
-    "(), which means 'every district', while admits() refuses every row",
-)
 def test_an_empty_row_scope_leaves_nothing():
     nowhere = Principal("agency", "officer-nowhere", districts=frozenset())
     assert not admits(nowhere, "1039")
