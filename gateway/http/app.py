@@ -197,7 +197,7 @@ def create_app(
             Middleware(
                 RateLimitMiddleware,
                 limits=settings.rate_limits,
-                buckets=buckets or buckets_for(settings.redis_url),
+                buckets=buckets if buckets is not None else buckets_for(settings.redis_url),
             )
         )
     app = Starlette(

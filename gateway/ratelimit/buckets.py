@@ -180,7 +180,7 @@ class RedisBuckets:
     ) -> None:
         self.url = url
         self.prefix = prefix
-        self.fallback = fallback or MemoryBuckets()
+        self.fallback = fallback if fallback is not None else MemoryBuckets()
         self._client = redis_client.client(url, timeout)
         self._script = self._client.register_script(TAKE_SCRIPT)
         self._redis = redis_client.RedisFallback(
