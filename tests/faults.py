@@ -131,10 +131,21 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.transport.abort()
 
 
+async def hold_back(request: Request, seconds: float) -> None:
+    """A slow upstream: the answer waits ``seconds``, or until the caller hangs up (a caller
+    that timed out closes its connection), so no handler outlives its caller's patience and a
+    server stops without waiting for answers nobody will read."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+
 class HttpFaults:
     """An HTTP server forwarding every GET to ``target`` (a real server) until told to fail.
 
-    ``mode``: ``ok`` forwards; ``slow`` waits ``delay`` seconds, then forwards; ``error``
+    ``mode``: ``ok`` forwards; ``slow`` holds the request back ``delay`` seconds (less if the
+    caller hangs up first: ``hold_back``), then forwards; ``error``
     answers 500; ``malformed`` answers truncated JSON; with ``times``, only the next ``times``
     requests get the fault and the front is ``ok`` again. ``requests`` counts the requests that
     reached it and ``max_in_flight`` the most it held at once (``reset()`` zeroes both).
@@ -204,7 +215,7 @@ class HttpFaults:
         if mode == "malformed":
             return Response(b'{"status": true, "results": [', media_type="application/json")
         if mode == "slow":
-            await asyncio.sleep(delay)
+            await hold_back(request, delay)
         upstream = await forward.get(request.url.path, params=request.query_params.multi_items())
         return Response(
             upstream.content,

@@ -1,29 +1,40 @@
-"""Helpers the tests share: SQL for expected values, a running gateway and its client."""
+"""Helpers the tests share: SQL for expected values, a running gateway and its client,
+credentials, and time without sleeping."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import pytest
 
 from connectors.cache import DEFAULT_TTLS
-from gateway.audit.store import create_key
+from connectors.resilience import CircuitBreaker
+from gateway.audit.store import Verification, append, create_key, ensure_store, verify
+from gateway.auth.api_keys import create_key as create_api_key
+from gateway.auth.api_keys import ensure_schema
+from gateway.auth.authenticator import Authenticator
+from gateway.cli import main as cli_main
 from gateway.demo.embedded import DatabaseUrls
+from gateway.errors import Unauthenticated
 from gateway.http.app import create_app
 from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
+from policies.principal import Principal
 from schema import Connectors
 
 
@@ -123,8 +134,11 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     )
 
 
-def start_gateway(settings: Settings) -> tuple[BackgroundServer, Gateway]:
-    app = create_app(settings)
+def start_gateway(
+    settings: Settings, connectors: Connectors | None = None
+) -> tuple[BackgroundServer, Gateway]:
+    """A gateway for ``settings`` on a loopback port (over ``connectors`` when given)."""
+    app = create_app(settings, connectors)
     server = BackgroundServer(app).start()
     client = httpx.Client(base_url=server.url, timeout=30)
     return server, Gateway(server.url, app.state.connectors, client)
@@ -178,16 +192,17 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_until_up(self, timeout: float = 60) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+        assert process is not None
+
+        def up() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.log()}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"gateway did not start: {self.log()}")
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return False
+
+        wait_until(up, timeout=timeout, what=f"gateway serving: {self.log_path}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -225,3 +240,245 @@ REQUIRED_ENV = {
     "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
     "BMA_TRAFFY_BASE_URL": "http://traffy.test",
 }
+
+
+# ---------------------------------------------------------------------------- credentials
+
+QUERY = "{ districts { code } }"  # a public query: any accepted credential is answered
+IDP = "https://idp.example.test"  # an outside identity provider's issuer name
+
+
+def authenticate(authenticator: Authenticator, headers: dict[str, str]) -> Principal:
+    return run(authenticator.authenticate(headers))
+
+
+def reason_of(authenticator: Authenticator, headers: dict[str, str]) -> str:
+    with pytest.raises(Unauthenticated) as refused:
+        authenticate(authenticator, headers)
+    return refused.value.reason
+
+
+async def with_conn(url: str, operation: Any) -> Any:
+    """``operation(conn)`` on a connection to the gateway database, its schema ensured."""
+    conn = await asyncpg.connect(url)
+    try:
+        await ensure_schema(conn)
+        return await operation(conn)
+    finally:
+        await conn.close()
+
+
+def new_key(url: str, name: str = "test-app", org: str = "test-org") -> tuple[Any, str]:
+    """A new API key: its record and the key itself."""
+    return run(with_conn(url, lambda conn: create_api_key(conn, name, org)))
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """A token's claims, unverified."""
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+# ---------------------------------------------------------------- time without sleeping
+# Code that measures time takes a clock (``clock=``: breakers, token buckets, the Redis
+# fallback, cache entries' age); a test gives it a ``ManualClock`` and moves it on instead of
+# waiting. Where something real must happen first (a process serving, a load running), the
+# test waits for exactly that with ``wait_until``, bounded by a deadline.
+
+T = TypeVar("T")
+
+
+class ManualClock:
+    """A monotonic clock that stands still until the test moves it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def breakers_on(clock: Callable[[], float], *connectors: Any) -> None:
+    """Give every source of ``connectors`` a fresh (closed) breaker with its settings, on
+    ``clock``: a test then decides when a breaker's reset interval has passed."""
+    for connector in connectors:
+        for source, guard in connector.guards().items():
+            guard.breaker = CircuitBreaker(
+                source,
+                guard.settings.breaker_failures,
+                guard.settings.breaker_reset,
+                clock,
+                guard.observer,
+            )
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float = 10.0, what: str = "the condition"
+) -> T:
+    """``condition()``'s first true value, asked again every few milliseconds (the pause
+    between two looks is the only sleep); AssertionError when ``timeout`` seconds pass
+    without one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def all_of(values: Iterable[Any]) -> bool:
+    """Whether there are values and every one is true (``all`` of nothing is not enough)."""
+    values = list(values)
+    return bool(values) and all(values)
+
+
+# ---------------------------------------------------------------------------- audit chains
+# A chain of CHAIN_LENGTH records in a database of its own (the ``make_chain`` fixture in
+# conftest.py builds one), read by the store, writer and `bma-gateway audit` tests.
+
+CHAIN_KEY = bytes.fromhex("5a" * 32)  # the chain key every chain here is written with
+OTHER_CHAIN_KEY = bytes.fromhex("a5" * 32)  # an attacker's: right length, wrong secret
+CHAIN_T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CHAIN_LENGTH = 20  # records in every test chain
+
+
+def record_at(n: int) -> datetime:
+    """The time of record ``n``: one an hour from the start of 2026."""
+    return CHAIN_T0 + timedelta(hours=n)
+
+
+def audit_entry(n: int, request: str = "r") -> dict[str, Any]:
+    """An entry shaped like the gateway's (``gateway.audit.access_entry``)."""
+    owner = f"owner:{n}"
+    return {
+        "requestId": f"{request}{n}",
+        "subject": f"officer-{n % 3}",
+        "organisation": "สำนักงานเขตพระนคร" if n % 2 else "bma-finance",
+        "audience": "agency",
+        "issuer": "bma-issuer",
+        "credentialId": None,
+        "clientAddress": "10.1.2.3",
+        "purpose": "tax-collection",
+        "lawfulBasis": "PDPA s.24(4) ภารกิจเพื่อประโยชน์สาธารณะ",
+        "operationName": "ParcelForTax",
+        "documentHash": hashlib.sha256(f"query {n}".encode()).hexdigest(),
+        "outcome": "allowed",
+        "fields": [
+            {"field": "Owner.name", "access": "clear", "records": [owner]},
+            {"field": "Owner.nationalId", "access": "masked", "records": [owner]},
+        ],
+        "records": [owner],
+        "subjects": [f"id:{1234567890000 + n}"],
+    }
+
+
+Statement = str | tuple[Any, ...]  # SQL, or SQL and its arguments
+
+
+@dataclass
+class Chain:
+    """A chain of ``CHAIN_LENGTH`` records in its own database, and a file holding its key."""
+
+    url: str
+    key_file: Path
+
+    def verify(self, key: bytes = CHAIN_KEY) -> Verification:
+        async def check() -> Verification:
+            conn = await asyncpg.connect(self.url)
+            try:
+                return await verify(conn, key)
+            finally:
+                await conn.close()
+
+        return run(check())
+
+    def hash_of(self, seq: int) -> bytes:
+        return bytes(sql(self.url, "SELECT hash FROM audit.records WHERE seq = $1", seq)[0]["hash"])
+
+    def tamper(self, *statements: Statement) -> None:
+        """Run statements in one transaction as a superuser with the triggers silenced."""
+
+        async def rewrite() -> None:
+            conn = await asyncpg.connect(self.url)
+            try:
+                await conn.execute("SET session_replication_role = replica")
+                async with conn.transaction():
+                    for statement in statements:
+                        query, *args = (statement,) if isinstance(statement, str) else statement
+                        await conn.execute(query, *args)
+            finally:
+                await conn.close()
+
+        run(rewrite())
+
+    def cli_verify(
+        self, capsys: pytest.CaptureFixture[str], key_file: Path | None = None
+    ) -> CliRun:
+        return audit_cli(
+            capsys,
+            "audit",
+            "verify",
+            "--database-url",
+            self.url,
+            "--key-file",
+            str(key_file or self.key_file),
+        )
+
+
+@dataclass
+class CliRun:
+    code: int
+    out: str
+    err: str
+
+
+def audit_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> CliRun:
+    capsys.readouterr()  # only this command's output
+    code = cli_main(list(argv))
+    captured = capsys.readouterr()
+    return CliRun(code, captured.out, captured.err)
+
+
+def write_key(path: Path, key: bytes) -> Path:
+    path.write_text(key.hex() + "\n", "ascii")
+    return path
+
+
+def verified(url: str) -> Verification:
+    """The store's chain, verified on a connection of its own."""
+
+    async def check() -> Verification:
+        conn = await asyncpg.connect(url)
+        try:
+            return await verify(conn, CHAIN_KEY)
+        finally:
+            await conn.close()
+
+    return run(check())
+
+
+def build_chain(server_url: str, key_dir: Path, case: str) -> Chain:
+    """A verified chain of CHAIN_LENGTH records in ``bmatest_chain_<case>``, its key in
+    ``key_dir``."""
+    url = fresh_database(server_url, f"bmatest_chain_{case}")
+
+    async def fill() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await ensure_store(conn)
+            # Several transactions, so links between batches are covered too.
+            for batch in (range(1, 6), range(6, 7), range(7, CHAIN_LENGTH + 1)):
+                await append(conn, CHAIN_KEY, [(record_at(n), audit_entry(n)) for n in batch])
+        finally:
+            await conn.close()
+
+    run(fill())
+    chain = Chain(url, write_key(key_dir / f"{case}.key", CHAIN_KEY))
+    assert chain.verify().intact  # the break each test finds is its own doing
+    return chain

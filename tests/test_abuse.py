@@ -24,16 +24,14 @@ from graphql import get_introspection_query
 from connectors.districts import all_districts
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import SCOPES as ALL_SCOPES
-from gateway.limits.config import DEFAULTS, AudienceLimits
-from gateway.settings import ConfigError, Settings
-from support import REQUIRED_ENV, Gateway, settings_for, start_gateway
+from gateway.settings import Settings
+from support import REQUIRED_ENV, Gateway, settings_for, start_gateway, wait_until
 
 # The requests are the benchmark's (bench/abuse.py), from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.abuse import ABUSES, JSON_HEADERS, NORMAL_QUERY, Abuse, check, server_ms  # noqa: E402
 
 SERVER_MS = 50.0
-ANONYMOUS = DEFAULTS["anonymous"]
 
 
 @pytest.fixture(scope="module")
@@ -317,48 +315,17 @@ def test_page_size_per_audience(configured: Gateway, agency_headers: dict[str, s
     assert len(agency.json()["data"]["complaints"]["edges"]) == 51
 
 
-def test_the_settings_read_and_write_the_limits():
-    env = {
-        "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
-        "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
-        "BMA_TRAFFY_BASE_URL": "http://traffy.invalid",
-    }
-    assert Settings.from_env(env).operation_limits == AudienceLimits()
-    assert Settings.from_env(env).to_env()["BMA_OPERATION_LIMITS"] == ""
-    raw = '{"anonymous": {"max_depth": 8, "suggestions": true}, "agency": {"max_batch": 3}}'
-    settings = Settings.from_env({**env, "BMA_OPERATION_LIMITS": raw})
-    limits = settings.operation_limits
-    assert limits.anonymous.max_depth == 8 and limits.anonymous.suggestions
-    assert limits.anonymous.max_cost == ANONYMOUS.max_cost  # merged onto the defaults
-    assert limits.agency.max_batch == 3 and limits.app == DEFAULTS["app"]
-    assert Settings.from_env({**env, **settings.to_env()}).operation_limits == limits
-    for bad, named in [
-        ("{", "not valid JSON"),
-        ("[]", "JSON object"),
-        ('{"robots": {}}', "unknown audience 'robots'"),
-        ('{"anonymous": {"depth": 3}}', "unknown key 'depth'"),
-        ('{"anonymous": {"max_depth": 0}}', "anonymous.max_depth"),
-        ('{"anonymous": {"max_depth": 500}}', "anonymous.max_depth"),
-        ('{"app": {"max_cost": "lots"}}', "app.max_cost"),
-        ('{"app": {"max_cost": true}}', "app.max_cost"),
-        ('{"partner": {"introspection": "no"}}', "partner.introspection"),
-        ('{"agency": []}', "agency"),
-    ]:
-        with pytest.raises(ConfigError, match="BMA_OPERATION_LIMITS") as raised:
-            Settings.from_env({**env, "BMA_OPERATION_LIMITS": bad})
-        assert named in str(raised.value), (bad, raised.value)
-
-
 # ---------------------------------------------------------------------------- the flood
 
-FLOOD_SECONDS = 4.0
+FLOOD_SECONDS = 2.0
+QUIET_SECONDS = 0.75
 FLOODERS = 4
 
 
 def test_normal_queries_are_answered_during_a_flood(abused: Gateway):
     expected = {"districts": [{"code": d.code, "nameEn": d.name_en} for d in all_districts()]}
     assert abused.query(NORMAL_QUERY) == expected and len(expected["districts"]) == 50
-    quiet = _normal_latencies(abused, expected, seconds=1.5)
+    quiet = _normal_latencies(abused, expected, seconds=QUIET_SECONDS)
     stop = threading.Event()
     refused: list[float] = []
     failures: list[str] = []
@@ -385,7 +352,7 @@ def test_normal_queries_are_answered_during_a_flood(abused: Gateway):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.3)
+        wait_until(lambda: len(refused) >= FLOODERS, what="flood under way")
         during = _normal_latencies(abused, expected, seconds=FLOOD_SECONDS)
     finally:
         stop.set()

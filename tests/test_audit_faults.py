@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,15 @@ from faults import TcpProxy
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
 from gateway.http.serving import free_port
-from support import Gateway, finance_officer_token, fresh_database, settings_for, sql, start_gateway
+from support import (
+    Gateway,
+    finance_officer_token,
+    fresh_database,
+    settings_for,
+    sql,
+    start_gateway,
+    wait_until,
+)
 
 RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue owner { nationalId } } }"
 PUBLIC = "query($id: ID!) { parcel(id: $id) { id landUse } districts { code } }"
@@ -173,7 +180,7 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
         ]
         for w in workers:
             w.start()
-        time.sleep(1.5)
+        wait_until(lambda: len(answered) > 10, timeout=30, what="load getting going")
         before_signal = len(answered)
         gateway.send_signal(signal.SIGTERM)
         # As a load balancer would: once /readyz says draining, send no new requests. Until
@@ -235,24 +242,22 @@ def _load(
 
 
 def _until_draining(url: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if httpx.get(f"{url}/readyz", timeout=2).status_code == 503:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the gateway never reported itself draining")
+    wait_until(
+        lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 503,
+        timeout=timeout,
+        what="report of the gateway draining",
+    )
 
 
 def _wait_until_up(
     url: str, process: subprocess.Popen[bytes], log_file: Path, timeout: float = 30
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited: {log_file.read_text(encoding='utf-8')}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            time.sleep(0.1)
-    raise TimeoutError("gateway did not start")
+            return False
+
+    wait_until(up, timeout=timeout, what="gateway serving")

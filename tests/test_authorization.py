@@ -8,7 +8,10 @@ values come from SQL. Every case runs against a real gateway over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -1061,13 +1064,40 @@ def post_alone(
     payload: dict[str, Any] = {"query": query}
     if variables:
         payload["variables"] = variables
-    with httpx.Client(base_url=gw.url, timeout=30) as client:
+    with traceback_logged() as logged, httpx.Client(base_url=gw.url, timeout=30) as client:
         response = client.post("/graphql", json=payload, headers=headers)
-    if response.status_code >= 500:
-        # Let the server thread finish logging its traceback before pytest formats ours:
-        # CPython 3.11's traceback and ast modules racing across threads can crash pytest.
-        time.sleep(0.5)
+        if response.status_code >= 500:
+            # Let the server thread finish logging its traceback before pytest formats ours:
+            # CPython 3.11's traceback and ast modules racing across threads can crash pytest.
+            logged.wait(timeout=2)
     return response
+
+
+class _TracebackSeen(logging.Handler):
+    """Sets ``seen`` once a record carrying a traceback has been handled, by any thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.seen.set()
+
+
+@contextlib.contextmanager
+def traceback_logged() -> Iterator[threading.Event]:
+    """An event set when the gateway has logged a traceback: the handler goes last on the
+    loggers that write them (the root, and uvicorn's own), so the others are done by then."""
+    handler = _TracebackSeen()
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield handler.seen
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def introspect(gw: Gateway, headers: dict[str, str], query: str) -> dict[str, Any]:

@@ -1,12 +1,12 @@
-"""Caches of public upstream answers and of whole public responses.
-
-The cache tests run against memory and, when REDIS_URL is set, real Redis; the gateway tests
-run a real gateway whose upstreams are the real test databases and the Traffy stand-in.
+"""connectors/cache.py: the cache store and cached batches, against memory and, when
+REDIS_URL is set, real Redis: values round-trip through the typed JSON serializer (never
+pickle), fresh entries spare the upstream, a failed upstream is answered from a stale entry
+(entries age on a clock the test moves), and Redis going away falls back to memory. (Caches
+through a running gateway: tests/test_caching.py.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections import Counter
@@ -18,9 +18,6 @@ import pytest
 
 from connectors.base import Page, UpstreamUnavailable
 from connectors.cache import (
-    DEFAULT_TTLS as CACHE_NAMES,
-)
-from connectors.cache import (
     CacheSettings,
     CacheStore,
     TypedJsonSerializer,
@@ -28,7 +25,7 @@ from connectors.cache import (
     stale_uses,
 )
 from connectors.traffy import ComplaintCounts
-from support import REQUIRED_ENV, run
+from support import ManualClock, run
 
 REDIS_URL = os.environ.get("REDIS_URL")
 needs_redis = pytest.mark.skipif(
@@ -37,13 +34,13 @@ needs_redis = pytest.mark.skipif(
 BACKENDS = ["memory", pytest.param("redis", marks=needs_redis)]
 
 
-def store_for(backend: str, name: str, ttl: float) -> CacheStore:
+def store_for(backend: str, name: str, ttl: float, clock: ManualClock | None = None) -> CacheStore:
     """A store whose cache ``name`` keeps entries ``ttl`` seconds (names are unique per test:
-    Redis outlives the test run)."""
+    Redis outlives the test run), their age on ``clock`` when given."""
     settings = CacheSettings(
         redis_url=REDIS_URL if backend == "redis" else None, ttls={name: ttl}, stale_seconds=600
     )
-    return CacheStore(settings)
+    return CacheStore(settings) if clock is None else CacheStore(settings, clock=clock)
 
 
 class Upstream:
@@ -112,14 +109,13 @@ def test_fresh_entries_are_served_without_an_upstream_call(backend: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_failed_upstream_is_answered_from_a_stale_entry_and_flagged(backend: str):
     upstream = Upstream()
+    clock = ManualClock()
 
     async def go() -> None:
         name = f"test.stale.{uuid.uuid4().hex}"
-        store = store_for(backend, name, 0.05)
+        store = store_for(backend, name, 0.05, clock)
         await cached_batch(store, name, upstream.fetch, ["a"])
-        import asyncio
-
-        await asyncio.sleep(0.1)  # past the TTL: the upstream is asked again
+        clock.advance(0.1)  # past the TTL: the upstream is asked again
         upstream.down = True
         uses: list[Any] = []
         token = stale_uses.set(uses)
@@ -165,232 +161,3 @@ def test_redis_going_away_falls_back_to_memory_with_one_warning(caplog: pytest.L
     warnings = [r for r in caplog.records if "Redis cache unavailable" in r.getMessage()]
     assert len(warnings) == 1
     assert upstream.calls == [["a"]]  # the memory fallback cached it
-
-
-@needs_redis
-def test_cache_clear_empties_the_chosen_connectors_caches_in_redis(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-):
-    from gateway.cli import main
-
-    upstream = Upstream()
-    settings = CacheSettings(redis_url=REDIS_URL)
-
-    async def fill() -> None:
-        store = CacheStore(settings)
-        for name in ("tax.revenue", "traffy.stats"):
-            await cached_batch(store, name, upstream.fetch, ["clear-me"])
-        await store.close()
-
-    async def cached(name: str) -> bool:
-        store = CacheStore(settings)
-        try:
-            [entry] = await store.get_many(name, ['"clear-me"'])
-        finally:
-            await store.close()
-        return entry is not None
-
-    run(fill())
-    assert run(cached("tax.revenue")) and run(cached("traffy.stats"))
-    monkeypatch.setenv("REDIS_URL", REDIS_URL or "")
-    assert main(["cache", "clear", "--connector", "tax"]) == 0
-    assert "tax.revenue" in capsys.readouterr().out
-    assert not run(cached("tax.revenue")) and run(cached("traffy.stats"))
-    assert main(["cache", "clear"]) == 0
-    assert not run(cached("traffy.stats"))
-
-
-def test_cache_clear_without_redis_says_why(monkeypatch: pytest.MonkeyPatch, capsys):
-    from gateway.cli import main
-
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    assert main(["cache", "clear"]) == 2
-    assert "REDIS_URL is not set" in capsys.readouterr().err
-
-
-def test_cache_clear_reports_an_unreachable_redis(monkeypatch: pytest.MonkeyPatch, capsys):
-    from gateway.cli import main
-
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    assert main(["cache", "clear", "--connector", "traffy"]) == 1
-    assert "cannot clear the caches" in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------------------- through the gateway
-
-OPEN_QUERY = "{ districts { code nameEn complaintStats { total } businessCount } }"
-# Operations that read a non-public field (allowed, masked or denied, depending on who asks).
-RESTRICTED = {
-    "appraised value": ("query($id: ID!) { parcel(id: $id) { id appraisedValue } }", True),
-    "owner name": ("query($id: ID!) { parcel(id: $id) { landUse owner { name } } }", True),
-    "assessments": ("query($id: ID!) { parcel(id: $id) { assessments { taxDue } } }", True),
-    "business owner": (
-        "{ businesses(first: 3) { edges { node { name owner { nationalId } } } } }",
-        False,
-    ),
-    "access log": ("{ accessLog(first: 1) { totalCount } }", False),
-    "introspection": ("{ __schema { queryType { fields { name } } } }", False),
-}
-
-
-@pytest.fixture(scope="module")
-def cached_gateway(db, traffy_url):
-    from connectors.cache import DEFAULT_TTLS
-    from support import settings_for, start_gateway
-
-    settings = settings_for(db, traffy_url, cache_ttls=dict(DEFAULT_TTLS))
-    server, gw = start_gateway(settings)
-    yield gw
-    gw.client.close()
-    server.stop()
-
-
-def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
-    from gateway.execution.response_cache import NAME, ResponseCache
-
-    [found] = run(
-        gw.connectors.cache.get_many(
-            NAME,
-            [ResponseCache.key(hashlib.sha256(query.encode()).hexdigest(), None, variables)],
-            text=True,
-        )
-    )
-    return found is not None
-
-
-def test_an_open_operation_is_answered_from_the_response_cache_with_the_same_bytes_for_all(
-    cached_gateway, principals
-):
-    gw = cached_gateway
-    first = gw.post(OPEN_QUERY, headers=principals["dpo"])
-    assert first.status_code == 200 and first.headers["x-cache"] == "miss"
-    gw.reset_counters()
-    for who in ("anonymous", "app", "partner", "finance"):
-        again = gw.post(OPEN_QUERY, headers=principals[who])
-        assert again.headers["x-cache"] == "hit", who
-        assert again.content == first.content
-    assert not any(c.counter.calls for c in gw.connectors.all())  # no upstream was asked
-    assert response_cached(gw, OPEN_QUERY, None)
-
-
-@pytest.mark.parametrize("case", sorted(RESTRICTED))
-def test_the_response_cache_is_never_used_for_an_operation_reading_a_non_public_field(
-    cached_gateway, principals, db, case: str
-):
-    from support import sql
-
-    query, takes_id = RESTRICTED[case]
-    parcel = sql(db.tax, "SELECT id FROM tax.parcels WHERE district_code = '1039' LIMIT 1")[0]["id"]
-    variables = {"id": str(parcel)} if takes_id else None
-    for who, headers in principals.items():
-        answers = [cached_gateway.post(query, variables, headers=headers) for _ in range(2)]
-        for response in answers:
-            assert response.status_code in (200, 503), (who, response.text)
-            assert "x-cache" not in response.headers, (who, case)
-        assert not response_cached(cached_gateway, query, variables), (who, case)
-
-
-def test_a_failing_upstream_is_answered_from_stale_connector_cache_and_flagged(db, traffy_url):
-    import time
-
-    from faults import HttpFaults
-    from support import settings_for, start_gateway
-
-    front = HttpFaults(traffy_url).start()
-    ttls = {"traffy.stats": 0.3, "response": 0}
-    settings = settings_for(db, front.url, cache_ttls={**dict.fromkeys(CACHE_NAMES, 0), **ttls})
-    server, gw = start_gateway(settings)
-    query = '{ district(code: "1039") { complaintStats { total } } }'
-    try:
-        fresh = gw.post(query).json()
-        assert "errors" not in fresh and "extensions" not in fresh
-        time.sleep(0.4)  # past the TTL: the gateway asks Traffy again, which now fails
-        front.mode = "error"
-        stale = gw.post(query).json()
-        assert stale["data"] == fresh["data"]
-        assert "errors" not in stale
-        [use] = stale["extensions"]["stale"]
-        assert use["source"] == "traffy" and use["cache"] == "traffy.stats"
-        assert use["ageSeconds"] >= 0.3
-        front.mode = "ok"
-        time.sleep(0.4)
-        assert "extensions" not in gw.post(query).json()  # fresh again once Traffy answers
-    finally:
-        gw.client.close()
-        server.stop()
-        front.stop()
-
-
-@needs_redis
-def test_redis_stopped_under_the_gateway_no_request_fails(db, traffy_url, caplog):
-    from connectors.cache import DEFAULT_TTLS
-    from faults import TcpProxy
-    from support import settings_for, start_gateway
-
-    proxy = TcpProxy(REDIS_URL or "").start()
-    settings = settings_for(
-        db, traffy_url, cache_ttls=dict(DEFAULT_TTLS), redis_url=proxy.target_url
-    )
-    server, gw = start_gateway(settings)
-    try:
-        query = "{ districts { code businessCount } }"
-        expected = gw.post(query).json()
-        proxy.stop()
-        with caplog.at_level("WARNING", logger="bma.cache"):
-            answers = [gw.post(query) for _ in range(5)]
-        assert all(a.status_code == 200 and a.json() == expected for a in answers)
-        assert sum("Redis cache unavailable" in r.getMessage() for r in caplog.records) == 1
-        proxy.start()
-    finally:
-        gw.client.close()
-        server.stop()
-        proxy.close()
-
-
-# ---------------------------------------------------------------------------- settings
-
-
-def test_cache_and_resilience_settings_round_trip():
-    from gateway.settings import Settings
-
-    env = {
-        **REQUIRED_ENV,
-        "REDIS_URL": "redis://127.0.0.1:6379/3",
-        "BMA_CACHE_TTLS": '{"response": 5, "traffy.stats": 0}',
-        "BMA_CACHE_STALE_SECONDS": "120",
-        "BMA_UPSTREAM_RETRIES": "1",
-        "BMA_UPSTREAM_CONCURRENCY": "8",
-        "BMA_BREAKER_FAILURES": "3",
-        "BMA_BREAKER_RESET_SECONDS": "2.5",
-    }
-    settings = Settings.from_env(env)
-    assert settings.redis_url == "redis://127.0.0.1:6379/3"
-    assert settings.cache_ttls["response"] == 5 and settings.cache_ttls["traffy.stats"] == 0
-    assert settings.cache_ttls["tax.revenue"] == CACHE_NAMES["tax.revenue"]  # default kept
-    assert settings.cache_stale_seconds == 120
-    assert (settings.upstream_retries, settings.upstream_concurrency) == (1, 8)
-    assert (settings.breaker_failures, settings.breaker_reset_seconds) == (3, 2.5)
-    assert Settings.from_env(settings.to_env()) == settings
-
-
-@pytest.mark.parametrize(
-    ("variable", "value", "message"),
-    [
-        ("BMA_CACHE_TTLS", "{", "not valid JSON"),
-        ("BMA_CACHE_TTLS", "[1]", "JSON object"),
-        ("BMA_CACHE_TTLS", '{"parcels": 10}', "unknown cache 'parcels'"),
-        ("BMA_CACHE_TTLS", '{"response": -1}', "between 0 and 86400"),
-        ("BMA_CACHE_TTLS", '{"response": true}', "between 0 and 86400"),
-        ("BMA_CACHE_STALE_SECONDS", "-5", "BMA_CACHE_STALE_SECONDS"),
-        ("BMA_UPSTREAM_RETRIES", "9", "BMA_UPSTREAM_RETRIES"),
-        ("BMA_BREAKER_FAILURES", "0", "BMA_BREAKER_FAILURES"),
-        ("BMA_UPSTREAM_CONCURRENCY", "many", "BMA_UPSTREAM_CONCURRENCY"),
-    ],
-)
-def test_bad_cache_and_resilience_settings_name_the_variable(variable, value, message):
-    from gateway.settings import ConfigError, Settings
-
-    with pytest.raises(ConfigError) as error:
-        Settings.from_env({**REQUIRED_ENV, variable: value})
-    assert message in str(error.value)
-    assert variable in str(error.value)

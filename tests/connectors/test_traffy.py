@@ -1,10 +1,12 @@
-"""Connector behaviour under upstream faults that need a purpose-built peer."""
+"""connectors/traffy.py: the tolerant parsing of Traffy Fondue tickets, and the connector
+under upstream faults that need a purpose-built peer (unreadable tickets while paging, a
+request URL too long to send)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
-import asyncpg
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,8 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.base import PageRequest, UpstreamUnavailable
-from connectors.pg import _unavailable
-from connectors.traffy import ComplaintQuery, TraffyConnector
+from connectors.traffy import ComplaintQuery, TraffyConnector, parse_ticket
 from gateway.http.serving import BackgroundServer
 
 
@@ -72,14 +73,57 @@ def test_overlong_request_urls_are_an_upstream_failure_not_a_crash():
         raise AssertionError("expected UpstreamUnavailable")
 
 
-def test_postgres_errors_that_mean_the_source_cannot_answer():
-    assert _unavailable(asyncpg.TooManyConnectionsError())
-    assert _unavailable(asyncpg.InvalidPasswordError())
-    assert _unavailable(asyncpg.InvalidCatalogNameError())
-    assert _unavailable(asyncpg.UndefinedTableError())
-    assert _unavailable(asyncpg.AdminShutdownError())
-    assert _unavailable(ConnectionRefusedError())
-    assert not _unavailable(
-        asyncpg.UndefinedColumnError()
-    )  # our SQL is wrong: a bug, not an outage
-    assert not _unavailable(ValueError())
+def test_ticket_in_the_current_shape():
+    t = parse_ticket(
+        {
+            "ticket_id": "2024-ABC123",
+            "type": "{ถนน,ทางเท้า}",
+            "organization": "เขตบางรัก,สำนักการโยธา",
+            "comment": "ทางเท้าชำรุด",
+            "photo": "https://example.invalid/a.jpg",
+            "coords": ["100.523186", "13.728000"],
+            "district": "บางรัก",
+            "state": "เสร็จสิ้น",
+            "star": 4,
+            "count_reopen": "1",
+            "timestamp": "2024-01-05 10:22:31.123456+00",
+            "last_activity": "2024-01-06 08:00:00+00",
+        }
+    )
+    assert t["types"] == ["ถนน", "ทางเท้า"]
+    assert t["organizations"] == ["เขตบางรัก", "สำนักการโยธา"]
+    assert t["description"] == "ทางเท้าชำรุด"
+    assert t["photo_url"] == "https://example.invalid/a.jpg"
+    assert (t["lat"], t["lon"]) == (13.728, 100.523186)
+    assert t["district_code"] == "1004"
+    assert t["state"] == "COMPLETED"
+    assert t["count_reopen"] == 1
+    assert t["reported_at"] == datetime(2024, 1, 5, 10, 22, 31, 123456, tzinfo=UTC)
+
+
+def test_ticket_in_older_spellings_and_with_broken_fields():
+    t = parse_ticket(
+        {
+            "ticket_id": "2022-XYZ",
+            "problem_type_fondue": ["น้ำท่วม"],
+            "org": ["เขตดุสิต"],
+            "description": "น้ำท่วมขัง",
+            "photo_url": "https://example.invalid/b.jpg",
+            "coords": "100.51,13.77",
+            "district": "เขตดุสิต ",
+            "state": "สถานะใหม่ที่ไม่รู้จัก",
+            "star": "",
+            "timestamp": "not a time",
+        }
+    )
+    assert t["types"] == ["น้ำท่วม"]
+    assert t["organizations"] == ["เขตดุสิต"]
+    assert t["description"] == "น้ำท่วมขัง"
+    assert t["photo_url"] == "https://example.invalid/b.jpg"
+    assert (t["lon"], t["lat"]) == (100.51, 13.77)
+    assert t["district_code"] == "1002"
+    assert t["state"] == "OTHER"
+    assert t["star"] is None
+    assert t["reported_at"] is None
+    assert parse_ticket({"type": "{ถนน}"}) is None
+    assert parse_ticket({"ticket_id": "x", "coords": ["a", "b"]})["lat"] is None

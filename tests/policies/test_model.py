@@ -1,4 +1,5 @@
-"""The policy file, its check against the schema, decisions per audience, and masks."""
+"""policies/model.py: the policy file, its check against the schema (also when the gateway
+starts), and decisions per audience and purpose."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ import pytest
 from graphql import GraphQLObjectType
 
 from gateway.errors import denial_code
-from policies.masks import initials, national_id, round_million
 from policies.model import DEFAULT_POLICY, Decision, PolicyError, load_policy
-from policies.plan import Planner, reachable_fields
 from policies.principal import ANONYMOUS, Level, Principal
-from policies.report import render
 from schema import graphql_schema
 
 SCHEMA = graphql_schema()
@@ -138,47 +136,6 @@ def test_personal_field_without_an_allowed_purpose():
         assert "tax-collection" in verdict.grant
 
 
-def test_plan_sees_fields_through_aliases_fragments_and_directives():
-    from graphql import get_operation_ast, parse
-
-    query = """query Q($x: Boolean!) { a: parcel(id: "1") { ...P ... on Parcel { b: owner { nationalId @include(if: $x) } } } }
-               fragment P on Parcel { ...Q2 }  fragment Q2 on Parcel { appraisedValue }
-               query Other { districts { code } }"""
-    document = parse(query)
-    chosen, other_operation = (get_operation_ast(document, n) for n in ("Q", "Other"))
-    found = set(reachable_fields(SCHEMA, document, chosen))
-    assert found == {
-        ("Query", "parcel"),
-        ("Parcel", "owner"),
-        ("Owner", "nationalId"),
-        ("Parcel", "appraisedValue"),
-    }
-    plan = Planner(POLICY, SCHEMA).plan(query, document, chosen, PARTNER)
-    assert {k: v.decision for k, v in plan.actions.items()} == {
-        ("Owner", "nationalId"): Decision.MASK,
-        ("Parcel", "appraisedValue"): Decision.MASK,
-    }
-    assert not plan.open_only
-    other = Planner(POLICY, SCHEMA).plan(query, document, other_operation, ANONYMOUS)
-    assert other.actions == {} and other.open_only
-
-
-def test_masks():
-    assert national_id("1101700203451") == "x-xxxx-xxxxx-45-1"
-    assert national_id("12") == "x-xxxx-xxxxx-xx-x"
-    assert initials("นายสมชาย ใจดี") == "ส. ใ."
-    assert initials("บริษัท สยามพัฒนา จำกัด") == "ส."
-    assert round_million("12500000.00") == "13000000"
-    assert round_million("oops") is None
-
-
-@pytest.mark.parametrize("fmt", ["text", "csv", "markdown"])
-def test_policy_table_for_the_committee(fmt):
-    out = render(POLICY, fmt)
-    assert "nationalId" in out and "confidential" in out and "national_id" in out
-    assert out.count("\n") == len(POLICY.rules) + (2 if fmt == "markdown" else 1)
-
-
 def test_policy_file_is_valid_toml_with_a_version():
     raw = tomllib.loads(DEFAULT_POLICY.read_text(encoding="utf-8"))
     assert raw["version"] == 1
@@ -199,17 +156,3 @@ def test_the_gateway_refuses_to_start_with_an_unclassified_field(tmp_path):
         create_app(settings)
     assert caught.value.problems == ["unclassified field Parcel.landUse"]
     assert "unclassified field Parcel.landUse" in str(caught.value)
-
-
-def test_policy_cli_check_and_show(tmp_path, capsys):
-    from gateway.cli import main
-
-    assert main(["policy", "check"]) == 0
-    assert f"{len(POLICY.rules)} fields classified" in capsys.readouterr().out
-    assert main(["policy", "show", "--format", "csv"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "type,field,level,tags,mask,dataset,scopes"
-    assert "Owner,nationalId,confidential,personal,national_id,tax,tax:read" in out
-    broken = _policy_without(tmp_path, 'star = "public", ')
-    assert main(["policy", "check", "--file", str(broken)]) == 1
-    assert "unclassified field Complaint.star" in capsys.readouterr().err

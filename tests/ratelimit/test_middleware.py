@@ -1,10 +1,16 @@
-"""Rate limits: a token bucket per principal, in memory or shared through Redis.
+"""gateway/ratelimit/middleware.py: rate limits, a token bucket per principal, in memory or
+shared through Redis (the buckets on their own: tests/ratelimit/test_buckets.py).
 
-Over real HTTP: a caller gets its burst, then 429 with Retry-After and RateLimit-* headers,
-then tokens again as the bucket refills; principals have separate buckets; a refused
-credential is still a 401 and is charged to the client address, never to the principal it
-names. With Redis (REDIS_URL): the same, two gateway processes sharing one limit, and Redis
-failing under a running gateway (a TCP proxy cut off or hanging) costs no request.
+Bucket keys: an API key, a token's subject, or the client address (an IPv6 host's /64). Over
+real HTTP: a caller gets its burst, then 429 with Retry-After and RateLimit-* headers, then
+tokens again as the bucket refills; principals have separate buckets; a refused credential
+is still a 401 and is charged to the client address, never to the principal it names. With
+Redis (REDIS_URL): the same, two gateway processes sharing one limit, and Redis failing under
+a running gateway (a TCP proxy cut off or hanging) costs no request.
+
+Time is moved, not waited for: memory buckets and the Redis fallback's retry interval run on
+a ``ManualClock``; Redis buckets refill by the Redis server's clock, so there the test moves
+each bucket's last update back instead.
 """
 
 from __future__ import annotations
@@ -34,9 +40,9 @@ from gateway.http.serving import BackgroundServer, free_port
 from gateway.ratelimit.buckets import Buckets, MemoryBuckets, RedisBuckets
 from gateway.ratelimit.config import RateLimit, RateLimits
 from gateway.ratelimit.middleware import bucket_key, client_address
-from gateway.settings import ConfigError, Settings
+from gateway.settings import Settings
 from policies.principal import ANONYMOUS, Principal
-from support import REQUIRED_ENV, GatewayProcess, run, settings_for, start_gateway
+from support import GatewayProcess, ManualClock, run, settings_for, start_gateway
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 needs_redis = pytest.mark.skipif(
@@ -54,74 +60,7 @@ LIMITS = RateLimits(
 LOGGER = "bma.gateway.rate_limit"
 
 
-# --- settings -------------------------------------------------------------------------------
-
-
-def parse_rate_limits(raw: str | None) -> RateLimits | None:
-    """``BMA_RATE_LIMITS`` read as the gateway reads it (unset when None)."""
-    env = REQUIRED_ENV if raw is None else {**REQUIRED_ENV, "BMA_RATE_LIMITS": raw}
-    return Settings.from_env(env).rate_limits
-
-
-def written(limits: RateLimits) -> str:
-    """``BMA_RATE_LIMITS`` as the gateway writes it for its workers."""
-    return (
-        Settings.from_env(REQUIRED_ENV)
-        .model_copy(update={"rate_limits": limits})
-        .to_env()["BMA_RATE_LIMITS"]
-    )
-
-
-def test_the_setting_keeps_defaults_overrides_some_audiences_and_can_turn_limits_off():
-    assert parse_rate_limits(None) == parse_rate_limits("") == RateLimits()
-    assert parse_rate_limits(" OFF ") is None
-    limits = parse_rate_limits('{"anonymous": {"rate": 2}, "app": {"burst": 7}, "agency": null}')
-    assert limits == RateLimits(
-        anonymous=RateLimit(2.0, RateLimits().anonymous.burst),
-        app=RateLimit(RateLimits().app.rate, 7),
-        agency=None,
-    )
-    assert limits is not None and parse_rate_limits(written(limits)) == limits
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "nonsense",
-        "[1, 2]",
-        '{"admin": {"rate": 1, "burst": 1}}',
-        '{"anonymous": 5}',
-        '{"anonymous": {"rate": 0}}',
-        '{"anonymous": {"rate": -1}}',
-        '{"anonymous": {"rate": "5"}}',
-        '{"anonymous": {"rate": NaN}}',
-        '{"anonymous": {"burst": 0}}',
-        '{"anonymous": {"burst": 2.5}}',
-        '{"anonymous": {"burst": true}}',
-        '{"anonymous": {"rate": 1, "burst": 1, "window": 60}}',
-    ],
-)
-def test_a_malformed_setting_is_a_config_error_naming_the_variable(raw: str):
-    with pytest.raises(ConfigError, match="BMA_RATE_LIMITS"):
-        parse_rate_limits(raw)
-
-
-def test_the_settings_read_and_write_the_rate_limits():
-    env = {
-        "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
-        "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
-        "BMA_TRAFFY_BASE_URL": "http://traffy.invalid",
-    }
-    assert Settings.from_env(env).rate_limits == RateLimits()
-    for raw in ("off", '{"anonymous": {"rate": 1, "burst": 2}, "agency": null}'):
-        settings = Settings.from_env({**env, "BMA_RATE_LIMITS": raw})
-        assert settings.rate_limits == parse_rate_limits(raw)
-        assert Settings.from_env(settings.to_env()) == settings
-    with pytest.raises(ConfigError, match="BMA_RATE_LIMITS.app.burst"):
-        Settings.from_env({**env, "BMA_RATE_LIMITS": '{"app": {"burst": 0}}'})
-
-
-# --- bucket keys and memory -----------------------------------------------------------------
+# --- bucket keys ----------------------------------------------------------------------------
 
 
 def test_buckets_are_keyed_by_api_key_by_token_subject_or_by_client_address():
@@ -137,27 +76,6 @@ def test_buckets_are_keyed_by_api_key_by_token_subject_or_by_client_address():
     assert client_address("2001:db8:1:2::5") != client_address("2001:db8:1:3::5")
     assert client_address("::ffff:192.0.2.1") == "192.0.2.1"
     assert client_address(None) == "unknown"
-
-
-def test_memory_buckets_refill_with_time_and_forget_refilled_and_least_recent_buckets():
-    now = [0.0]
-    buckets = MemoryBuckets(max_buckets=3, clock=lambda: now[0])
-    limit = RateLimit(rate=1.0, burst=2)
-    assert [buckets.take_now("a", limit).allowed for _ in range(3)] == [True, True, False]
-    refused = buckets.take_now("a", limit)
-    assert refused.retry_after == pytest.approx(1.0) and refused.remaining == 0
-    now[0] = 1.0
-    assert buckets.take_now("a", limit).allowed
-    assert not buckets.take_now("a", limit).allowed
-    # A bucket that has refilled is as good as none: it is dropped.
-    buckets.take_now("b", limit)
-    now[0] = 10.0
-    buckets.take_now("c", limit)
-    assert len(buckets) == 1
-    # Never more than max_buckets: the least recently used go first.
-    for key in "defgh":
-        buckets.take_now(key, limit)
-    assert len(buckets) == 3
 
 
 # --- over HTTP: memory and Redis ------------------------------------------------------------
@@ -193,15 +111,31 @@ def drop_redis_keys(prefix: str) -> None:
             client.delete(*keys)
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
 @pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
-def buckets(request: pytest.FixtureRequest) -> Iterator[Buckets]:
-    """Memory buckets, or Redis buckets in a key namespace of this test's own."""
+def buckets(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Buckets]:
+    """Memory buckets on ``clock``, or Redis buckets in a key namespace of this test's own."""
     if request.param == "memory":
-        yield MemoryBuckets()
+        yield MemoryBuckets(clock=clock)
         return
     prefix = redis_prefix()
     yield RedisBuckets(REDIS_URL, prefix=prefix)
     drop_redis_keys(prefix)
+
+
+def let_pass(seconds: float, buckets: Buckets, clock: ManualClock) -> None:
+    """``seconds`` pass for ``buckets``: memory buckets' clock moves on; a Redis bucket
+    refills by the Redis server's clock, so its last update moves back by as much."""
+    if isinstance(buckets, RedisBuckets):
+        with redis.Redis.from_url(REDIS_URL) as client:
+            for key in client.scan_iter(match=f"{buckets.prefix}*"):
+                client.hincrbyfloat(key, "at", -seconds)
+    else:
+        clock.advance(seconds)
 
 
 @pytest.fixture
@@ -248,7 +182,7 @@ def statuses(responses: list[httpx.Response]) -> list[int]:
 
 
 def test_a_caller_gets_its_burst_then_429_with_retry_after_then_a_refilled_token(
-    client: httpx.Client, buckets: Buckets
+    client: httpx.Client, buckets: Buckets, clock: ManualClock
 ):
     address = new_address()
     allowed = [post(client, address) for _ in range(3)]
@@ -273,7 +207,7 @@ def test_a_caller_gets_its_burst_then_429_with_retry_after_then_a_refilled_token
     assert refused.headers["x-request-id"]
     assert refused.headers["content-type"] == "application/json"
 
-    time.sleep(retry_after)
+    let_pass(retry_after, buckets, clock)
     again = post(client, address)
     assert again.status_code == 200, again.text
     assert again.headers["ratelimit-remaining"] == "0"
@@ -443,7 +377,10 @@ def test_with_redis_stopped_requests_are_limited_in_memory_with_one_warning_then
 ):
     caplog.set_level(logging.INFO, logger=LOGGER)
     prefix = redis_prefix()
-    buckets = RedisBuckets(proxy.start().target_url, prefix=prefix, timeout=0.5, retry_after=0.5)
+    clock = ManualClock()  # the retry interval's
+    buckets = RedisBuckets(
+        proxy.start().target_url, prefix=prefix, timeout=0.5, retry_after=0.5, clock=clock
+    )
     before, during, after = new_address(), new_address(), new_address()
     try:
         with limited_gateway(settings_for(db, traffy_url), buckets) as client:
@@ -452,7 +389,7 @@ def test_with_redis_stopped_requests_are_limited_in_memory_with_one_warning_then
 
             proxy.stop()
             down = [post(client, during) for _ in range(5)]
-            time.sleep(0.6)  # past the retry interval: Redis is tried, and fails, again
+            clock.advance(0.6)  # past the retry interval: Redis is tried, and fails, again
             down += [post(client, during) for _ in range(2)]
             # Still answered, still limited (by this replica's memory), never an error.
             assert statuses(down) == [200, 200, 200] + [429] * 4, [r.text for r in down]
@@ -462,7 +399,7 @@ def test_with_redis_stopped_requests_are_limited_in_memory_with_one_warning_then
             assert set(redis_keys(prefix)) == {f"ip:{client_address(before)}"}
 
             proxy.start()
-            time.sleep(0.6)
+            clock.advance(0.6)
             assert post(client, after).status_code == 200
             assert buckets.shared
             assert f"ip:{client_address(after)}" in redis_keys(prefix)
