@@ -7,6 +7,7 @@ their seed is reused across runs.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -102,7 +103,22 @@ def start_embedded_temporary(data_dir: str) -> tuple[str, Any]:
     import pgserver
 
     server = pgserver.get_server(data_dir, cleanup_mode="delete")
-    return server.get_uri(), server
+    url = server.get_uri()
+    run(_throwaway(url))
+    return url, server
+
+
+async def _throwaway(url: str) -> None:
+    """A server deleted after the session need not survive a crash: nothing waits for the
+    disk (commits are still commits; only their flush to disk is skipped), and stopping it
+    writes out no checkpoint to disk first."""
+    conn = await asyncpg.connect(url)
+    try:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            await conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -110,9 +126,29 @@ def db(server_url: str) -> DatabaseUrls:
     async def prepare() -> DatabaseUrls:
         urls = await ensure_databases(server_url, prefix="bmatest")
         await ensure_seeded(urls.tax, urls.registry, urls.traffy, SeedScale())
+        await _demo_copies(server_url)
         return urls
 
     return run(prepare())
+
+
+async def _demo_copies(server_url: str) -> None:
+    """The demo's upstream databases (``bma_tax``, ``bma_registry``, ``bma_traffy``) as
+    copies of the freshly seeded test databases, where the server has none yet: `bma-gateway
+    demo` (tests/test_demo.py) then finds its seed current instead of building the same rows
+    a second time. Skipped while anything else is connected to a test database (a copy needs
+    its template to itself); the demo then seeds its own."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+        for name in ("tax", "registry", "traffy"):
+            if f"bma_{name}" not in existing:
+                with contextlib.suppress(asyncpg.ObjectInUseError):
+                    await conn.execute(
+                        f'CREATE DATABASE "bma_{name}" TEMPLATE "bmatest_{name}" STRATEGY FILE_COPY'
+                    )
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

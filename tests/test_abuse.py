@@ -317,8 +317,8 @@ def test_page_size_per_audience(configured: Gateway, agency_headers: dict[str, s
 
 # ---------------------------------------------------------------------------- the flood
 
-FLOOD_SECONDS = 2.0
-QUIET_SECONDS = 0.75
+FLOOD_SECONDS = 1.5
+QUIET_SECONDS = 0.5
 FLOODERS = 4
 
 

@@ -1,4 +1,6 @@
-"""`bma-gateway demo` end to end: a process that seeds, serves, answers and stops on Ctrl-C."""
+"""`bma-gateway demo` end to end: a process that prepares its databases, serves, answers and
+stops on Ctrl-C. (Its upstream databases are seeded, or reused when their seed is current: in
+a test session with the embedded server, conftest.py has copied the test seed for it.)"""
 
 from __future__ import annotations
 

@@ -199,6 +199,24 @@ def _db_name(url: str) -> str:
 # --- Traffy faults, through the gateway --------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def gateway_over_chain(db, traffy_chain) -> Iterator[Gateway]:
+    """One gateway whose Traffy is the faulty chain, for every fault in turn."""
+    _front, proxy = traffy_chain
+    with resilient_gateway(db, proxy.base_url) as (gw, _clock):
+        yield gw
+
+
+@pytest.fixture
+def traffy_gateway(gateway_over_chain) -> Iterator[tuple[Gateway, ManualClock]]:
+    """The gateway with fresh (closed) breakers on a clock of this test's own, its Traffy
+    timeout the generous one again afterwards."""
+    clock = ManualClock()
+    breakers_on(clock, *gateway_over_chain.connectors.all())
+    yield gateway_over_chain, clock
+    gateway_over_chain.connectors.traffy.timeout = TRAFFY_TIMEOUT
+
+
 @pytest.mark.parametrize(
     ("mode", "code", "attempts"),
     [
@@ -209,60 +227,60 @@ def _db_name(url: str) -> str:
     ],
 )
 def test_traffy_fault_partial_results_breaker_and_recovery(
-    db, faulty_traffy, expected, mode, code, attempts
+    faulty_traffy, traffy_gateway, expected, mode, code, attempts
 ):
     front, proxy = faulty_traffy
-    with resilient_gateway(db, proxy.base_url) as (gw, clock):
-        traffy = gw.connectors.traffy
-        assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
-        gw.reset_counters()
-        front.reset()
-        _inject(front, proxy, traffy, mode)
+    gw, clock = traffy_gateway
+    traffy = gw.connectors.traffy
+    assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
+    gw.reset_counters()
+    front.reset()
+    _inject(front, proxy, traffy, mode)
 
-        # Failing: partial answers naming Traffy, until the breaker opens (3 failures).
-        queries = -(-FAST.breaker_failures // attempts)
-        for i in range(1, queries + 1):
-            data, errors = _partial(gw.post(DISTRICT_QUERY))
-            assert data["district"] == {**expected, "complaintStats": None}
-            assert [(e["extensions"]["code"], e["extensions"]["source"]) for e in errors] == [
-                (code, "traffy")
-            ]
-            assert errors[0]["path"] == ["district", "complaintStats"]
-            assert traffy.counter.calls["traffy"] == attempts * i
-            if mode != "refused":
-                assert front.requests == attempts * i
-        assert _breaker(traffy, "traffy") is BreakerState.OPEN
-
-        # Open: fail fast, and the upstream is not asked at all.
-        started = time.monotonic()
+    # Failing: partial answers naming Traffy, until the breaker opens (3 failures).
+    queries = -(-FAST.breaker_failures // attempts)
+    for i in range(1, queries + 1):
         data, errors = _partial(gw.post(DISTRICT_QUERY))
-        assert time.monotonic() - started < TRAFFY_TIMEOUT
         assert data["district"] == {**expected, "complaintStats": None}
-        [error] = errors
-        assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "traffy"}
-        assert "circuit open" in error["message"]
-        assert traffy.counter.calls["traffy"] == attempts * queries
-        state, breaker = _readyz(gw, "traffy")
-        assert state.startswith("down")
-        assert breaker in (None, "open")
-        assert _readyz(gw, "tax")[0] == "ok"
+        assert [(e["extensions"]["code"], e["extensions"]["source"]) for e in errors] == [
+            (code, "traffy")
+        ]
+        assert errors[0]["path"] == ["district", "complaintStats"]
+        assert traffy.counter.calls["traffy"] == attempts * i
+        if mode != "refused":
+            assert front.requests == attempts * i
+    assert _breaker(traffy, "traffy") is BreakerState.OPEN
 
-        # Half-open with the fault still there: one probe, no retries, open again.
-        clock.advance(RESET)
-        assert _breaker(traffy, "traffy") is BreakerState.HALF_OPEN
-        data, errors = _partial(gw.post(DISTRICT_QUERY))
-        assert data["district"]["complaintStats"] is None
-        assert [e["extensions"]["code"] for e in errors] == [code]
-        assert traffy.counter.calls["traffy"] == attempts * queries + 1
-        assert _breaker(traffy, "traffy") is BreakerState.OPEN
+    # Open: fail fast, and the upstream is not asked at all.
+    started = time.monotonic()
+    data, errors = _partial(gw.post(DISTRICT_QUERY))
+    assert time.monotonic() - started < TRAFFY_TIMEOUT
+    assert data["district"] == {**expected, "complaintStats": None}
+    [error] = errors
+    assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "traffy"}
+    assert "circuit open" in error["message"]
+    assert traffy.counter.calls["traffy"] == attempts * queries
+    state, breaker = _readyz(gw, "traffy")
+    assert state.startswith("down")
+    assert breaker in (None, "open")
+    assert _readyz(gw, "tax")[0] == "ok"
 
-        # The fault clears: the next probe closes the breaker; full data again.
-        _clear(front, proxy, traffy)
-        clock.advance(RESET)
-        assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
-        assert _breaker(traffy, "traffy") is BreakerState.CLOSED
-        assert _readyz(gw, "traffy") == ("ok", "closed")
-        assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
+    # Half-open with the fault still there: one probe, no retries, open again.
+    clock.advance(RESET)
+    assert _breaker(traffy, "traffy") is BreakerState.HALF_OPEN
+    data, errors = _partial(gw.post(DISTRICT_QUERY))
+    assert data["district"]["complaintStats"] is None
+    assert [e["extensions"]["code"] for e in errors] == [code]
+    assert traffy.counter.calls["traffy"] == attempts * queries + 1
+    assert _breaker(traffy, "traffy") is BreakerState.OPEN
+
+    # The fault clears: the next probe closes the breaker; full data again.
+    _clear(front, proxy, traffy)
+    clock.advance(RESET)
+    assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
+    assert _breaker(traffy, "traffy") is BreakerState.CLOSED
+    assert _readyz(gw, "traffy") == ("ok", "closed")
+    assert _full(gw.post(DISTRICT_QUERY))["district"] == expected
 
 
 # --- a district registry down ------------------------------------------------------------

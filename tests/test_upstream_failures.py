@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faults import hold_back
+from faults import TcpProxy, hold_back
 from gateway.demo.embedded import database_url
-from gateway.http.app import connectors_from
 from gateway.http.serving import BackgroundServer, free_port
-from support import settings_for, sql, start_gateway
+from support import Gateway, breakers_on, settings_for, sql, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +84,51 @@ def test_missing_registry_schema_is_unavailable_too(db, traffy_url):
 
 
 # While the stand-in hangs, Traffy's connector gives up after TRAFFY_TIMEOUT (the fault holds
-# its answer back four times as long); the other sources keep the gateway's timeout.
+# its answer back four times as long); the other sources keep the gateway's 1.5 s, over what
+# the tax aggregate takes on a slow machine.
 TRAFFY_TIMEOUT = 0.25
+UPSTREAM_TIMEOUT = 1.5
 
 
-def _faulty_traffy(mode: str) -> Starlette:
-    async def answer(request: Request) -> Response:
-        if mode == "slow":
-            await hold_back(request, 4 * TRAFFY_TIMEOUT)
-        if mode == "error":
-            return Response(b"upstream exploded", status_code=500)
-        if mode == "malformed":
-            return Response(b'{"status": true, "results": [', media_type="application/json")
-        return Response(
-            b'{"status": true, "total": 0, "results": "nope"}', media_type="application/json"
-        )
+class FaultyTraffy:
+    """A Traffy that answers as ``mode`` says (slow, an error, malformed JSON or the wrong
+    shape), behind a TCP proxy that refuses connections once stopped."""
 
-    return Starlette(routes=[Route("/share/teamchadchart/{rest}", answer)])
+    def __init__(self) -> None:
+        self.mode = "shape"
+        self.server = BackgroundServer(self._app()).start()
+        self.proxy = TcpProxy(self.server.url).start()
+
+    def _app(self) -> Starlette:
+        async def answer(request: Request) -> Response:
+            if self.mode == "slow":
+                await hold_back(request, 4 * TRAFFY_TIMEOUT)
+            if self.mode == "error":
+                return Response(b"upstream exploded", status_code=500)
+            if self.mode == "malformed":
+                return Response(b'{"status": true, "results": [', media_type="application/json")
+            return Response(
+                b'{"status": true, "total": 0, "results": "nope"}', media_type="application/json"
+            )
+
+        return Starlette(routes=[Route("/share/teamchadchart/{rest}", answer)])
+
+    def stop(self) -> None:
+        self.proxy.close()
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def faulty_traffy(db) -> Iterator[tuple[FaultyTraffy, Gateway]]:
+    """One gateway whose Traffy is at fault, for every fault in turn."""
+    traffy = FaultyTraffy()
+    server, gw = start_gateway(
+        settings_for(db, traffy.proxy.base_url, upstream_timeout=UPSTREAM_TIMEOUT)
+    )
+    yield traffy, gw
+    gw.client.close()
+    server.stop()
+    traffy.stop()
 
 
 @pytest.mark.parametrize(
@@ -111,15 +141,13 @@ def _faulty_traffy(mode: str) -> Starlette:
         ("refused", "UPSTREAM_UNAVAILABLE"),
     ],
 )
-def test_traffy_faults_leave_the_other_systems_answering(db, mode, code):
-    faulty = None if mode == "refused" else BackgroundServer(_faulty_traffy(mode)).start()
-    traffy_url = faulty.url if faulty else f"http://127.0.0.1:{free_port()}"
-    # 1.5 s: over what the tax aggregate takes on a slow machine.
-    settings = settings_for(db, traffy_url, upstream_timeout=1.5)
-    connectors = connectors_from(settings)
-    if mode == "slow":  # from the start: the gateway's startup check asks Traffy too
-        connectors.traffy.timeout = TRAFFY_TIMEOUT
-    server, gw = start_gateway(settings, connectors)
+def test_traffy_faults_leave_the_other_systems_answering(faulty_traffy, mode, code):
+    traffy, gw = faulty_traffy
+    traffy.mode = mode
+    if mode == "refused":
+        traffy.proxy.stop()
+    gw.connectors.traffy.timeout = TRAFFY_TIMEOUT if mode == "slow" else UPSTREAM_TIMEOUT
+    breakers_on(time.monotonic, gw.connectors.traffy)  # each fault meets a closed breaker
     try:
         response = gw.post(
             '{ district(code: "1004") { code complaintStats { total } taxRevenue(year: 2025) { parcelCount } } }'
@@ -134,7 +162,4 @@ def test_traffy_faults_leave_the_other_systems_answering(db, mode, code):
         assert root.status_code == 200
         assert root.json()["errors"][0]["extensions"]["code"] == code
     finally:
-        gw.client.close()
-        server.stop()
-        if faulty:
-            faulty.stop()
+        traffy.proxy.start()
