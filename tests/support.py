@@ -1,5 +1,5 @@
 """Helpers the tests share: SQL for expected values, a running gateway and its client,
-credentials, and time without sleeping."""
+credentials, time without sleeping, and audit chains to verify or tamper with."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -316,9 +316,7 @@ def breakers_on(clock: Callable[[], float], *connectors: Any) -> None:
             )
 
 
-def wait_until(
-    condition: Callable[[], T], *, timeout: float = 10.0, what: str = "the condition"
-) -> T:
+def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "true value") -> T:
     """``condition()``'s first true value, asked again every few milliseconds (the pause
     between two looks is the only sleep); AssertionError when ``timeout`` seconds pass
     without one."""
@@ -330,12 +328,6 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {timeout:g} s")
         time.sleep(0.01)
-
-
-def all_of(values: Iterable[Any]) -> bool:
-    """Whether there are values and every one is true (``all`` of nothing is not enough)."""
-    values = list(values)
-    return bool(values) and all(values)
 
 
 # ---------------------------------------------------------------------------- audit chains

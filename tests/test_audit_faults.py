@@ -180,7 +180,7 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
         ]
         for w in workers:
             w.start()
-        wait_until(lambda: len(answered) > 10, timeout=30, what="load getting going")
+        wait_until(lambda: len(answered) > 10, timeout=30, what="load under way")
         before_signal = len(answered)
         gateway.send_signal(signal.SIGTERM)
         # As a load balancer would: once /readyz says draining, send no new requests. Until

@@ -380,7 +380,10 @@ def test_tax_database_restarted_mid_load_the_pool_recovers(db, server_url, traff
                 wait_until(lambda: all(per_client), what="answer to every client")
                 proxy.stop()  # the database goes away: open connections cut, new ones refused
                 # Failing calls open the breaker (and it stays open: the clock stands still).
-                wait_until(lambda: _breaker(gw.connectors.tax, "tax") is BreakerState.OPEN)
+                wait_until(
+                    lambda: _breaker(gw.connectors.tax, "tax") is BreakerState.OPEN,
+                    what="open tax breaker",
+                )
                 proxy.start()  # and comes back on the same address
                 # A probe finds it back; on a slow machine not the first (the pool reconnects),
                 # so the clock moves on until a complete answer comes (bounded); then every
