@@ -137,9 +137,12 @@ async def _demo_copies(server_url: str) -> None:
     copies of the freshly seeded test databases, where the server has none yet: `bma-gateway
     demo` (tests/test_demo.py) then finds its seed current instead of building the same rows
     a second time. Skipped while anything else is connected to a test database (a copy needs
-    its template to itself); the demo then seeds its own."""
+    its template to itself); the demo then seeds its own. The demo's own database
+    (``bma_gateway``: API keys, the audit chain) is dropped: on a server kept between runs it
+    would hold a chain signed with an earlier run's audit key."""
     conn = await asyncpg.connect(server_url)
     try:
+        await conn.execute('DROP DATABASE IF EXISTS "bma_gateway" WITH (FORCE)')
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
         for name in ("tax", "registry", "traffy"):
             if f"bma_{name}" not in existing:

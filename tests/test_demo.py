@@ -68,8 +68,9 @@ def _exported(output: str) -> dict[str, str]:
 
 
 def test_demo_serves_the_fifty_district_query_and_stops_cleanly(
-    server_url, tmp_path, monkeypatch, capsys
+    server_url, db, tmp_path, monkeypatch, capsys
 ):
+    """``db`` first: it leaves the demo its databases (conftest's _demo_copies)."""
     port = free_port()
     process = subprocess.Popen(
         [
