@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
+from connectors.base import UpstreamUnavailable
 from connectors.cache import DEFAULT_TTLS
 from connectors.resilience import CircuitBreaker
 from gateway.audit.store import Verification, append, create_key, ensure_store, verify
@@ -474,3 +476,17 @@ def build_chain(server_url: str, key_dir: Path, case: str) -> Chain:
     chain = Chain(url, write_key(key_dir / f"{case}.key", CHAIN_KEY))
     assert chain.verify().intact  # the break each test finds is its own doing
     return chain
+
+
+class BatchUpstream:
+    """A connector batch method whose answers and failures the test controls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.down = False
+
+    async def fetch(self, keys: list[str]) -> dict[str, Any]:
+        self.calls.append(list(keys))
+        if self.down:
+            raise UpstreamUnavailable("test-source", "connection refused")
+        return {k: {"key": k, "value": Decimal("1.50")} for k in keys}

@@ -140,6 +140,22 @@ DEFAULTS: Mapping[str, OperationLimits] = {
 }
 
 
+def onto_defaults(data: Any, defaults: Mapping[str, Any]) -> Any:
+    """Values given per audience (a setting's JSON), each merged onto that audience's default
+    (a dataclass; None: nothing to merge onto); an unknown audience is refused by name."""
+    if not isinstance(data, Mapping):
+        return data
+    merged: dict[str, Any] = {}
+    for audience, values in data.items():
+        if audience not in AUDIENCES:
+            raise ValueError(f"unknown audience {audience!r} (one of {', '.join(AUDIENCES)})")
+        default = defaults[audience]
+        if isinstance(values, Mapping) and default is not None:
+            values = {**dataclasses.asdict(default), **values}
+        merged[audience] = values
+    return merged
+
+
 @dataclass(config=ConfigDict(frozen=True))
 class AudienceLimits:
     """The operation limits of each audience; given values merge onto the audience's defaults."""
@@ -152,16 +168,7 @@ class AudienceLimits:
     @model_validator(mode="before")
     @classmethod
     def _onto_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        merged: dict[str, Any] = {}
-        for audience, values in data.items():
-            if audience not in AUDIENCES:
-                raise ValueError(f"unknown audience {audience!r} (one of {', '.join(AUDIENCES)})")
-            if isinstance(values, Mapping):
-                values = {**dataclasses.asdict(DEFAULTS[audience]), **values}
-            merged[audience] = values
-        return merged
+        return onto_defaults(data, DEFAULTS)
 
     def of(self, kind: str) -> OperationLimits:
         # An unknown kind cannot come from authentication; the strictest is the safe answer.

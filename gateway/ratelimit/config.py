@@ -7,7 +7,6 @@ a missing audience or key keeps its default, ``null`` is unlimited.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, model_validator
 from pydantic.dataclasses import dataclass
 
+from gateway.limits.config import onto_defaults
 from policies.principal import AudienceKind
 
 MIN_RATE = 0.001  # one request per ~17 minutes
@@ -44,37 +44,29 @@ class RateLimit:
         return max(1, math.ceil(self.burst / self.rate))
 
 
+DEFAULTS: Mapping[str, RateLimit | None] = {
+    "anonymous": RateLimit(rate=5.0, burst=20),
+    "app": RateLimit(rate=20.0, burst=60),
+    "partner": RateLimit(rate=50.0, burst=100),
+    "agency": RateLimit(rate=100.0, burst=200),
+}
+
+
 @dataclass(config=ConfigDict(frozen=True))
 class RateLimits:
     """The limit of each audience; ``None`` is unlimited. Given values merge onto the
     audience's defaults."""
 
-    anonymous: RateLimit | None = RateLimit(rate=5.0, burst=20)
-    app: RateLimit | None = RateLimit(rate=20.0, burst=60)
-    partner: RateLimit | None = RateLimit(rate=50.0, burst=100)
-    agency: RateLimit | None = RateLimit(rate=100.0, burst=200)
+    anonymous: RateLimit | None = DEFAULTS["anonymous"]
+    app: RateLimit | None = DEFAULTS["app"]
+    partner: RateLimit | None = DEFAULTS["partner"]
+    agency: RateLimit | None = DEFAULTS["agency"]
 
     @model_validator(mode="before")
     @classmethod
     def _onto_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        merged: dict[str, Any] = {}
-        for audience, values in data.items():
-            if audience not in AUDIENCES:
-                raise ValueError(f"unknown audience {audience!r} (one of {', '.join(AUDIENCES)})")
-            default = _DEFAULTS[audience]
-            if isinstance(values, Mapping) and default is not None:
-                values = {**dataclasses.asdict(default), **values}
-            merged[audience] = values
-        return merged
+        return onto_defaults(data, DEFAULTS)
 
     def of(self, kind: AudienceKind) -> RateLimit | None:
         limit: RateLimit | None = getattr(self, kind)
         return limit
-
-
-AUDIENCES: tuple[AudienceKind, ...] = ("anonymous", "app", "partner", "agency")
-_DEFAULTS: Mapping[str, RateLimit | None] = {
-    audience: RateLimits().of(audience) for audience in AUDIENCES
-}

@@ -4,14 +4,11 @@ Redis, and says why when it cannot."""
 from __future__ import annotations
 
 import os
-from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from connectors.base import UpstreamUnavailable
 from connectors.cache import CacheSettings, CacheStore, cached_batch
-from support import run
+from support import BatchUpstream, run
 
 REDIS_URL = os.environ.get("REDIS_URL")
 
@@ -21,27 +18,13 @@ needs_redis = pytest.mark.skipif(
 )
 
 
-class Upstream:
-    """A connector batch method whose answers and failures the test controls."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.down = False
-
-    async def fetch(self, keys: list[str]) -> dict[str, Any]:
-        self.calls.append(list(keys))
-        if self.down:
-            raise UpstreamUnavailable("test-source", "connection refused")
-        return {k: {"key": k, "value": Decimal("1.50")} for k in keys}
-
-
 @needs_redis
 def test_cache_clear_empties_the_chosen_connectors_caches_in_redis(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
     from gateway.cli import main
 
-    upstream = Upstream()
+    upstream = BatchUpstream()
     settings = CacheSettings(redis_url=REDIS_URL)
 
     async def fill() -> None:

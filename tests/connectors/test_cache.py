@@ -25,7 +25,7 @@ from connectors.cache import (
     stale_uses,
 )
 from connectors.traffy import ComplaintCounts
-from support import ManualClock, run
+from support import BatchUpstream, ManualClock, run
 
 REDIS_URL = os.environ.get("REDIS_URL")
 needs_redis = pytest.mark.skipif(
@@ -41,20 +41,6 @@ def store_for(backend: str, name: str, ttl: float, clock: ManualClock | None = N
         redis_url=REDIS_URL if backend == "redis" else None, ttls={name: ttl}, stale_seconds=600
     )
     return CacheStore(settings) if clock is None else CacheStore(settings, clock=clock)
-
-
-class Upstream:
-    """A connector batch method whose answers and failures the test controls."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.down = False
-
-    async def fetch(self, keys: list[str]) -> dict[str, Any]:
-        self.calls.append(list(keys))
-        if self.down:
-            raise UpstreamUnavailable("test-source", "connection refused")
-        return {k: {"key": k, "value": Decimal("1.50")} for k in keys}
 
 
 def test_values_round_trip_through_the_typed_json_serializer():
@@ -85,7 +71,7 @@ def test_the_serializer_rebuilds_only_known_classes():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fresh_entries_are_served_without_an_upstream_call(backend: str):
-    upstream = Upstream()
+    upstream = BatchUpstream()
 
     async def go() -> None:
         name = f"test.values.{uuid.uuid4().hex}"
@@ -108,7 +94,7 @@ def test_fresh_entries_are_served_without_an_upstream_call(backend: str):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_failed_upstream_is_answered_from_a_stale_entry_and_flagged(backend: str):
-    upstream = Upstream()
+    upstream = BatchUpstream()
     clock = ManualClock()
 
     async def go() -> None:
@@ -134,7 +120,7 @@ def test_a_failed_upstream_is_answered_from_a_stale_entry_and_flagged(backend: s
 
 
 def test_a_cache_with_no_ttl_passes_through():
-    upstream = Upstream()
+    upstream = BatchUpstream()
 
     async def go() -> None:
         store = store_for("memory", "configured", 60)
@@ -147,7 +133,7 @@ def test_a_cache_with_no_ttl_passes_through():
 
 @needs_redis
 def test_redis_going_away_falls_back_to_memory_with_one_warning(caplog: pytest.LogCaptureFixture):
-    upstream = Upstream()
+    upstream = BatchUpstream()
 
     async def go() -> None:
         store = CacheStore(CacheSettings(redis_url="redis://127.0.0.1:1/0", ttls={"t": 60}))
