@@ -31,6 +31,7 @@ import asyncpg
 
 from bench.common import NullAudit, publish, seeded_databases
 from bench.run import start
+from connectors.cache import DEFAULT_TTLS
 from gateway.audit import store as audit_store
 from gateway.audit.trail import Caller
 from gateway.audit.writer import AuditWriter
@@ -294,6 +295,8 @@ def main() -> None:
                 tax_database_url=urls.tax,
                 registry_database_url=urls.registry,
                 traffy_base_url=traffy_url,
+                # Executed every time: the response cache would answer open data instead.
+                cache_ttls={**DEFAULT_TTLS, "response": 0},
             )
         )
 

@@ -48,7 +48,8 @@ def write_section(marker: str, table: str) -> None:
 
 def publish(marker: str, script: str, argv: list[str], table: str, write: bool) -> None:
     """Print the figures with the command that produced them, and put them in the docs."""
-    command = " ".join(["python -m", script, *(a for a in argv if "://" not in a)])
+    shown = [a for a in argv if "://" not in a and not a.startswith("--database-url")]
+    command = " ".join(["python -m", script, *shown])
     text = f"Command: `{command}`  \n{table}"
     print(text)
     if write:

@@ -25,6 +25,7 @@ from graphql import execute, parse
 
 from bench.common import NullAudit, publish, seeded_databases
 from bench.run import start
+from connectors.cache import DEFAULT_TTLS
 from gateway.audit.trail import Caller
 from gateway.execution.executor import Executor, Operation
 from gateway.http.app import connectors_from
@@ -134,6 +135,8 @@ def main() -> None:
                 tax_database_url=urls.tax,
                 registry_database_url=urls.registry,
                 traffy_base_url=traffy_url,
+                # Executed every time: the response cache would answer open data instead.
+                cache_ttls={**DEFAULT_TTLS, "response": 0},
             )
         )
 
