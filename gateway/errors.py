@@ -14,6 +14,7 @@ here, and raised by name::
     ├── MethodNotAllowed                  METHOD_NOT_ALLOWED 405
     ├── Unauthenticated                   UNAUTHENTICATED 401, with WWW-Authenticate
     ├── AuthenticationUnavailable         AUTHENTICATION_UNAVAILABLE 503, with Retry-After
+    ├── ScopeRequired                     SCOPE_REQUIRED 403 (anonymous: 401), with WWW-Authenticate
     ├── RateLimited                       RATE_LIMITED 429, with Retry-After
     ├── OperationNotFound                 OPERATION_NOT_FOUND 400
     ├── LimitExceeded                     an operation limit of the caller's audience, 400
@@ -101,6 +102,9 @@ METHOD_NOT_ALLOWED = _code("METHOD_NOT_ALLOWED", 405, message="method not allowe
 UNAUTHENTICATED = _code("UNAUTHENTICATED", 401, message="the credential proves nothing")
 AUTHENTICATION_UNAVAILABLE = _code(
     "AUTHENTICATION_UNAVAILABLE", 503, message="the credential cannot be checked now"
+)
+SCOPE_REQUIRED = _code(
+    "SCOPE_REQUIRED", 403, 401, message="this endpoint needs a scope the caller does not hold"
 )
 RATE_LIMITED = _code("RATE_LIMITED", 429, message="rate limit exceeded")
 # The document, held to the audience's operation limits (gateway.limits).
@@ -257,6 +261,25 @@ class AuthenticationUnavailable(GatewayError):
     @property
     def headers(self) -> dict[str, str]:
         return {"retry-after": str(self.RETRY_AFTER_SECONDS)}
+
+
+class ScopeRequired(GatewayError):
+    """An endpoint outside GraphQL (``/metrics``) asked for without the scope it needs:
+    401 with a challenge to an anonymous caller, 403 to a principal lacking the scope."""
+
+    error = SCOPE_REQUIRED
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this endpoint needs a token with the scope `{scope}`", scope=scope)
+        self.scope = scope
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # RFC 6750 s.3: the challenge names the scope that would be accepted.
+        return {
+            "www-authenticate": f'Bearer realm="bma-gateway", error="insufficient_scope", '
+            f'scope="{self.scope}"'
+        }
 
 
 class RateLimited(GatewayError):

@@ -10,6 +10,7 @@ The tables of docs/configuration.md are made from these declarations
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -127,6 +128,15 @@ def _expanded(path: Path | None) -> Path | None:
 
 def _redis_url(raw: str | None) -> str | None:
     return redis_client.checked_url(raw) if raw else None
+
+
+def _proxies(raw: str) -> str:
+    """``BMA_TRUSTED_PROXIES``: addresses and networks, comma-separated, or ``*``."""
+    entries = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    for entry in entries:
+        if entry != "*":
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+    return ",".join(entries)
 
 
 def _section(name: str, default: str | None = None) -> dict[str, Any]:
@@ -307,6 +317,14 @@ class Settings(BaseSettings):
         description="operations in one batched POST (a JSON array), for every audience unless "
         "lowered per audience; above it `BATCH_TOO_LARGE`",
         json_schema_extra=_section("general"),
+    )
+    trusted_proxies: Annotated[str, AfterValidator(_proxies)] = Field(
+        "",
+        description="the proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` name the "
+        "client (rate-limit buckets, the audit log's client address): addresses or networks, "
+        "comma-separated (`10.0.0.5,10.1.0.0/16`), or `*` for any peer (only where nothing but "
+        "the proxy can reach the gateway); empty trusts no proxy: the client is the TCP peer",
+        json_schema_extra=_section("general", "— (none)"),
     )
     graphiql: bool = Field(
         True,

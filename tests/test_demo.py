@@ -102,6 +102,7 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(
         assert httpx.get(url + "/readyz", timeout=30).json()["status"] == "ready"
         _check_credentials(url, _exported(output.text), tmp_path)
         _check_audit(url, _exported(output.text), output.text, monkeypatch, capsys)
+        _send_a_query_string(url)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -110,6 +111,21 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(
     assert "Traffy stand-in" in output and f"127.0.0.1:{port}/graphql" in output
     assert "Stopped." in output
     assert "Traceback" not in output
+    # No access log: a GET's query string (query text, a token) is written nowhere.
+    assert QUERY_STRING_MARKER not in output and TOKEN_MARKER not in output, output
+
+
+QUERY_STRING_MARKER = "DemoQueryStringMarker"
+TOKEN_MARKER = "demo-token-in-a-query-string"
+
+
+def _send_a_query_string(url: str) -> None:
+    params = {
+        "query": f"query {QUERY_STRING_MARKER} {{ __typename }}",
+        "access_token": TOKEN_MARKER,
+    }
+    response = httpx.get(url + "/graphql", params=params, timeout=30)
+    assert response.status_code == 200, response.text
 
 
 CREDENTIALS = (

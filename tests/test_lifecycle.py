@@ -26,6 +26,7 @@ from support import (
 )
 
 RESTRICTED = "query($id: ID!) { parcel(id: $id) { id appraisedValue } }"
+SPOOFED = "203.0.113.66"
 
 
 def test_start_waits_for_sources_then_names_the_missing_ones(
@@ -68,12 +69,22 @@ def test_several_workers_serve_and_write_one_audit_chain(
                 response = client.post(
                     gateway.graphql,
                     json={"query": RESTRICTED, "variables": {"id": str(parcel["id"])}},
-                    headers={"authorization": f"Bearer {token}", "x-request-id": f"worker-{n}"},
+                    headers={
+                        "authorization": f"Bearer {token}",
+                        "x-request-id": f"worker-{n}",
+                        # No proxy is trusted (BMA_TRUSTED_PROXIES): not even from loopback.
+                        "x-forwarded-for": SPOOFED,
+                    },
                 )
                 assert response.status_code == 200, response.text
+            marked = {"query": "query ServeQueryStringMarker { __typename }"}
+            assert client.get(gateway.graphql, params=marked).status_code == 200
     finally:
         gateway.stop()
     assert "Started parent process" in gateway.log()
+    assert "ServeQueryStringMarker" not in gateway.log()  # no access log
+    addresses = sql(store, "SELECT DISTINCT entry ->> 'clientAddress' AS a FROM audit.records")
+    assert addresses == [{"a": "127.0.0.1"}]
 
     async def check() -> None:
         conn = await asyncpg.connect(store)

@@ -163,6 +163,7 @@ def _serve() -> int:
     import uvicorn
 
     from gateway.http.lifecycle import DrainingServer
+    from gateway.http.serving import server_options
     from gateway.observability.logs import configure_logging
 
     settings = _settings()
@@ -170,10 +171,8 @@ def _serve() -> int:
         return 2
     configure_logging()
     options = {
-        "host": settings.host,
-        "port": settings.port,
+        **server_options(settings),
         "log_config": None,  # configure_logging's JSON lines, in every worker
-        "access_log": False,  # the request line replaces it, without the query string
         # SIGTERM: stop accepting, let in-flight requests finish this long, then shut down
         # (the audit writer drains and the pools close in the app's lifespan).
         "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),

@@ -28,7 +28,7 @@ from gateway.demo.embedded import DatabaseUrls, default_data_dir, ensure_databas
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.http.app import create_app
-from gateway.http.serving import BackgroundServer
+from gateway.http.serving import BackgroundServer, server_options
 from gateway.settings import Settings
 
 EXAMPLE_QUERY = (
@@ -110,7 +110,7 @@ def run_demo(options: DemoOptions) -> None:
     _print_credentials(settings, issuer, [api_key_credential(api_key), *demo_tokens(issuer)])
     print("Ctrl-C stops everything.")
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(settings), **server_options(settings), log_level="info")
     finally:
         traffy.stop()
         del embedded

@@ -117,7 +117,7 @@ class Executor:
             metrics.observe_request("unknown", audience, "error", time.perf_counter() - began)
             raise
         ran = outcome.operation
-        label = "unknown" if ran is None else metrics.operation_label(operation_name(ran))
+        label = "unknown" if ran is None else metrics.operation_label(operation_name(ran), audience)
         metrics.observe_request(label, audience, outcome.label, time.perf_counter() - began)
         return outcome
 

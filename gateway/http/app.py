@@ -1,7 +1,8 @@
 """The application, assembled from its parts in the order a request meets them.
 
-A request passes the request id (``request_id``), authentication (``gateway.auth``) and the
-rate limit (``gateway.ratelimit``), then reaches its route: GraphQL (``graphql``), the probes
+A request passes the security headers (``security_headers``), the client address from a
+trusted proxy (``BMA_TRUSTED_PROXIES``), the request id (``request_id``), authentication
+(``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route: GraphQL (``graphql``), the probes
 (``probes``) or the embedded issuer's JWKS. The connectors, the audit writer and the API key
 store start and stop with the app (its lifespan).
 """
@@ -19,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from connectors.audit_log import AuditLogConnector
 from connectors.cache import CacheSettings, CacheStore
@@ -40,6 +42,7 @@ from gateway.http import probes
 from gateway.http.graphql import GraphQLHTTP
 from gateway.http.lifecycle import wait_for_sources
 from gateway.http.request_id import RequestIdMiddleware
+from gateway.http.security_headers import SecurityHeadersMiddleware
 from gateway.observability import tracing
 from gateway.observability.logs import configure_logging
 from gateway.observability.upstream import UPSTREAM_METRICS
@@ -188,6 +191,8 @@ def create_app(
                 await connectors.cache.close()
 
     middleware = [
+        Middleware(SecurityHeadersMiddleware),  # outermost: on every answer, refusals too
+        *_client_from_proxy(settings.trusted_proxies),
         Middleware(RequestIdMiddleware),
         Middleware(AuthenticationMiddleware, authenticator=authenticator),
     ]
@@ -218,6 +223,15 @@ def create_app(
     app.state.authenticator = authenticator
     app.state.audit = audit
     return app
+
+
+def _client_from_proxy(trusted_proxies: str) -> list[Middleware]:
+    """The client address (rate-limit buckets, the audit log, the request line) is the TCP
+    peer, unless the peer is a proxy named in ``BMA_TRUSTED_PROXIES``: then it is the
+    ``X-Forwarded-For`` address that proxy saw (the right-most one no trusted proxy added)."""
+    if not trusted_proxies:
+        return []
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=trusted_proxies)]
 
 
 def _jwks(issuer: EmbeddedIssuer | None) -> Callable[[Request], Awaitable[Response]]:

@@ -22,14 +22,14 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
 from gateway import errors
 from gateway.audit.trail import Caller
 from gateway.auth.middleware import authenticated, principal_of
 from gateway.execution.executor import Executor, Operation
 from gateway.execution.outcome import Outcome
-from gateway.http.graphiql import graphiql_page
+from gateway.http.graphiql import graphiql_response
 from gateway.http.request_id import request_id_of
 from gateway.limits.config import OperationLimits
 from gateway.observability import tracing
@@ -66,7 +66,7 @@ class GraphQLHTTP:
     async def _answer(self, request: Request, operations: list[dict[str, Any]]) -> Response:
         try:
             if request.method == "GET" and self.graphiql and _wants_html(request):
-                return HTMLResponse(graphiql_page())
+                return graphiql_response()
             limits = self.executor.limits.of(authenticated(request.scope).kind)
             if request.method == "GET":
                 return await self._single(request, _from_query_params(request, limits), operations)

@@ -1,5 +1,9 @@
 """The probes a load balancer and an orchestrator read: ``/healthz`` (the process answers),
-``/readyz`` (send it traffic: sources up, not draining) and ``/metrics`` (Prometheus)."""
+``/readyz`` (send it traffic: sources up, not draining) and ``/metrics`` (Prometheus).
+
+``/metrics`` tells who is using the gateway for what (operation names, audiences,
+outcomes, policy denials): it answers only a principal holding ``METRICS_SCOPE``, e.g. the
+token a Prometheus server scrapes with (docs/operations.md#metrics)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway import errors
+from gateway.auth.middleware import authenticated
 from gateway.http import lifecycle
 from gateway.observability import metrics
 from schema import Connectors
@@ -39,5 +45,15 @@ def readyz(connectors: Connectors) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-async def metrics_endpoint(_request: Request) -> Response:
+METRICS_SCOPE = "metrics:read"
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    try:
+        principal = authenticated(request.scope)
+    except errors.GatewayError as refusal:  # a credential that proves nothing, or unchecked
+        return refusal.response()
+    if METRICS_SCOPE not in principal.scopes:
+        missing = errors.ScopeRequired(METRICS_SCOPE)
+        return missing.response(401 if principal.kind == "anonymous" else 403)
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)

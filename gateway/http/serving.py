@@ -1,5 +1,6 @@
-"""Running an ASGI app under uvicorn in a background thread (the demo's Traffy stand-in,
-the tests' servers), started and stopped from the calling thread."""
+"""How the gateway is served by uvicorn: the options ``serve`` and the demo share, and an
+ASGI app in a background thread (the demo's Traffy stand-in, the tests' servers), started
+and stopped from the calling thread."""
 
 from __future__ import annotations
 
@@ -9,6 +10,24 @@ import time
 from typing import Any
 
 import uvicorn
+
+from gateway.settings import Settings
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the gateway, wherever it is served (``serve``, the demo).
+
+    No access log: it would write GET query strings (query text, a token sent as
+    ``?access_token=``); the gateway's own request line replaces it. No proxy headers:
+    uvicorn would trust ``X-Forwarded-For`` from loopback (``FORWARDED_ALLOW_IPS``); the app
+    trusts only ``BMA_TRUSTED_PROXIES`` (``gateway.http.app``).
+    """
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,
+        "proxy_headers": False,
+    }
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -25,7 +44,12 @@ class BackgroundServer:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=self.host, port=self.port, log_level="warning", lifespan="auto"
+            app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="auto",
+            proxy_headers=False,  # the client is the peer, unless the app trusts a proxy
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, daemon=True, name="uvicorn")

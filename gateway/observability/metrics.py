@@ -8,8 +8,10 @@ Labels take bounded values only — never raw user input:
 
 * ``operation``: the name of the operation that ran, as the parsed document spells it (a
   GraphQL name); ``anonymous`` for an unnamed one, ``unknown`` when no operation ran (the
-  document was refused before execution). The first ``MAX_OPERATIONS`` distinct names are
-  kept; any name after those is counted as ``other``.
+  document was refused before execution). The first ``MAX_OPERATIONS`` distinct names of
+  each audience are kept; any later name of that audience is counted as ``other``. Each
+  audience has slots of its own, so anonymous callers inventing names fill only theirs and
+  never turn an agency's operations into ``other``.
 * ``audience``: the principal's kind (anonymous, app, partner, agency).
 * ``outcome`` of a request (one GraphQL operation):
   ``ok`` (data, no errors), ``partial`` (data beside errors, e.g. a source down),
@@ -50,7 +52,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "observe_request", "operation_labe
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-MAX_OPERATIONS = 200  # distinct operation names kept as labels; later ones count as "other"
+MAX_OPERATIONS = 200  # distinct operation names kept per audience; later ones count as "other"
 MAX_NAME_LENGTH = 100
 
 # Request latency: a cached answer takes a millisecond, a fan-out over 50 districts more.
@@ -133,7 +135,7 @@ breaker_state = Gauge(
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
-_operations: set[str] = set()
+_operations: dict[str, set[str]] = {}  # audience -> the operation names kept as labels
 _operations_lock = threading.Lock()
 
 
@@ -142,18 +144,21 @@ def render() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def operation_label(name: str | None) -> str:
-    """A bounded label for an operation name: kept for the first ``MAX_OPERATIONS`` names."""
+def operation_label(name: str | None, audience: str) -> str:
+    """A bounded label for an operation name: kept for the first ``MAX_OPERATIONS`` names
+    of ``audience`` (a principal's kind: a bounded set itself)."""
     if not name:
         return "anonymous"
-    if name in _operations:
+    kept = _operations.get(audience)
+    if kept is not None and name in kept:
         return name
     if len(name) > MAX_NAME_LENGTH:
         return "other"
     with _operations_lock:
-        if len(_operations) >= MAX_OPERATIONS:
+        kept = _operations.setdefault(audience, set())
+        if name not in kept and len(kept) >= MAX_OPERATIONS:
             return "other"
-        _operations.add(name)
+        kept.add(name)
     return name
 
 

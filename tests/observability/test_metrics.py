@@ -26,7 +26,7 @@ from gateway.http.serving import free_port
 from gateway.observability import metrics
 from gateway.observability.upstream import UPSTREAM_METRICS, counting_calls
 from gateway.ratelimit.config import RateLimit, RateLimits
-from support import Gateway, finance_officer_token, run, settings_for, sql, start_gateway
+from support import Gateway, bearer, finance_officer_token, run, settings_for, sql, start_gateway
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -122,13 +122,36 @@ def test_requests_are_counted_by_operation_audience_and_outcome(gw: Gateway):
     assert delta.of("bma_request_seconds_sum", audience="anonymous") > 0
 
 
-def test_operation_names_are_capped(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(metrics, "_operations", set())  # the process's names stay as they are
+def test_operation_names_are_capped_per_audience(monkeypatch: pytest.MonkeyPatch):
+    # The process's names stay as they are: this test fills a registry of names of its own.
+    monkeypatch.setattr(metrics, "_operations", type(metrics._operations)())
     for n in range(metrics.MAX_OPERATIONS + 5):
-        metrics.operation_label(f"MetricsCap{n}")
-    assert metrics.operation_label("MetricsCapAfterTheCap") == "other"
-    assert metrics.operation_label("x" * 500) == "other"
-    assert metrics.operation_label(None) == "anonymous"
+        metrics.operation_label(f"MetricsCap{n}", "anonymous")
+    assert metrics.operation_label("MetricsCapAfterTheCap", "anonymous") == "other"
+    assert metrics.operation_label("MetricsCap0", "anonymous") == "MetricsCap0"  # still kept
+    assert metrics.operation_label("MetricsCapAfterTheCap", "agency") == "MetricsCapAfterTheCap"
+    assert metrics.operation_label("x" * 500, "agency") == "other"
+    assert metrics.operation_label(None, "agency") == "anonymous"
+
+
+def test_an_anonymous_flood_of_names_leaves_other_audiences_their_labels(
+    gw: Gateway, finance: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    """Anonymous callers invent operation names until the cap: an agency's operation, first
+    run after the flood, is still counted under its own name."""
+    monkeypatch.setattr(metrics, "_operations", type(metrics._operations)())
+    monkeypatch.setattr(metrics, "MAX_OPERATIONS", 5)  # a flood of 6 fills it
+    delta = Delta()
+    for n in range(metrics.MAX_OPERATIONS + 1):
+        assert gw.post(f"query MetricsFlood{n} {{ __typename }}").status_code == 200
+    assert gw.post("query MetricsOfficer { __typename }", headers=finance).status_code == 200
+    assert (
+        delta.of("bma_requests_total", operation="other", audience="anonymous", outcome="ok") == 1
+    )
+    assert (
+        delta.of("bma_requests_total", operation="MetricsOfficer", audience="agency", outcome="ok")
+        == 1
+    )
 
 
 def test_a_denied_field_counts_against_its_rule(gw: Gateway, parcel_id: str):
@@ -301,11 +324,29 @@ def test_rate_limited_requests_are_counted(limited: Gateway):
     )
 
 
-def test_metrics_are_served_over_http(gw: Gateway, limited: Gateway):
-    """Needs the /metrics route in gateway/app.py; it is not rate limited."""
+def test_metrics_are_served_over_http_to_the_metrics_scope_only(
+    gw: Gateway, limited: Gateway, issuer: EmbeddedIssuer, finance: dict[str, str]
+):
+    """Needs the /metrics route in gateway/app.py; it is not rate limited. It says who uses
+    the gateway for what: anonymous callers and principals without ``metrics:read`` get a
+    refusal naming the scope, not the metrics."""
     gw.query("query MetricsOverHttp { districts { code } }")
+    anonymous = httpx.get(f"{limited.url}/metrics", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"] == {
+        "code": "SCOPE_REQUIRED",
+        "scope": "metrics:read",
+    }
+    assert 'scope="metrics:read"' in anonymous.headers["www-authenticate"]
+    assert "bma_requests_total" not in anonymous.text
+    officer = httpx.get(f"{limited.url}/metrics", headers=finance, timeout=10)
+    assert officer.status_code == 403 and "bma_" not in officer.text
+    forged = httpx.get(f"{limited.url}/metrics", headers=bearer("eyJ.e30.x"), timeout=10)
+    assert forged.status_code == 401
+    assert forged.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    scraper = bearer(issuer.issue("partner", "bma-monitoring", "metrics:read"))
     for _ in range(3):  # more than the burst: /metrics is not limited
-        response = httpx.get(f"{limited.url}/metrics", timeout=10)
+        response = httpx.get(f"{limited.url}/metrics", headers=scraper, timeout=10)
         assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     served = read(response.text)

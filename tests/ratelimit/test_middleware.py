@@ -51,6 +51,8 @@ needs_redis = pytest.mark.skipif(
 
 QUERY = "{ __typename }"
 RATE = 0.5  # a token every 2 s: slow enough that a burst is never refilled mid-test
+LOOPBACK = "127.0.0.1"  # the tests' gateways trust the test itself as their proxy
+
 LIMITS = RateLimits(
     anonymous=RateLimit(rate=RATE, burst=3),
     app=RateLimit(rate=RATE, burst=4),
@@ -140,12 +142,13 @@ def let_pass(seconds: float, buckets: Buckets, clock: ManualClock) -> None:
 
 @pytest.fixture
 def client(db: DatabaseUrls, traffy_url: str, buckets: Buckets) -> Iterator[httpx.Client]:
-    with limited_gateway(settings_for(db, traffy_url), buckets) as client:
+    with limited_gateway(settings_for(db, traffy_url, trusted_proxies=LOOPBACK), buckets) as client:
         yield client
 
 
 def new_address() -> str:
-    """A client address of this test's own (uvicorn takes X-Forwarded-For from loopback)."""
+    """A client address of this test's own, sent as X-Forwarded-For: the gateways here trust
+    loopback as their proxy (``LOOPBACK``)."""
     return f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
 
 
@@ -277,7 +280,9 @@ def test_a_refused_credential_is_401_and_charged_to_the_address_not_the_principa
 
 def test_the_gateway_limits_requests_as_its_settings_say(db: DatabaseUrls, traffy_url: str):
     limits = RateLimits(anonymous=RateLimit(rate=RATE, burst=2))
-    server, gateway = start_gateway(settings_for(db, traffy_url, rate_limits=limits))
+    server, gateway = start_gateway(
+        settings_for(db, traffy_url, rate_limits=limits, trusted_proxies=LOOPBACK)
+    )
     try:
         address = new_address()
         answers = [post(gateway.client, address) for _ in range(3)]
@@ -383,7 +388,9 @@ def test_with_redis_stopped_requests_are_limited_in_memory_with_one_warning_then
     )
     before, during, after = new_address(), new_address(), new_address()
     try:
-        with limited_gateway(settings_for(db, traffy_url), buckets) as client:
+        with limited_gateway(
+            settings_for(db, traffy_url, trusted_proxies=LOOPBACK), buckets
+        ) as client:
             assert post(client, before).status_code == 200
             assert set(redis_keys(prefix)) == {f"ip:{client_address(before)}"}
 
@@ -416,7 +423,7 @@ def test_a_gateway_whose_redis_is_unreachable_from_the_start_limits_in_memory(
     caplog.set_level(logging.INFO, logger=LOGGER)
     buckets = RedisBuckets(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
     address = new_address()
-    with limited_gateway(settings_for(db, traffy_url), buckets) as client:
+    with limited_gateway(settings_for(db, traffy_url, trusted_proxies=LOOPBACK), buckets) as client:
         assert statuses([post(client, address) for _ in range(5)]) == [200, 200, 200, 429, 429]
         assert len(buckets.fallback) == 1
     assert len(warnings_logged(caplog)) == 1
@@ -431,7 +438,7 @@ def test_a_hanging_redis_delays_a_request_by_its_timeout_at_most(
     timeout = 0.3
     buckets = RedisBuckets(proxy.hang().target_url, prefix=redis_prefix(), timeout=timeout)
     address = new_address()
-    with limited_gateway(settings_for(db, traffy_url), buckets) as client:
+    with limited_gateway(settings_for(db, traffy_url, trusted_proxies=LOOPBACK), buckets) as client:
         latencies, codes = [], []
         for _ in range(5):
             started = time.monotonic()
