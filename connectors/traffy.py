@@ -25,6 +25,7 @@ from connectors.base import (
     PageRequest,
     Record,
     SourceHealth,
+    UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
     decode_position,
@@ -363,31 +364,45 @@ class NearbyKey:
     radius_m: float
 
 
-NEARBY_FETCH_LIMIT = 5000  # tickets one batch may fetch; a denser area answers an error
+NEARBY_FETCH_LIMIT = 5000  # tickets one search may fetch; a denser area answers an error
 
 
-async def near(traffy: TraffyConnector, keys: Sequence[NearbyKey]) -> list[list[Record]]:
-    """Tickets within each key's radius, nearest first: one upstream call for a batch of keys.
+async def near(
+    traffy: TraffyConnector, keys: Sequence[NearbyKey]
+) -> list[list[Record] | UpstreamError]:
+    """Tickets within each key's radius, nearest first: one paged upstream read for a batch.
 
     The upstream answers the union of the keys' bounding boxes; exact distances are checked
     here, against only the tickets in each key's own box (found through a grid of cells),
-    so a ticket in a box corner but outside the circle is left out.
+    so a ticket in a box corner but outside the circle is left out. The limit is per search:
+    a key whose own box holds more than ``NEARBY_FETCH_LIMIT`` tickets answers an error
+    alone, and however far apart the keys are, a batch's union is never refused for its
+    size — it holds at most the limit times the keys unless one search is over the limit,
+    which is all that stops the read early (the cost model bounds the area asked for).
     """
     boxes = [BoundingBox.around(k.lat, k.lon, k.radius_m) for k in keys]
-    rows = await traffy.within(boxes, NEARBY_FETCH_LIMIT + 1)
-    if len(rows) > NEARBY_FETCH_LIMIT:
-        raise UpstreamUnavailable(
-            traffy.name, f"over {NEARBY_FETCH_LIMIT} complaints in the area; use a smaller radius"
-        )
+    most = NEARBY_FETCH_LIMIT * len(keys)
+    rows = await traffy.within(boxes, most + 1)
+    if len(rows) > most:  # some search's own box is over the limit; which is unknown
+        return [_too_many(traffy) for _ in keys]
     grid = _Grid(rows)
-    answers = []
+    answers: list[list[Record] | UpstreamError] = []
     for key, box in zip(keys, boxes, strict=True):
+        inside = list(grid.inside(box))
+        if len(inside) > NEARBY_FETCH_LIMIT:
+            answers.append(_too_many(traffy))
+            continue
         scored = [
-            (distance_m(key.lat, key.lon, r["lat"], r["lon"]), r["ticket_id"], r)
-            for r in grid.inside(box)
+            (distance_m(key.lat, key.lon, r["lat"], r["lon"]), r["ticket_id"], r) for r in inside
         ]
         answers.append([r for d, _, r in sorted(scored, key=lambda s: s[:2]) if d <= key.radius_m])
     return answers
+
+
+def _too_many(traffy: TraffyConnector) -> UpstreamError:
+    return UpstreamUnavailable(
+        traffy.name, f"over {NEARBY_FETCH_LIMIT} complaints in the area; use a smaller radius"
+    )
 
 
 class _Grid:

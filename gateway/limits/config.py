@@ -41,7 +41,9 @@ class OperationLimits:
         ge=1,
         description="static cost: every field 1; a list multiplies what it selects by its "
         "`first` (a connection's `edges` by its `first` or `BMA_DEFAULT_PAGE_SIZE`; other "
-        "lists by an assumed size, `districts` 50)",
+        "lists by an assumed size, `districts` 50); a field that reaches an upstream system "
+        "adds its upstream work once per parent: 5 a batched lookup, 50 a connection's own "
+        "call, a radius search 200 per km² of its bounding box (at most 5000)",
     )
     # Validation grows faster than linearly with spreads side by side (1,000 of them:
     # ~350 ms), so they are capped apart.
@@ -96,8 +98,10 @@ class OperationLimits:
 # Anonymous callers are anyone on the internet: strictest, and no suggestions (they would
 # map the schema for free). Apps, partners and agencies are known by their credentials and
 # get more room in that order. Every default leaves room for the operations of the docs,
-# tests and benchmarks: the costliest, 100 parcels and 100 businesses of one district with
-# every field, costs 30,673; 1,000 complaints x 14 fields, 14,003; depth 8; 10 root fields;
+# tests and benchmarks (tests/limits/test_cost.py checks the docs' against anonymous's), and
+# none for upstream fan-out: 100 parcels' 5 km nearby searches cost 510,752 (each fetches up
+# to 5,000 complaints), over even the agency's limit; 1,000 complaints x 14 fields, 14,053;
+# depth 8; 10 root fields;
 # 319 tokens. Validation takes 10-20 µs a field, and more when one selection repeats a field
 # or spreads many fragments: 1,000 tokens keep the worst anonymous document (a field repeated
 # 490 times, 100 fragments spread side by side) around 30 ms of validation.

@@ -8,6 +8,14 @@ the gateway's default page size for a connection's ``edges``, the size assumed i
 Introspection lists count once (graphql-core's ``MaxIntrospectionDepthRule`` bounds its
 recursion).
 
+The answer's size is not the work behind it: a field that reaches an upstream system (its
+resolver loads from a connector, ``schema.upstream``) adds the upstream work it causes, once
+per parent it resolves under (the spec's ``@cost(weight:)``), so a lookup nested under a
+list of 100 costs 100 lookups. A key of a batched read adds ``UPSTREAM_LOOKUP``; a
+connection, which makes its own upstream call per parent, ``UPSTREAM_CALL``; a radius search
+(an argument ``radiusMeters``) fetches every item in its circle's bounding box whatever its
+``first``, and adds that area times ``ITEMS_PER_KM2``, up to the most one search may fetch.
+
 ``CostModel.bounds`` runs before validation, with a ``first`` given by a variable counted 0
 (a lower bound); ``CostModel.cost`` runs on the operation that executes, with the request's
 variables, before planning and execution, so a refused operation never reaches a source.
@@ -35,6 +43,7 @@ from graphql import (
     get_named_type,
 )
 
+from connectors.traffy import NEARBY_FETCH_LIMIT
 from gateway.errors import QueryTooCostly
 from gateway.limits.config import OperationLimits
 from gateway.limits.shape import (
@@ -45,6 +54,7 @@ from gateway.limits.shape import (
     operation_name,
     operations_of,
 )
+from schema.upstream import reads_upstream
 
 # The size assumed for a list field that takes no `first`: the most it holds in practice,
 # with room to grow. Lists not named here are assumed to hold DEFAULT_LIST_SIZE.
@@ -59,6 +69,17 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Business", "signboards"): 10,
     ("Business", "licences"): 5,  # one per licence kind, renewed
 }
+
+# The upstream work of a field that reaches an upstream system, per parent, in the unit of
+# the rest of the cost (a value in the answer):
+UPSTREAM_LOOKUP = 5  # one key of a batched read: an index probe and its rows' transfer
+UPSTREAM_CALL = 50  # a connection's own call: a round trip, a page query and a count
+# A radius search fetches every item in the bounding box of its circle: (2r)² of area, at
+# this density (the demo's densest square kilometre holds 192 complaints), and at most what
+# one search may fetch before it fails.
+RADIUS_ARGUMENT = "radiusMeters"
+ITEMS_PER_KM2 = 200
+MOST_ITEMS_PER_SEARCH = NEARBY_FETCH_LIMIT
 
 
 def too_costly(limits: OperationLimits, cost: int) -> QueryTooCostly:
@@ -77,6 +98,8 @@ class _Field:
     first_default: int | None  # the schema default of its `first` argument
     has_first: bool
     assumed_size: int  # without a `first`
+    upstream: int  # the upstream work it causes per parent, radius searches' area apart
+    radius_search: bool  # fetches the items within its `radiusMeters`
 
 
 class Unknown:
@@ -113,12 +136,15 @@ class CostModel:
                 )
                 first = definition.args.get("first")
                 default = first.default_value if first is not None else None
+                upstream = reads_upstream(definition)
                 self._fields[key] = _Field(
                     is_list=isinstance(type_, GraphQLList),
                     connection=connection,
                     first_default=default if type(default) is int else None,
                     has_first=first is not None,
                     assumed_size=LIST_SIZES.get(key, DEFAULT_LIST_SIZE),
+                    upstream=_upstream_weight(upstream, connection),
+                    radius_search=upstream and RADIUS_ARGUMENT in definition.args,
                 )
         return self._fields[key]
 
@@ -179,7 +205,7 @@ class _CostWalk:
             if isinstance(v.default_value, IntValueNode)
         }
         self.fragments: dict[str, int] = {}
-        self.dynamic = False  # a `first` is a variable
+        self.dynamic = False  # a `first` or a radius is a variable
 
     def operation(self, operation: OperationDefinitionNode) -> int:
         root = self.model.schema.get_root_type(operation.operation)
@@ -202,19 +228,33 @@ class _CostWalk:
         return min(total, COST_CAP)
 
     def field(self, node: FieldNode, parent: Any, introspecting: bool, sized: int | None) -> int:
+        """The field's cost: its answer's values and the upstream work it causes."""
         name = node.name.value
-        if node.selection_set is None:
-            return 1
-        if name in INTROSPECTION_ROOTS:
+        if name in INTROSPECTION_ROOTS and node.selection_set is not None:
             inner = self.model.schema.get_type("__Schema" if name == "__schema" else "__Type")
             return 1 + self.selections(node.selection_set, inner, True, None)
         info = self.model._field(parent, name) if hasattr(parent, "fields") else None
-        if info is None:  # unknown field or type: validation refuses it; count its fields
-            inner_type = None
-        else:
-            inner_type = get_named_type(parent.fields[name].type)
-        if introspecting or info is None:
+        if introspecting or info is None:  # an unknown field: validation refuses it
+            if node.selection_set is None:
+                return 1
+            inner_type = get_named_type(parent.fields[name].type) if info else None
             return 1 + self.selections(node.selection_set, inner_type, introspecting, None)
+        return min(self.upstream(node, info) + self.answer(node, parent, info, sized), COST_CAP)
+
+    def upstream(self, node: FieldNode, info: _Field) -> int:
+        """The upstream work of one resolution of the field (one parent)."""
+        if not info.radius_search:
+            return info.upstream
+        radius = max(0, min(self.argument(node, RADIUS_ARGUMENT) or 0, COST_CAP))
+        items = -(-((2 * radius) ** 2) * ITEMS_PER_KM2 // 1_000_000)  # its box's m², rounded up
+        return info.upstream + min(items, MOST_ITEMS_PER_SEARCH)
+
+    def answer(self, node: FieldNode, parent: Any, info: _Field, sized: int | None) -> int:
+        """The values the field's answer can hold."""
+        name = node.name.value
+        if node.selection_set is None:
+            return 1
+        inner_type = get_named_type(parent.fields[name].type)
         if name == "edges" and _is_connection(parent):
             # A connection's edges reached through a fragment on the connection: its size
             # is not known there, so the largest page counts.
@@ -233,22 +273,33 @@ class _CostWalk:
         return 1 + self.selections(node.selection_set, inner_type, False, None)
 
     def size(self, node: FieldNode, info: _Field, fallback: int) -> int:
-        value: int | None = None
-        for argument in node.arguments or ():
-            if argument.name.value != "first":
-                continue
-            literal = argument.value
-            if isinstance(literal, IntValueNode):
-                value = int(literal.value)
-            elif isinstance(literal, VariableNode):
-                self.dynamic = True
-                name = literal.name.value
-                if isinstance(self.variables, Unknown):
-                    return 0
-                value = _whole(self.variables.get(name, self.defaults.get(name)))
+        value = self.argument(node, "first")
         if value is None:
             value = info.first_default if info.first_default is not None else fallback
         return max(0, min(value, COST_CAP))
+
+    def argument(self, node: FieldNode, name: str) -> int | None:
+        """A whole-number argument given as a literal or a variable; a variable not known
+        yet counts 0 (a lower bound); None when not given or not a whole number."""
+        for argument in node.arguments or ():
+            if argument.name.value != name:
+                continue
+            literal = argument.value
+            if isinstance(literal, IntValueNode):
+                return int(literal.value)
+            if isinstance(literal, VariableNode):
+                self.dynamic = True
+                variable = literal.name.value
+                if isinstance(self.variables, Unknown):
+                    return 0
+                return _whole(self.variables.get(variable, self.defaults.get(variable)))
+        return None
+
+
+def _upstream_weight(reads_upstream: bool, connection: bool) -> int:
+    if not reads_upstream:
+        return 0
+    return UPSTREAM_CALL if connection else UPSTREAM_LOOKUP
 
 
 def _is_connection(type_: Any) -> bool:

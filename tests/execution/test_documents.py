@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 import schema
 from gateway.execution.documents import CACHEABLE_LENGTH, Documents, Parsed, Refused
 from gateway.limits.config import AudienceLimits
-from gateway.limits.cost import CostModel
+from gateway.limits.cost import UPSTREAM_CALL, CostModel
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_static_cost_refused_before_validation(documents):
     assert result.errors[0].extensions == {
         "code": "QUERY_TOO_COSTLY",
         "limit": 50_000,
-        "actual": 1 + 1 + 100_000 * 3,
+        "actual": UPSTREAM_CALL + 1 + 1 + 100_000 * 3,
     }
     assert result.invalid is None
     # The agency's limit (500,000) lets it through to validation, which refuses `nope`.
@@ -113,7 +113,7 @@ def test_static_cost_refuses_only_when_every_operation_is_over(documents):
     )
     result = documents.prepared(text, "anonymous")
     assert isinstance(result, Parsed)  # the operation that runs is held to its cost later
-    assert result.static_costs == {"Costly": 200_002, "Cheap": 51}
+    assert result.static_costs == {"Costly": UPSTREAM_CALL + 200_002, "Cheap": 51}
 
 
 def test_validation_errors_keep_the_document(documents):
