@@ -6,7 +6,8 @@ It uses only the installed ``bma-gateway`` distribution (``bench/`` is not in th
     creates ``{prefix}_tax``, ``{prefix}_registry``, ``{prefix}_traffy`` and
     ``{prefix}_gateway`` on ``BMA_DEMO_SERVER_URL`` and seeds the first three with the demo's
     synthetic data; creates the audit store (schema ``audit``) and the API key table in the
-    gateway database; writes the audit chain key and the embedded issuer's key into
+    gateway database, and the gateway's least-privileged login ``bma_gateway_app`` (password
+    ``BMA_DEMO_GATEWAY_DB_PASSWORD``) with its grants (``gateway.demo.roles``); writes the audit chain key and the embedded issuer's key into
     ``BMA_DEMO_STATE_DIR`` if they are missing; keeps the demo API key there; and prints a
     credential for each audience, as ``bma-gateway demo`` does.
 
@@ -14,7 +15,8 @@ It uses only the installed ``bma-gateway`` distribution (``bench/`` is not in th
     serves the Traffy Fondue stand-in (tickets from ``BMA_TRAFFY_DATABASE_URL``) on
     ``BMA_HOST``:``BMA_PORT``, with ``GET /healthz`` for the image's health check.
 
-Environment: ``BMA_DEMO_SERVER_URL`` (a PostgreSQL URL whose user may create databases),
+Environment: ``BMA_DEMO_SERVER_URL`` (a PostgreSQL URL whose user may create databases and
+roles), ``BMA_DEMO_GATEWAY_DB_PASSWORD``,
 ``BMA_DEMO_PREFIX`` (default ``bma``), ``BMA_DEMO_STATE_DIR`` (default
 ``/var/lib/bma-gateway``), ``BMA_DEMO_SCALE`` (``full``, the default, or ``small``: a few
 hundred rows, for trying the stack quickly), ``BMA_TRAFFY_DATABASE_URL``, ``BMA_HOST``,
@@ -60,13 +62,14 @@ async def _wait_for(url: str, seconds: float = 60.0) -> None:
 
 def seed() -> int:
     from gateway.audit import store as audit_store
-    from gateway.auth import api_keys
     from gateway.auth.issuer import EmbeddedIssuer
     from gateway.demo.credentials import api_key_credential, demo_tokens, ensure_demo_key
     from gateway.demo.embedded import ensure_databases
+    from gateway.demo.roles import LOGIN_ROLE, ensure_gateway_roles
     from gateway.demo.seed import SeedScale, ensure_seeded
 
     server_url = _env("BMA_DEMO_SERVER_URL")
+    gateway_password = _env("BMA_DEMO_GATEWAY_DB_PASSWORD")
     prefix = _env("BMA_DEMO_PREFIX", "bma")
     state_dir = Path(_env("BMA_DEMO_STATE_DIR", "/var/lib/bma-gateway"))
     scale_name = _env("BMA_DEMO_SCALE", "full")
@@ -82,12 +85,8 @@ def seed() -> int:
         await _wait_for(server_url)
         urls = await ensure_databases(server_url, prefix)
         seeded = await ensure_seeded(urls.tax, urls.registry, urls.traffy, scale)
-        conn = await asyncpg.connect(urls.gateway)
-        try:
-            await audit_store.ensure_store(conn)  # before the replicas race to do it
-            await api_keys.ensure_schema(conn)
-        finally:
-            await conn.close()
+        # The audit store and key table too: the replicas' role may not create them.
+        await ensure_gateway_roles(urls, gateway_password)
         return urls, seeded
 
     started = time.monotonic()
@@ -96,7 +95,7 @@ def seed() -> int:
     print(
         f"upstream data {verb} in {time.monotonic() - started:.1f} s "
         f"({prefix}_tax, {prefix}_registry, {prefix}_traffy); audit store and API keys "
-        f"in {prefix}_gateway",
+        f"in {prefix}_gateway; the gateway logs in as {LOGIN_ROLE}",
         flush=True,
     )
 

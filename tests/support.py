@@ -22,6 +22,10 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from connectors.base import UpstreamUnavailable
 from connectors.cache import DEFAULT_TTLS
@@ -30,6 +34,7 @@ from gateway.audit.store import Verification, append, create_key, ensure_store, 
 from gateway.auth.api_keys import create_key as create_api_key
 from gateway.auth.api_keys import ensure_schema
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.issuer import EmbeddedIssuer
 from gateway.cli import main as cli_main
 from gateway.demo.embedded import DatabaseUrls
 from gateway.errors import Unauthenticated
@@ -258,6 +263,24 @@ def reason_of(authenticator: Authenticator, headers: dict[str, str]) -> str:
     with pytest.raises(Unauthenticated) as refused:
         authenticate(authenticator, headers)
     return refused.value.reason
+
+
+class JwksServer:
+    """An identity provider's JWKS endpoint on a loopback port, counting fetches."""
+
+    def __init__(self, issuer: EmbeddedIssuer) -> None:
+        self.issuer = issuer
+        self.fetches = 0
+        app = Starlette(routes=[Route("/jwks", self.serve)])
+        self.server = BackgroundServer(app)
+
+    async def serve(self, _request: Request) -> Response:
+        self.fetches += 1
+        return JSONResponse(self.issuer.jwks())
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/jwks"
 
 
 async def with_conn(url: str, operation: Any) -> Any:

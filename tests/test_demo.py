@@ -1,5 +1,6 @@
 """`bma-gateway demo` end to end: a process that prepares its databases, serves, answers and
-stops on Ctrl-C. (Its upstream databases are seeded, or reused when their seed is current: in
+stops on Ctrl-C, its gateway logged in to PostgreSQL as a role that may not write upstream
+data or change audit records. (Its upstream databases are seeded, or reused when their seed is current: in
 a test session with the embedded server, conftest.py has copied the test seed for it.)"""
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import sys
 import threading
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from gateway.cli import main
+from gateway.demo.embedded import database_url
+from gateway.demo.roles import LOGIN_ROLE, gateway_password, login_url
 from gateway.http.serving import free_port
-from support import wait_until
+from support import run, wait_until
 
 QUERY = "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } businessCount } }"
 
@@ -103,6 +107,7 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(
         _check_credentials(url, _exported(output.text), tmp_path)
         _check_audit(url, _exported(output.text), output.text, monkeypatch, capsys)
         _send_a_query_string(url)
+        run(_check_roles(server_url, tmp_path))
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -190,3 +195,31 @@ def _check_audit(
     verify = capsys.readouterr()
     assert returncode == 0, verify.out + verify.err
     assert "audit chain intact" in verify.out
+
+
+async def _check_roles(server_url: str, state_dir: Path) -> None:
+    """Every connection the demo's gateway holds is its least-privileged login, and that
+    login is refused a write to the upstream data and a change to the audit log."""
+    databases = ["bma_tax", "bma_registry", "bma_gateway"]
+    conn = await asyncpg.connect(server_url)
+    try:
+        users = await conn.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = ANY($1::text[])",
+            databases,
+        )
+    finally:
+        await conn.close()
+    assert [r["usename"] for r in users] == [LOGIN_ROLE]
+    password = gateway_password(state_dir)
+    for database, statement in (
+        ("bma_tax", "UPDATE tax.parcels SET appraised_value = 0"),
+        ("bma_registry", "DELETE FROM d1039.commercial_registrations"),
+        ("bma_gateway", "DELETE FROM audit.records"),
+        ("bma_gateway", "UPDATE audit.records SET entry = '{}'"),
+    ):
+        conn = await asyncpg.connect(login_url(database_url(server_url, database), password))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await conn.execute(statement)
+        finally:
+            await conn.close()

@@ -1,7 +1,10 @@
 """Token attacks: every forged, stale, misdirected or malformed credential is a 401 with its
 reason and a ``WWW-Authenticate`` challenge — never an answer, never a fall-back to anonymous.
 
-Tokens are forged by hand (base64url + HMAC/ECDSA) where pyjwt refuses to make them.
+Tokens are forged by hand (base64url + HMAC/ECDSA) where pyjwt refuses to make them. The
+attacks that need a trusted key — time claims that are not numbers, lifetimes beyond the
+issuer's maximum, repeated JSON keys — are signed properly, by the embedded issuer and by an
+outside identity provider whose JWKS is served on loopback.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,10 +23,14 @@ import asyncpg
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import ECAlgorithm
 
 from gateway.auth.api_keys import create_key, ensure_schema, revoke_key
-from gateway.auth.issuer import EmbeddedIssuer, SigningKey
-from support import Gateway, run
+from gateway.auth.issuer import MAX_TOKEN_LIFETIME, EmbeddedIssuer, SigningKey
+from gateway.auth.trust import TrustedIssuer
+from gateway.demo.embedded import DatabaseUrls
+from policies.principal import Level
+from support import IDP, Gateway, JwksServer, run, settings_for, start_gateway
 
 QUERY = "{ districts { code } }"
 HOUR = timedelta(hours=1)
@@ -245,6 +253,160 @@ def test_forged_or_bad_token_is_refused(anonymous: Gateway, issuer, name):
     make, reason = ATTACKS[name]
     response = anonymous.post(QUERY, headers=bearer(make(issuer)))
     assert refused(response) == reason
+
+
+# --- signed by a trusted key: time claims, lifetimes, repeated keys ---------------------------
+# Each case runs against the embedded issuer and an outside identity provider, each with the
+# maximum lifetime the gateway allows its tokens.
+
+OUTSIDE_MAX_LIFETIME = 3600
+
+
+@dataclass(frozen=True)
+class Signer:
+    """An issuer the gateway trusts, the gateway, and how long its tokens may be valid."""
+
+    issuer: EmbeddedIssuer
+    gateway: Gateway
+    max_lifetime: int
+
+
+@pytest.fixture(scope="module")
+def outside(db: DatabaseUrls, traffy_url: str) -> Iterator[Signer]:
+    """An identity provider with its own key, its JWKS on loopback, trusted for an hour."""
+    idp = JwksServer(EmbeddedIssuer([SigningKey.generate()], issuer=IDP))
+    idp.server.start()
+    trusted = TrustedIssuer(
+        IDP, idp.url, ("ES256",), Level.INTERNAL, max_lifetime_seconds=OUTSIDE_MAX_LIFETIME
+    )
+    server, gw = start_gateway(settings_for(db, traffy_url, trusted_issuers=(trusted,)))
+    yield Signer(idp.issuer, gw, OUTSIDE_MAX_LIFETIME)
+    gw.client.close()
+    server.stop()
+    idp.server.stop()
+
+
+@pytest.fixture(params=["embedded issuer", "outside issuer"])
+def signer(request: pytest.FixtureRequest, anonymous: Gateway, issuer: EmbeddedIssuer) -> Signer:
+    if request.param == "embedded issuer":
+        return Signer(issuer, anonymous, int(MAX_TOKEN_LIFETIME.total_seconds()))
+    outside: Signer = request.getfixturevalue("outside")
+    return outside
+
+
+def claims_text(issuer: EmbeddedIssuer, extra: str = "", **changes: Any) -> str:
+    """Valid claims as JSON text, with ``extra`` members appended verbatim."""
+    text = json.dumps(valid_claims(issuer, **changes), separators=(",", ":"))
+    return text[:-1] + extra + "}"
+
+
+def signed_text(issuer: EmbeddedIssuer, header: str, payload: str) -> str:
+    """Header and payload exactly as given (repeated keys and all), ES256-signed by the
+    issuer's current key: a valid signature over JSON no library would write."""
+    signing_input = f"{b64(header.encode())}.{b64(payload.encode())}"
+    signature = ECAlgorithm(ECAlgorithm.SHA256).sign(
+        signing_input.encode(), issuer.current.private_key
+    )
+    return f"{signing_input}.{b64(signature)}"
+
+
+def header_text(issuer: EmbeddedIssuer) -> str:
+    return f'{{"alg":"ES256","typ":"JWT","kid":"{issuer.current.kid}"}}'
+
+
+YEAR_9999 = 253402300799  # 9999-12-31T23:59:59Z
+
+# name -> (token from an issuer and its maximum lifetime, the reason it is refused)
+SIGNED_ATTACKS: dict[str, tuple[Callable[[EmbeddedIssuer, int], str], str]] = {
+    "exp a numeric string": (
+        lambda i, _: signed(i, valid_claims(i, exp=str(now() + 600))),
+        "malformed_token",
+    ),
+    "exp a numeric string in 9999": (
+        lambda i, _: signed(i, valid_claims(i, exp=str(YEAR_9999))),
+        "malformed_token",
+    ),
+    "nbf a numeric string": (
+        lambda i, _: signed(i, valid_claims(i, nbf=str(now()))),
+        "malformed_token",
+    ),
+    "iat a numeric string": (
+        lambda i, _: signed(i, valid_claims(i, iat=str(now()))),
+        "malformed_token",
+    ),
+    "iat a boolean": (lambda i, _: signed(i, valid_claims(i, iat=True)), "malformed_token"),
+    "nbf a number overflowing to infinity": (
+        lambda i, _: signed_text(i, header_text(i), claims_text(i, ',"nbf":1e999', nbf=None)),
+        "malformed_token",
+    ),
+    "nbf NaN": (
+        lambda i, _: signed_text(i, header_text(i), claims_text(i, ',"nbf":NaN', nbf=None)),
+        "malformed_token",
+    ),
+    "exp in 9999": (
+        lambda i, _: signed(i, valid_claims(i, exp=YEAR_9999)),
+        "invalid_claim",
+    ),
+    "valid one second longer than the issuer allows": (
+        lambda i, most: signed(i, valid_claims(i, iat=now(), nbf=None, exp=now() + most + 1)),
+        "invalid_claim",
+    ),
+    "issued long ago, expiring soon": (
+        lambda i, most: signed(i, valid_claims(i, iat=now() - most, nbf=None, exp=now() + 600)),
+        "invalid_claim",
+    ),
+    # Without `iat` the lifetime cannot be known: the gateway requires it.
+    "no iat": (lambda i, _: signed(i, valid_claims(i, iat=None)), "missing_claim"),
+    "clearance repeated": (
+        lambda i, _: signed_text(i, header_text(i), claims_text(i, ',"clearance":"secret"')),
+        "malformed_token",
+    ),
+    "exp repeated": (
+        lambda i, _: signed_text(i, header_text(i), claims_text(i, f',"exp":{YEAR_9999}')),
+        "malformed_token",
+    ),
+    "a key repeated in a nested object": (
+        lambda i, _: signed_text(i, header_text(i), claims_text(i, ',"x":{"a":1,"a":2}')),
+        "malformed_token",
+    ),
+    "kid repeated in the header": (
+        lambda i, _: signed_text(
+            i, header_text(i)[:-1] + f',"kid":"{i.current.kid}"}}', claims_text(i)
+        ),
+        "malformed_token",
+    ),
+    "alg repeated in the header": (
+        lambda i, _: signed_text(
+            i, f'{{"alg":"none","kid":"{i.current.kid}","alg":"ES256"}}', claims_text(i)
+        ),
+        "malformed_token",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SIGNED_ATTACKS)
+def test_a_validly_signed_token_with_bad_time_claims_or_repeated_keys(signer: Signer, name):
+    make, reason = SIGNED_ATTACKS[name]
+    response = signer.gateway.post(QUERY, headers=bearer(make(signer.issuer, signer.max_lifetime)))
+    assert refused(response) == reason
+    message = response.json()["errors"][0]["message"]
+    if reason == "invalid_claim":
+        assert f"at most {signer.max_lifetime:,} seconds" in message
+    if "repeated" in name:
+        assert "repeats the key" in message
+
+
+def test_the_signed_controls_are_accepted(signer: Signer):
+    """The bases of the cases above pass: hand-signed JSON without repeats, a lifetime of
+    exactly the maximum, and a NumericDate with a fraction (RFC 7519 allows one)."""
+    issuer, most = signer.issuer, signer.max_lifetime
+    for token in (
+        signed_text(issuer, header_text(issuer), claims_text(issuer)),
+        signed(issuer, valid_claims(issuer, iat=now(), nbf=None, exp=now() + most)),
+        signed(issuer, valid_claims(issuer, exp=now() + 600.5)),
+    ):
+        response = signer.gateway.post(QUERY, headers=bearer(token))
+        assert response.status_code == 200, response.text
 
 
 def test_the_same_token_unmodified_is_accepted(anonymous, issuer):

@@ -7,7 +7,7 @@ verifies. Appends from every worker and replica serialise on the one ``chain_hea
 the chain stays a single line however many processes write.
 
 The gateway writes as the role ``bma_audit_writer``, which may INSERT records and advance the
-head but not UPDATE or DELETE a record; triggers refuse those even to the table's owner.
+head but not read, UPDATE or DELETE a record; triggers refuse those even to the table's owner.
 See docs/audit.md.
 """
 
@@ -78,9 +78,12 @@ DO $$ BEGIN
     CREATE ROLE {WRITER_ROLE} NOLOGIN;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
+-- Exactly what an append needs: insert records (never read, change or delete them), and
+-- read, lock and advance the head's seq and hash (the triggers keep it moving forward).
 GRANT USAGE ON SCHEMA audit TO {WRITER_ROLE};
-GRANT SELECT, INSERT ON audit.records TO {WRITER_ROLE};
-GRANT SELECT, UPDATE ON audit.chain_head TO {WRITER_ROLE};
+REVOKE ALL ON audit.records, audit.chain_head FROM {WRITER_ROLE};
+GRANT INSERT ON audit.records TO {WRITER_ROLE};
+GRANT SELECT, UPDATE (seq, hash) ON audit.chain_head TO {WRITER_ROLE};
 """
 
 

@@ -101,6 +101,10 @@ def _record(row: Any) -> ApiKeyRecord:
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> None:
+    """Create the key table unless it exists: a gateway logging in with no right to create
+    anything (docs/operations.md) only checks."""
+    if await conn.fetchval("SELECT to_regclass('gateway.api_keys') IS NOT NULL"):
+        return
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK)
         await conn.execute(DDL)

@@ -9,15 +9,23 @@ JWT checks follow RFC 8725: the algorithm comes from the issuer's configuration,
 the token (so ``alg: none`` and HS256 signed with a public key are refused before any
 verification); the key is the one whose ``kid`` the issuer publishes; ``exp``, ``iat``,
 ``iss`` and ``aud`` are required and ``aud`` must be exactly this gateway's audience.
+
+What the gateway reads of a token is what any other reader would read: header and claims are
+JSON objects without a repeated key (which parser keeps which value differs), the time claims
+are JSON numbers (RFC 7519 NumericDate, not numeric strings), and a token may not be valid for
+longer (``iat`` to ``exp``) than its issuer's maximum lifetime.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
+from jwt.utils import base64url_decode
 
 from gateway.auth.api_keys import ApiKeyStore, ApiKeyStoreUnavailable, parse_api_key
 from gateway.auth.claims import PURPOSE, principal_from_claims
@@ -27,6 +35,7 @@ from policies.principal import ANONYMOUS, Level, Principal
 
 MAX_TOKEN_BYTES = 8 * 1024
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud"]
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class Authenticator:
                 "algorithm_not_allowed", f"key {kid!r} is for {key.algorithm_name}"
             )
         claims = self._verify(token, key, algorithm, trust.issuer)
+        _check_lifetime(claims, trust)
         return principal_from_claims(claims, trust.issuer, trust.max_clearance)
 
     def _trust(self, unverified: Mapping[str, Any]) -> Trust:
@@ -189,15 +199,77 @@ def _header_purpose(raw: str | None) -> str | None:
 
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims before verification: only to pick the issuer, key and algorithm."""
-    try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise Unauthenticated(
-            "malformed_token", "the bearer token is not a well-formed JWT"
-        ) from None
+    """Header and claims before verification: only to pick the issuer, key and algorithm,
+    and to refuse what verification would read differently from another JWT library."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthenticated("malformed_token", "the bearer token is not a well-formed JWT")
+    header = _json_object(parts[0], "header")
+    claims = _json_object(parts[1], "payload")
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise Unauthenticated(
+                "malformed_token",
+                f"`{name}` must be a JSON number of seconds since 1970 (RFC 7519 NumericDate)",
+            )
     return header, claims
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused if a key is repeated: parsers differ in which value they keep,
+    so a token could mean one thing to its issuer's checks and another to the gateway."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _RepeatedKey(key)
+        document[key] = value
+    return document
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python reads NaN and Infinity; JSON has none
+
+
+def _json_object(segment: str, part: str) -> dict[str, Any]:
+    try:
+        document = json.loads(
+            base64url_decode(segment),
+            object_pairs_hook=_unique_keys,
+            parse_constant=_not_json,
+        )
+    except _RepeatedKey as repeated:
+        raise Unauthenticated(
+            "malformed_token", f"the token {part} repeats the key {repeated.key[:64]!r}"
+        ) from None
+    except (ValueError, RecursionError):  # bad base64, UTF-8 or JSON
+        document = None
+    if not isinstance(document, dict):
+        raise Unauthenticated("malformed_token", "the bearer token is not a well-formed JWT")
+    return document
+
+
+def _is_numeric_date(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _check_lifetime(claims: Mapping[str, Any], trust: Trust) -> None:
+    """Refuse a token valid for longer than its issuer allows: however validly signed, a
+    token with `exp` years ahead is a credential nobody can take back."""
+    lifetime = claims["exp"] - claims["iat"]  # both required, numbers, checked by _verify
+    if lifetime > trust.max_lifetime:
+        raise Unauthenticated(
+            "invalid_claim",
+            f"the token is valid for {lifetime:,.0f} seconds (`iat` to `exp`); tokens of "
+            f"{trust.issuer} may be valid for at most {trust.max_lifetime:,} seconds",
+        )
 
 
 # Most specific first: InvalidSignatureError is a DecodeError.

@@ -3,7 +3,8 @@
 The keys live as PEM blocks in one file, oldest first; the last one signs. Every key in the
 file is in the JWKS the gateway serves and trusts, so rotating is "add a key, wait until the
 old tokens have expired, retire the old key". Each key's ``kid`` is its RFC 7638 thumbprint,
-so the same key has the same id wherever it is loaded.
+so the same key has the same id wherever it is loaded. It issues no token valid longer than
+``MAX_TOKEN_LIFETIME``, and the gateway refuses any of its tokens that is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from policies.principal import Level
 
 EMBEDDED_ISSUER = "bma-gateway-embedded"  # the `iss` of its tokens; no trusted issuer may take it
 ALGORITHM = "ES256"
+MAX_TOKEN_LIFETIME = timedelta(days=30)  # `exp` minus `iat` of any token it issues or accepts
 _PEM_BEGIN = b"-----BEGIN PRIVATE KEY-----"
 
 
@@ -183,8 +185,10 @@ class EmbeddedIssuer:
             raise ValueError(f"audience must be partner or agency, got {audience!r}")
         if not org:
             raise ValueError("a token needs an organisation")
-        if ttl <= timedelta(0):
-            raise ValueError("the token lifetime must be positive")
+        if not timedelta(0) < ttl <= MAX_TOKEN_LIFETIME:
+            raise ValueError(
+                f"the token lifetime must be positive and at most {MAX_TOKEN_LIFETIME.days} days"
+            )
         level = clearance if isinstance(clearance, Level) else Level.parse(clearance)
         scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
         now = int(time.time())
@@ -278,4 +282,5 @@ def embedded_trust(
     key stops verifying within ``max_age`` seconds.
     """
     keys = KeySet(issuer.issuer, embedded_fetcher(issuer), min_refetch=min_refetch, max_age=max_age)
-    return Trust(issuer.issuer, (ALGORITHM,), Level.SECRET, keys)
+    lifetime = int(MAX_TOKEN_LIFETIME.total_seconds())
+    return Trust(issuer.issuer, (ALGORITHM,), Level.SECRET, keys, lifetime)

@@ -3,7 +3,8 @@
 Each names the exact ``iss`` of its tokens, where its JSON Web Key Set is (an https URL or a
 file), the algorithms its tokens are signed with — public-key ones only: a JWKS is public, so
 an HMAC "key" from it would be a secret everyone knows, and ``none`` is never accepted — and
-the highest clearance its tokens may claim.
+the highest clearance its tokens may claim, and how long its tokens may be valid (``iat`` to
+``exp``), so that a token signed with a trusted key cannot be made to live for years.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from policies.principal import Level
 
 DEFAULT_AUDIENCE = "bma-gateway"  # the `aud` every token must carry, unless configured
 MAX_LEEWAY_SECONDS = 60
+DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600  # a token valid longer than a day is refused
+MAX_LIFETIME_LIMIT_SECONDS = 30 * 24 * 3600  # the most an issuer may be configured for
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"}
 )
@@ -44,12 +47,22 @@ class TrustedIssuer:
     algorithms: tuple[str, ...] = ("ES256",)
     # The highest clearance its tokens may claim; anything above is lowered to this.
     max_clearance: Clearance = Level.PUBLIC
+    # The longest a token may be valid, `exp` minus `iat`, in seconds; longer ones are refused.
+    max_lifetime_seconds: int = Field(
+        default=DEFAULT_MAX_LIFETIME_SECONDS, ge=1, le=MAX_LIFETIME_LIMIT_SECONDS, strict=True
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            unknown = set(data) - {"issuer", "jwks", "algorithms", "max_clearance"}
+            unknown = set(data) - {
+                "issuer",
+                "jwks",
+                "algorithms",
+                "max_clearance",
+                "max_lifetime_seconds",
+            }
             if unknown:
                 raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
         return data
@@ -78,12 +91,13 @@ class TrustedIssuer:
 @plain_dataclass(frozen=True)
 class Trust:
     """What the authenticator trusts of an issuer: its name, algorithms, the clearance its
-    tokens may grant, and its keys."""
+    tokens may grant, its keys, and how long its tokens may be valid."""
 
     issuer: str
     algorithms: tuple[str, ...]
     max_clearance: Level
     keys: KeySet
+    max_lifetime: int  # seconds from `iat` to `exp`
 
 
 def trust_for(config: TrustedIssuer, **key_set_options: float) -> Trust:
@@ -93,4 +107,6 @@ def trust_for(config: TrustedIssuer, **key_set_options: float) -> Trust:
         else file_fetcher(Path(config.jwks).expanduser())
     )
     keys = KeySet(config.issuer, fetch, **key_set_options)
-    return Trust(config.issuer, config.algorithms, config.max_clearance, keys)
+    return Trust(
+        config.issuer, config.algorithms, config.max_clearance, keys, config.max_lifetime_seconds
+    )

@@ -17,11 +17,10 @@ from typing import Any
 import asyncpg
 
 from gateway.auth.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
-from gateway.auth.issuer import EmbeddedIssuer
+from gateway.auth.issuer import MAX_TOKEN_LIFETIME, EmbeddedIssuer
 from gateway.auth.trust import DEFAULT_AUDIENCE
 from policies.principal import Level
 
-MAX_TTL = timedelta(days=30)
 _TTL = re.compile(r"(\d+)([smhd]?)")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -224,6 +223,8 @@ def parse_ttl(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"--ttl {text!r}: use a number with s, m, h or d, e.g. 12h")
     ttl = timedelta(seconds=int(match[1]) * _TTL_UNITS[match[2]])
-    if not timedelta(0) < ttl <= MAX_TTL:
-        raise ValueError(f"--ttl {text!r}: must be more than 0 and at most 30 days")
+    if not timedelta(0) < ttl <= MAX_TOKEN_LIFETIME:
+        raise ValueError(
+            f"--ttl {text!r}: must be more than 0 and at most {MAX_TOKEN_LIFETIME.days} days"
+        )
     return ttl

@@ -150,7 +150,7 @@ def ensure_demo_key(database_url: str, path: Path) -> str:
     saved = path.read_text("ascii").strip() if path.exists() else ""
     key = asyncio.run(_valid_or_new_key(database_url, saved))
     if key != saved:
-        _write_private(path, key + "\n")
+        write_private(path, key + "\n")
     return key
 
 
@@ -169,7 +169,7 @@ async def _valid_or_new_key(database_url: str, saved: str) -> str:
         await conn.close()
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=".demo-key-")  # mode 0600
     with os.fdopen(fd, "w", encoding="ascii") as out:

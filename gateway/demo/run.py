@@ -25,6 +25,7 @@ from gateway.demo.credentials import (
     ensure_demo_key,
 )
 from gateway.demo.embedded import DatabaseUrls, default_data_dir, ensure_databases, start_embedded
+from gateway.demo.roles import LOGIN_ROLE, ensure_gateway_roles, gateway_password
 from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.http.app import create_app
@@ -94,13 +95,17 @@ def run_demo(options: DemoOptions) -> None:
     audit_key = state_dir / AUDIT_KEY_FILE
     if not audit_key.exists():
         create_key(audit_key)
+    # The owner creates the audit store and the roles; the gateway logs in as one that
+    # only reads the upstream databases and only appends to the audit log.
+    login = asyncio.run(ensure_gateway_roles(urls, gateway_password(state_dir)))
+    print(f"Gateway role     {LOGIN_ROLE}: reads upstream data, appends audit records")
     settings = Settings(
-        tax_database_url=urls.tax,
-        registry_database_url=urls.registry,
+        tax_database_url=login.tax,
+        registry_database_url=login.registry,
         traffy_base_url=traffy.url,
         host=options.host,
         port=options.port,
-        gateway_database_url=urls.gateway,
+        gateway_database_url=login.gateway,
         issuer_key_file=state_dir / ISSUER_KEY_FILE,
         audit_key_file=audit_key,
     )

@@ -1,13 +1,18 @@
 """gateway/auth/issuer.py: the embedded issuer's key file (private, its key id stable), its
-public JWKS served by the gateway (none without an issuer), and key rotation: an old token
-holds until its key is retired, and a key rotated by the CLI reaches a running gateway."""
+public JWKS served by the gateway (none without an issuer), key rotation: an old token
+holds until its key is retired, and a key rotated by the CLI reaches a running gateway; and
+no token valid longer than the lifetime the issuer declares."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
+import jwt
+import pytest
 
 from gateway.auth.authenticator import Authenticator
-from gateway.auth.issuer import EmbeddedIssuer, embedded_trust, jwk_thumbprint
+from gateway.auth.issuer import MAX_TOKEN_LIFETIME, EmbeddedIssuer, embedded_trust, jwk_thumbprint
 from gateway.cli import main as cli
 from gateway.http.app import create_app
 from support import (
@@ -87,3 +92,14 @@ def test_a_key_rotated_by_the_cli_reaches_a_running_gateway(db, traffy_url, tmp_
     finally:
         gw.client.close()
         server.stop()
+
+
+def test_no_token_longer_than_the_lifetime_it_declares(tmp_path):
+    """The embedded issuer refuses to sign what the gateway would refuse to accept."""
+    issuer = EmbeddedIssuer.open(tmp_path / "key.pem")
+    assert embedded_trust(issuer).max_lifetime == MAX_TOKEN_LIFETIME.total_seconds()
+    token = issuer.issue("partner", "p", "", ttl=MAX_TOKEN_LIFETIME)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == MAX_TOKEN_LIFETIME.total_seconds()
+    with pytest.raises(ValueError, match="at most 30 days"):
+        issuer.issue("partner", "p", "", ttl=MAX_TOKEN_LIFETIME + timedelta(seconds=1))

@@ -8,17 +8,22 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.issuer import EmbeddedIssuer, SigningKey
 from gateway.auth.trust import TrustedIssuer, trust_for
-from gateway.http.serving import BackgroundServer, free_port
+from gateway.http.serving import free_port
 from policies.principal import Level
-from support import IDP, QUERY, authenticate, bearer, reason_of, settings_for, start_gateway
+from support import (
+    IDP,
+    QUERY,
+    JwksServer,
+    authenticate,
+    bearer,
+    reason_of,
+    settings_for,
+    start_gateway,
+)
 
 
 def test_a_retired_file_jwks_key_is_refused_after_refetch(tmp_path):
@@ -37,24 +42,6 @@ def test_a_retired_file_jwks_key_is_refused_after_refetch(tmp_path):
     idp.retire(idp.keys[0].kid)
     jwks.write_text(json.dumps(idp.jwks()))
     assert reason_of(authenticator, bearer(old)) == "unknown_key"
-
-
-class JwksServer:
-    """An identity provider's JWKS endpoint on a loopback port, counting fetches."""
-
-    def __init__(self, issuer: EmbeddedIssuer) -> None:
-        self.issuer = issuer
-        self.fetches = 0
-        app = Starlette(routes=[Route("/jwks", self.serve)])
-        self.server = BackgroundServer(app)
-
-    async def serve(self, _request: Request) -> Response:
-        self.fetches += 1
-        return JSONResponse(self.issuer.jwks())
-
-    @property
-    def url(self) -> str:
-        return f"{self.server.url}/jwks"
 
 
 @pytest.fixture

@@ -10,7 +10,14 @@ import orjson
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.auth.trust import ASYMMETRIC_ALGORITHMS, Trust, TrustedIssuer, trust_for
+from gateway.auth.trust import (
+    ASYMMETRIC_ALGORITHMS,
+    DEFAULT_MAX_LIFETIME_SECONDS,
+    MAX_LIFETIME_LIMIT_SECONDS,
+    Trust,
+    TrustedIssuer,
+    trust_for,
+)
 from policies.principal import Level
 
 ADAPTER = TypeAdapter(TrustedIssuer)
@@ -33,6 +40,7 @@ def test_defaults():
     assert config.issuer == IDP
     assert config.algorithms == ("ES256",)
     assert config.max_clearance is Level.PUBLIC  # grants nothing unless told
+    assert config.max_lifetime_seconds == DEFAULT_MAX_LIFETIME_SECONDS == 86400
     assert config.jwks_is_url
 
 
@@ -62,10 +70,20 @@ def test_max_clearance_from_text_dumped_as_its_label():
         "jwks": JWKS_URL,
         "algorithms": ["ES256"],
         "max_clearance": "confidential",
+        "max_lifetime_seconds": 86400,
     }
     assert ADAPTER.validate_python(dumped) == config  # round trip
     assert trusted(max_clearance="ลับมาก").max_clearance is Level.SECRET
     assert trusted(max_clearance=Level.INTERNAL).max_clearance is Level.INTERNAL
+
+
+def test_max_lifetime_in_whole_seconds_within_bounds():
+    assert trusted(max_lifetime_seconds=3600).max_lifetime_seconds == 3600
+    assert trusted(max_lifetime_seconds=MAX_LIFETIME_LIMIT_SECONDS).max_lifetime_seconds == (
+        30 * 86400
+    )
+    for wrong in (0, -1, MAX_LIFETIME_LIMIT_SECONDS + 1, "3600", 3600.5, True):
+        assert "max_lifetime_seconds" in refusal(max_lifetime_seconds=wrong), wrong
 
 
 def test_unknown_clearance_refused():
@@ -110,10 +128,11 @@ async def test_trust_for_a_jwks_file_reads_its_keys(tmp_path: Path, issuer):
     config = trusted(jwks=str(path), algorithms=["ES256"], max_clearance="secret")
     trust = trust_for(config)
     assert isinstance(trust, Trust)
-    assert (trust.issuer, trust.algorithms, trust.max_clearance) == (
+    assert (trust.issuer, trust.algorithms, trust.max_clearance, trust.max_lifetime) == (
         IDP,
         ("ES256",),
         Level.SECRET,
+        86400,
     )
     key = await trust.keys.key(issuer.current.kid)
     assert key is not None
