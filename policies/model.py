@@ -14,10 +14,20 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from graphql import GraphQLObjectType, GraphQLSchema, is_non_null_type
+from graphql import (
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLUnionType,
+    get_named_type,
+    is_non_null_type,
+)
 
 from policies.masks import MASKS
 from policies.principal import Level, Principal
+from policies.row_scope import DIMENSIONS
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.toml")
 TAGS = frozenset({"personal", "sensitive"})
@@ -92,6 +102,8 @@ class Policy:
     datasets: Mapping[str, Dataset]
     rules: Mapping[tuple[str, str], FieldRule]
     purposes: Mapping[str, Purpose] = field(default_factory=dict)
+    # Row-scoped types and what scopes them (``row_scope`` on a type): type -> dimension.
+    row_scopes: Mapping[str, str] = field(default_factory=dict)
 
     def lawful_basis(self, purpose: str | None) -> str | None:
         """The lawful basis of a declared purpose; None when none or unknown was declared."""
@@ -122,8 +134,38 @@ class Policy:
                     f"{rule.coordinate} is {rule.level.name.lower()} but non-null: a denied "
                     "field answers null, so restricted fields must be nullable"
                 )
+        problems += self._row_scope_problems(schema)
         if problems:
             raise PolicyError(problems)
+
+    def _row_scope_problems(self, schema: GraphQLSchema) -> list[str]:
+        """A row-scoped type is an object type that says where its rows belong in an open
+        field, belongs to no union or interface, and is reached as itself or a flat list."""
+        problems = []
+        for type_name, dimension in sorted(self.row_scopes.items()):
+            type_ = schema.type_map.get(type_name)
+            if not isinstance(type_, GraphQLObjectType):
+                problems.append(f"row_scope on {type_name}, which is no object type")
+                continue
+            place = self.rule(type_name, dimension)
+            if place is None or not place.open:
+                problems.append(
+                    f"{type_name} is row-scoped by {dimension}: it needs an open field "
+                    f"{type_name}.{dimension}"
+                )
+            if type_.interfaces or any(
+                isinstance(u, GraphQLUnionType) and type_ in u.types
+                for u in schema.type_map.values()
+            ):
+                problems.append(f"{type_name} is row-scoped: it may not be in a union or interface")
+        for coordinate, field_ in _schema_field_defs(schema):
+            if get_named_type(field_.type).name in self.row_scopes and _list_depth(field_) > 1:
+                problems.append(f"{coordinate} is a nested list of a row-scoped type")
+        return problems
+
+    def row_scope(self, type_name: str) -> str | None:
+        """What rows of ``type_name`` are scoped by; None for a type that is not a row."""
+        return self.row_scopes.get(type_name)
 
     def decide(self, rule: FieldRule, principal: Principal) -> Verdict:
         """Allow, mask or deny; ``grant`` says everything full access would still need."""
@@ -190,11 +232,20 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
                 "define with its lawful basis"
             )
     rules: dict[tuple[str, str], FieldRule] = {}
+    row_scopes: dict[str, str] = {}
     for type_name, spec in raw.get("types", {}).items():
         named = datasets.get(spec.get("dataset", ""))
         if named is None:
             problems.append(f"type {type_name} names no known dataset ({spec.get('dataset')!r})")
             continue
+        scope = spec.get("row_scope")
+        if scope is not None and scope not in DIMENSIONS:
+            problems.append(
+                f"type {type_name}: row_scope must be one of {', '.join(sorted(DIMENSIONS))}, "
+                f"not {scope!r}"
+            )
+        elif scope is not None:
+            row_scopes[type_name] = scope
         dataset = named
         for field_name, entry in spec.get("fields", {}).items():
             rule = _rule(type_name, field_name, dataset, entry, problems)
@@ -202,7 +253,7 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
                 rules[(type_name, field_name)] = rule
     if problems:
         raise PolicyError(problems)
-    return Policy(datasets, rules, purposes)
+    return Policy(datasets, rules, purposes, row_scopes)
 
 
 def _purpose(name: str, spec: Any, problems: list[str]) -> Purpose:
@@ -251,3 +302,18 @@ def _schema_fields(schema: GraphQLSchema) -> Iterable[tuple[str, str]]:
         if isinstance(type_, GraphQLObjectType) and not name.startswith("__"):
             for field_name in type_.fields:
                 yield name, field_name
+
+
+def _schema_field_defs(schema: GraphQLSchema) -> Iterable[tuple[str, GraphQLField]]:
+    for type_name, field_name in _schema_fields(schema):
+        type_ = schema.type_map[type_name]
+        assert isinstance(type_, GraphQLObjectType)
+        yield f"{type_name}.{field_name}", type_.fields[field_name]
+
+
+def _list_depth(field_: GraphQLField) -> int:
+    depth, type_ = 0, field_.type
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        depth += isinstance(type_, GraphQLList)
+        type_ = type_.of_type
+    return depth

@@ -676,6 +676,7 @@ class BuildingPermit:
     floors: int = strawberry.field(description="จำนวนชั้น / Floors.")
     area_sqm: Decimal = strawberry.field(description="พื้นที่ ตร.ม. / Floor area, m².")
     permitted_on: date = strawberry.field(description="วันอนุญาต / Permitted on.")
+    district_code: strawberry.Private[str]
 
     @classmethod
     def of(cls, r: Record) -> BuildingPermit:
@@ -687,7 +688,12 @@ class BuildingPermit:
             floors=r["floors"],
             area_sqm=r["area_sqm"],
             permitted_on=r["permitted_on"],
+            district_code=r["district_code"],
         )
+
+    @strawberry.field(description="เขตที่ออกใบอนุญาต / The district that issued it.")
+    def district(self) -> District | None:
+        return district_of(self.district_code)
 
 
 async def businesses_page(

@@ -261,3 +261,41 @@ def principals(issuer: EmbeddedIssuer, db: DatabaseUrls) -> dict[str, dict[str, 
 def make_chain(server_url: str, tmp_path: Path) -> Callable[[str], Chain]:
     """A factory: ``make_chain(case)`` builds a verified chain in ``bmatest_chain_<case>``."""
     return lambda case: build_chain(server_url, tmp_path, case)
+
+
+# ---------------------------------------------------------------------------- row-scope paths
+
+
+@pytest.fixture(scope="session")
+def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Values of the required arguments on the paths to row-scoped types (tests/schema_paths.py),
+    by ``Type.field.argument``, chosen so that each path meets rows of district 1039 and of
+    others: a 1039 parcel with a sign of another district's business and the other way round,
+    a 1039 business with a sign in another district and the other way round."""
+    from connectors.districts import code_for_name
+
+    crossing = """SELECT s.parcel_id, s.business_registration_no AS no FROM tax.signboards s
+                  WHERE {where} ORDER BY s.id LIMIT 1"""
+    into = sql(
+        db.tax,
+        crossing.format(
+            where="s.district_code = '1039' AND s.business_registration_no NOT LIKE '1039-%'"
+        ),
+    )
+    out = sql(
+        db.tax,
+        crossing.format(
+            where="s.district_code <> '1039' AND s.business_registration_no LIKE '1039-%'"
+        ),
+    )
+    assert into and out, "the seed has no signboards across the boundary of district 1039"
+    ticket_of = {}
+    for doc in sorted(tickets, key=lambda d: d["ticket_id"]):
+        ticket_of.setdefault(code_for_name(doc["district"]), doc["ticket_id"])
+    return {
+        "Query.district.code": ["1039", "1001"],
+        "Query.parcel.id": [str(into[0]["parcel_id"]), str(out[0]["parcel_id"])],
+        "Query.business.registrationNo": [out[0]["no"], into[0]["no"]],
+        "Query.complaint.ticketId": [ticket_of["1039"], ticket_of["1001"]],
+        "Parcel.nearbyComplaints.radiusMeters": [300],
+    }

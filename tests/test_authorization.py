@@ -1487,6 +1487,68 @@ def test_officer_reads_rows_of_1039_by_id(
     }
 
 
+CROSSING = """SELECT s.id, s.parcel_id, s.business_registration_no AS no FROM tax.signboards s
+              WHERE {where} ORDER BY s.id LIMIT 1"""
+
+
+def test_officer_reads_no_business_of_another_district_through_a_signboard(
+    anonymous: Gateway, principals: dict[str, dict[str, str]], db: DatabaseUrls
+):
+    [sign] = sql(
+        db.tax,
+        CROSSING.format(
+            where="district_code = '1039' AND business_registration_no NOT LIKE '1039-%'"
+        ),
+    )
+    query = """query($id: ID!) { parcel(id: $id) { signboards { id businessRegistrationNo
+               business { registrationNo owner { name nationalId } } } } }"""
+    variables = {"id": str(sign["parcel_id"])}
+    city = anonymous.post(query, variables, headers=principals["dpo"]).json()
+    officer = anonymous.post(query, variables, headers=principals["officer"]).json()
+    assert "errors" not in city and "errors" not in officer, (city, officer)
+    [seen] = [s for s in city["data"]["parcel"]["signboards"] if s["id"] == str(sign["id"])]
+    assert seen["business"]["owner"]["nationalId"]  # the business is there, and whose it is
+    # The sign stands in 1039, so the officer reads it; its business is of another district.
+    signs = officer["data"]["parcel"]["signboards"]
+    [kept] = [s for s in signs if s["id"] == str(sign["id"])]
+    assert kept == {"id": str(sign["id"]), "businessRegistrationNo": sign["no"], "business": None}
+    assert all(
+        (s["business"] is None) == (not s["businessRegistrationNo"].startswith("1039-"))
+        for s in signs
+    )
+
+
+def test_officer_reads_no_signboard_of_another_district_through_a_business(
+    anonymous: Gateway, principals: dict[str, dict[str, str]], db: DatabaseUrls
+):
+    [sign] = sql(
+        db.tax,
+        CROSSING.format(where="district_code <> '1039' AND business_registration_no LIKE '1039-%'"),
+    )
+    query = """query($no: String!) { business(registrationNo: $no) { registrationNo
+               signboards { id district { code } } } }"""
+    signs = sql(
+        db.tax,
+        "SELECT id, district_code FROM tax.signboards WHERE business_registration_no = $1 "
+        "ORDER BY id",
+        sign["no"],
+    )
+    officer = anonymous.post(query, {"no": sign["no"]}, headers=principals["officer"]).json()
+    assert officer == {
+        "data": {
+            "business": {
+                "registrationNo": sign["no"],
+                "signboards": [
+                    {"id": str(s["id"]), "district": {"code": "1039"}}
+                    for s in signs
+                    if s["district_code"] == "1039"
+                ],
+            }
+        }
+    }
+    assert len(signs) > len(officer["data"]["business"]["signboards"])
+
+
 def test_public_aggregates_stay_whole_for_the_officer(
     anonymous: Gateway, principals: dict[str, dict[str, str]], db: DatabaseUrls
 ):

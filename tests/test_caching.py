@@ -54,14 +54,20 @@ def cached_gateway(db, traffy_url):
     server.stop()
 
 
-def response_cached(gw, query: str, variables: dict[str, Any] | None) -> bool:
-    from gateway.execution.response_cache import NAME, ResponseCache
+def response_cached(
+    gw, query: str, variables: dict[str, Any] | None, districts: frozenset[str] | None = None
+) -> bool:
+    """Whether the response cache holds an answer for callers of row scope ``districts``
+    (these gateways give every audience the same page sizes)."""
+    from gateway.execution.response_cache import NAME, ResponseCache, answer_scope
+    from policies.principal import Principal
+    from schema import Limits
 
+    scope = answer_scope(Principal("anonymous", "anonymous", districts=districts), Limits())
+    digest = hashlib.sha256(query.encode()).hexdigest()
     [found] = run(
         gw.connectors.cache.get_many(
-            NAME,
-            [ResponseCache.key(hashlib.sha256(query.encode()).hexdigest(), None, variables)],
-            text=True,
+            NAME, [ResponseCache.key(digest, None, variables, scope)], text=True
         )
     )
     return found is not None
@@ -96,7 +102,64 @@ def test_the_response_cache_is_never_used_for_an_operation_reading_a_non_public_
         for response in answers:
             assert response.status_code in (200, 503), (who, response.text)
             assert "x-cache" not in response.headers, (who, case)
-        assert not response_cached(cached_gateway, query, variables), (who, case)
+        for districts in (None, frozenset({"1039"})):
+            assert not response_cached(cached_gateway, query, variables, districts), (who, case)
+
+
+# The README's open-data query: suspended businesses across the 50 district registries.
+SUSPENDED = """{ businesses(filter: {status: SUSPENDED}, first: 50) { totalCount
+                 edges { node { registrationNo name district { code } } } } }"""
+
+
+def _suspended(db, where: str = "true") -> list[str]:
+    from connectors.districts import all_districts
+    from support import sql
+
+    found = []
+    for d in all_districts():
+        found += [
+            r["registration_no"]
+            for r in sql(
+                db.registry,
+                f"SELECT registration_no FROM d{d.code}.commercial_registrations "
+                f"WHERE status = 'suspended' AND {where}",
+            )
+        ]
+    return sorted(found)
+
+
+def test_an_officers_row_scoped_answer_is_not_served_to_anyone_else(cached_gateway, principals, db):
+    gw = cached_gateway
+    run(gw.connectors.cache.clear(["response"]))
+    officer = gw.post(SUSPENDED, headers=principals["officer"])
+    assert officer.headers["x-cache"] == "miss"
+    ours = [r for r in _suspended(db) if r.startswith("1039-")]
+    assert officer.json()["data"]["businesses"]["totalCount"] == len(ours)
+    for who in ("anonymous", "app", "partner", "finance", "dpo"):
+        answer = gw.post(SUSPENDED, headers=principals[who])
+        assert answer.json()["data"]["businesses"]["totalCount"] == len(_suspended(db)), who
+    assert gw.post(SUSPENDED, headers=principals["officer"]).headers["x-cache"] == "hit"
+    assert response_cached(gw, SUSPENDED, None, frozenset({"1039"}))
+    assert response_cached(gw, SUSPENDED, None)
+
+
+def test_an_answer_with_a_row_outside_an_officers_scope_is_not_served_to_her(
+    cached_gateway, principals, db
+):
+    from support import sql
+
+    gw = cached_gateway
+    query = "query($no: String!) { business(registrationNo: $no) { registrationNo name } }"
+    [row] = sql(
+        db.registry,
+        "SELECT registration_no FROM d1001.commercial_registrations ORDER BY 1 LIMIT 1",
+    )
+    variables = {"no": row["registration_no"]}
+    anonymous = gw.post(query, variables)
+    assert anonymous.json()["data"]["business"]["registrationNo"] == row["registration_no"]
+    officer = gw.post(query, variables, headers=principals["officer"])
+    assert officer.json() == {"data": {"business": None}}
+    assert officer.headers["x-cache"] == "miss"
 
 
 def test_a_failing_upstream_is_answered_from_stale_connector_cache_and_flagged(db, traffy_url):

@@ -36,7 +36,7 @@ from gateway.demo.ddl import (
 )
 from gateway.demo.tax_rules import land_building_tax, signboard_tax, thai_id_check_digit
 
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: signs of businesses on parcels of other districts
 
 Row = tuple[Any, ...]
 BANGKOK = timezone(timedelta(hours=7))
@@ -47,6 +47,9 @@ _SEED_LOCK_KEY = 2562_0001
 # Physical signs per registration; each is taxed in every seeded year its business existed,
 # which gives about 3,000 signboard rows at the default scale.
 SIGNS_PER_REGISTRATION = 0.23
+# Signs of each district's businesses on parcels of other districts (a chain's branch, a
+# billboard on a main road): the district where a sign stands taxes it.
+BRANCH_SIGNS_PER_DISTRICT = 2
 
 # Districts by ring of the city: the inner city is denser and dearer, the outer ring greener.
 INNER = frozenset(
@@ -240,6 +243,9 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
         parcels,
         scale.tax_years,
         max(1, round(scale.registrations * SIGNS_PER_REGISTRATION)),
+    )
+    signboards += make_branch_signboards(
+        _rng(rng_seed, "branch-signboards"), registries, parcels, scale.tax_years, len(signboards)
     )
     tickets, contacts = make_tickets(_rng(rng_seed, "traffy"), districts, people, scale.tickets)
     return SeedData(
@@ -680,6 +686,37 @@ def make_signboards(
             business = rng.choice(businesses)
             parcel = rng.choice(shops) if rng.random() < 0.85 else rng.choice(here)
             rows.extend(_sign_rows(rng, len(rows), business, parcel, years))
+    return rows
+
+
+def make_branch_signboards(
+    rng: random.Random,
+    registries: Sequence[DistrictRegistry],
+    parcels: Sequence[ParcelRow],
+    years: Sequence[int],
+    first_id: int,
+) -> list[Row]:
+    """Signs of each district's active businesses on parcels of other districts: the first
+    in the next district by code (so that every district both has such signs and hosts
+    them), the others in districts drawn at random. Numbered after ``first_id``."""
+    by_district: dict[str, list[ParcelRow]] = {}
+    for p in parcels:
+        by_district.setdefault(p.district.code, []).append(p)
+    codes = [reg.district.code for reg in registries]
+    rows: list[Row] = []
+    for i, reg in enumerate(registries):
+        active = [r for r in reg.registrations if r.status == "active"]
+        others = [c for c in codes if c != reg.district.code]
+        if not (active and others):
+            continue
+        hosts = [codes[(i + 1) % len(codes)]]
+        hosts += [rng.choice(others) for _ in range(BRANCH_SIGNS_PER_DISTRICT - 1)]
+        for host in hosts:
+            here = by_district.get(host, [])
+            shops = [p for p in here if p.land_use == "commercial_other"] or here
+            if shops:
+                business, parcel = rng.choice(active), rng.choice(shops)
+                rows.extend(_sign_rows(rng, first_id + len(rows), business, parcel, years))
     return rows
 
 

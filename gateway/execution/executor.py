@@ -34,10 +34,15 @@ from gateway import errors
 from gateway.audit.trail import AccessTrail, Caller, access_entry
 from gateway.audit.writer import AuditRecorder
 from gateway.execution.documents import RULES, Documents, Parsed, Refused
-from gateway.execution.enforcement import FieldGate, enforce_restricted_fields, gated
+from gateway.execution.enforcement import (
+    FieldGate,
+    enforce_restricted_fields,
+    enforce_row_scopes,
+    gated,
+)
 from gateway.execution.introspection import merged
 from gateway.execution.outcome import Outcome, executed, refused, with_code
-from gateway.execution.response_cache import ResponseCache
+from gateway.execution.response_cache import ResponseCache, answer_scope
 from gateway.limits.config import AUDIENCES, AudienceLimits, OperationLimits
 from gateway.limits.cost import CostModel, too_costly
 from gateway.limits.scan import nested_deeper_than, variables_too_deep
@@ -94,6 +99,7 @@ class Executor:
         self.page_limits = {a: _pages(page, self.limits.of(a)) for a in AUDIENCES}
         self.planner = Planner(policy, schema)
         enforce_restricted_fields(schema, policy)
+        enforce_row_scopes(schema, policy)
         # What a principal may see depends only on its grants, not on who it is.
         self._visible: dict[tuple[Any, ...], GraphQLSchema] = {}
 
@@ -106,6 +112,10 @@ class Executor:
                 self.schema, self.policy, principal
             )
         return schema
+
+    def pages_of(self, principal: Principal) -> Limits:
+        """The page sizes of the principal's audience."""
+        return self.page_limits[principal.kind if principal.kind in AUDIENCES else "anonymous"]
 
     async def run(self, operation: Operation, caller: Caller) -> Outcome:
         """The operation's outcome, counted in ``bma_requests_total`` and timed."""
@@ -165,7 +175,8 @@ class Executor:
         # Open data only: the same bytes for everyone, so the response cache may answer.
         cache_key = None
         if plan.open_only and not parsed.introspects and self.responses.enabled:
-            cache_key = ResponseCache.key(parsed.digest, operation.name, operation.variables)
+            scope = answer_scope(caller.principal, self.pages_of(caller.principal))
+            cache_key = ResponseCache.key(parsed.digest, operation.name, operation.variables, scope)
             cached = await self.responses.get(cache_key)
             metrics.observe_cache("response", "miss" if cached is None else "hit")
             if cached is not None:
@@ -198,7 +209,7 @@ class Executor:
         principal = caller.principal
         context = RequestContext(
             self.connectors,
-            self.page_limits[principal.kind if principal.kind in AUDIENCES else "anonymous"],
+            self.pages_of(principal),
             principal=principal,
             request_id=caller.request_id,
             client=caller.client,
@@ -208,7 +219,7 @@ class Executor:
         stale: list[StaleUse] = []
         token = stale_uses.set(stale)
         try:
-            with gated(FieldGate(plan.audited, trail)):
+            with gated(FieldGate(plan.audited, trail, principal)):
                 if parsed.parts is None:
                     result = await self._execution(
                         self.schema, parsed.document, operation, context, limits

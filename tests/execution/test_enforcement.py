@@ -7,12 +7,24 @@ import inspect
 from typing import Any
 
 import pytest
-from graphql import GraphQLObjectType, GraphQLSchema
+from graphql import (
+    GraphQLObjectType,
+    GraphQLSchema,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+    is_non_null_type,
+)
 
 import schema
 from gateway.audit.trail import AccessTrail
 from gateway.errors import Forbidden, PurposeRequired
-from gateway.execution.enforcement import FieldGate, enforce_restricted_fields, gated
+from gateway.execution.enforcement import (
+    FieldGate,
+    enforce_restricted_fields,
+    enforce_row_scopes,
+    gated,
+)
 from policies.masks import MASKS
 from policies.model import Decision, Policy, Verdict, load_policy
 from policies.principal import Level, Principal
@@ -77,8 +89,10 @@ def verdict(policy: Policy, principal: Principal, type_name: str, field_name: st
     return policy.decide(rule, principal)
 
 
-def gate_of(*verdicts: Verdict) -> FieldGate:
-    return FieldGate({(v.rule.type_name, v.rule.field_name): v for v in verdicts}, AccessTrail())
+def gate_of(*verdicts: Verdict, principal: Principal = FINANCE) -> FieldGate:
+    return FieldGate(
+        {(v.rule.type_name, v.rule.field_name): v for v in verdicts}, AccessTrail(), principal
+    )
 
 
 # ---------------------------------------------------------------------------- wrapping
@@ -273,3 +287,92 @@ async def test_tasks_started_inside_the_gate_see_it(policy: Policy, enforced: Gr
         task = asyncio.create_task(read())  # as a DataLoader's batch task would be
     assert await task == NATIONAL_ID
     assert len(gate.trail.seen[("Owner", "nationalId")][1]) == 1
+
+
+# ---------------------------------------------------------------------------- row scopes
+
+OFFICER = Principal(
+    "agency", "officer", clearance=Level.CONFIDENTIAL, districts=frozenset({"1039"})
+)
+
+
+class Row:
+    def __init__(self, district_code: str | None) -> None:
+        if district_code is not None:
+            self.district_code = district_code
+
+
+def _answering(built: GraphQLSchema, policy: Policy) -> list[tuple[str, str]]:
+    """Every field of the schema answering objects of a row-scoped type."""
+    return [
+        (name, field_name)
+        for name, type_ in built.type_map.items()
+        if isinstance(type_, GraphQLObjectType) and not name.startswith("__")
+        for field_name, field in type_.fields.items()
+        if policy.row_scope(get_named_type(field.type).name) is not None
+    ]
+
+
+def test_every_field_answering_a_row_scoped_type_holds_rows_to_the_scope(policy: Policy):
+    built = schema.graphql_schema()
+    fields = _answering(built, policy)
+    assert ("Signboard", "business") in fields and ("ParcelEdge", "node") in fields
+    inside, outside, nowhere = Row("1039"), Row("1001"), Row(None)
+    for type_name, field_name in fields:
+        field = built.type_map[type_name].fields[field_name]
+        listed = is_list_type(get_nullable_type(field.type))
+        given = [inside, outside, nowhere, None] if listed else None
+        field.resolve = lambda source, info, given=given, **args: source if given is None else given
+    enforce_row_scopes(built, policy)
+    for type_name, field_name in fields:
+        field = built.type_map[type_name].fields[field_name]
+        where = f"{type_name}.{field_name}"
+        with gated(gate_of(principal=FINANCE)):  # city-wide: untouched
+            assert resolver(built, type_name, field_name)(outside, None) is not None, where
+        with gated(gate_of(principal=OFFICER)):
+            answer = resolver(built, type_name, field_name)
+            if is_list_type(get_nullable_type(field.type)):
+                assert answer(inside, None) == [inside, None], where
+                continue
+            assert answer(inside, None) is inside, where
+            for refused in (outside, nowhere):  # a row that says not where it is: refused
+                if is_non_null_type(field.type):
+                    with pytest.raises(Forbidden, match="outside your row scope"):
+                        answer(refused, None)
+                else:
+                    assert answer(refused, None) is None, where
+
+
+async def test_an_awaited_row_is_held_to_the_scope(policy: Policy):
+    built = schema.graphql_schema()
+
+    async def business_later(source: Any, info: Any, **args: Any) -> Any:
+        return source
+
+    built.type_map["Signboard"].fields["business"].resolve = business_later
+    enforce_row_scopes(built, policy)
+    with gated(gate_of(principal=OFFICER)):
+        kept = resolver(built, "Signboard", "business")(Row("1039"), None)
+        dropped = resolver(built, "Signboard", "business")(Row("1001"), None)
+    assert inspect.isawaitable(kept) and inspect.isawaitable(dropped)
+    assert (await kept).district_code == "1039"
+    assert await dropped is None
+
+
+def test_a_row_scoped_field_without_a_gate_is_refused(policy: Policy):
+    built = schema.graphql_schema()
+    enforce_row_scopes(built, policy)
+    with pytest.raises(Forbidden, match="Signboard.business is row-scoped data"):
+        resolver(built, "Signboard", "business")(Row("1039"), None)
+
+
+def test_row_scopes_and_restrictions_wrap_once_each_in_either_order(policy: Policy):
+    built = schema.graphql_schema()
+    open_field = resolver(built, "District", "code")
+    for _ in range(2):
+        enforce_restricted_fields(built, policy)
+        enforce_row_scopes(built, policy)
+    outer = resolver(built, "Signboard", "business")
+    assert outer.coordinate == ("Signboard", "business")
+    assert not hasattr(outer.resolve, "coordinate")  # the field's own resolver, once wrapped
+    assert resolver(built, "District", "code") is open_field

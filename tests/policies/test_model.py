@@ -89,6 +89,38 @@ def test_a_restricted_field_must_be_nullable(tmp_path):
         load_policy(path).check(SCHEMA)
 
 
+def test_row_scoped_types_are_declared_in_the_policy_and_checked(tmp_path):
+    assert POLICY.row_scopes == {
+        "Parcel": "district",
+        "Signboard": "district",
+        "Business": "district",
+        "BuildingPermit": "district",
+    }
+    unknown = _policy_without(
+        tmp_path,
+        'dataset = "tax"\nrow_scope = "district"\n',
+        'dataset = "tax"\nrow_scope = "ward"\n',
+    )
+    with pytest.raises(
+        PolicyError, match="type Parcel: row_scope must be one of district, not 'ward'"
+    ):
+        load_policy(unknown)
+    hidden = _policy_without(tmp_path, 'district = "public"\n', 'district = "internal"\n')
+    with pytest.raises(PolicyError) as caught:
+        load_policy(hidden).check(SCHEMA)
+    assert caught.value.problems == [
+        f"{t} is row-scoped by district: it needs an open field {t}.district"
+        for t in ("BuildingPermit", "Parcel")
+    ]
+    not_an_object = _policy_without(
+        tmp_path,
+        '[types.GeoPoint]\ndataset = "reference"\n',
+        '[types.GeoPoint]\ndataset = "reference"\nrow_scope = "district"\n',
+    )
+    with pytest.raises(PolicyError, match="GeoPoint is row-scoped by district: it needs an open"):
+        load_policy(not_an_object).check(SCHEMA)
+
+
 @pytest.mark.parametrize(
     ("principal", "coordinate", "decision", "grant"),
     [
