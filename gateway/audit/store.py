@@ -256,14 +256,28 @@ class Verification:
     head_hash: str
     broken_at: int | None = None  # the first record that fails, None when the chain is intact
     reason: str = ""
+    missing: int = 0  # records an anchor proves existed that the log no longer holds
 
     @property
     def intact(self) -> bool:
         return self.broken_at is None
 
 
-async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
-    """Walk the chain in order and name the first record that does not hold.
+@dataclass(frozen=True)
+class Anchor:
+    """A record's hash as witnessed outside the database (a signed checkpoint)."""
+
+    seq: int
+    hash: bytes
+    source: str  # what witnessed it, for the report: "the checkpoint of <time>"
+
+
+async def verify(
+    conn: asyncpg.Connection, key: bytes, anchors: Sequence[Anchor] = ()
+) -> Verification:
+    """Walk the chain in order and name the first record that does not hold; with
+    ``anchors``, also the first record that differs from one, or the records missing after the
+    log's end that one names (a truncation the chain alone cannot show).
 
     The head and the records are read in one snapshot: a gateway appending meanwhile is
     neither seen half-way nor reported as a break.
@@ -272,7 +286,7 @@ async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
         head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
         if head is None:
             raise AuditStoreError("the audit store has no chain head: was it ever initialised?")
-        walk = _ChainWalk(key, head["seq"], bytes(head["hash"]))
+        walk = _ChainWalk(key, head["seq"], bytes(head["hash"]), anchors)
         rows = conn.cursor(
             "SELECT seq, at, entry::text AS entry, prev_hash, hash FROM audit.records ORDER BY seq",
             prefetch=2000,
@@ -285,16 +299,19 @@ async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
 
 
 class _ChainWalk:
-    """Checks records one by one, in order, against the chain and its head."""
+    """Checks records one by one, in order, against the chain, its head and the anchors."""
 
-    def __init__(self, key: bytes, head_seq: int, head_hash: bytes) -> None:
+    def __init__(
+        self, key: bytes, head_seq: int, head_hash: bytes, anchors: Sequence[Anchor] = ()
+    ) -> None:
         self.key = key
         self.head_seq = head_seq
         self.head_hash = head_hash
+        self.anchors = {a.seq: a for a in sorted(anchors, key=lambda a: a.seq)}
         self.expected, self.prev, self.checked = 1, GENESIS, 0
 
-    def broken(self, seq: int, reason: str) -> Verification:
-        return Verification(self.checked, self.head_seq, self.head_hash.hex(), seq, reason)
+    def broken(self, seq: int, reason: str, missing: int = 0) -> Verification:
+        return Verification(self.checked, self.head_seq, self.head_hash.hex(), seq, reason, missing)
 
     def step(self, row: asyncpg.Record) -> Verification | None:
         seq, expected = row["seq"], self.expected
@@ -311,11 +328,28 @@ class _ChainWalk:
         digest = chain_hash(self.key, self.prev, seq, row["at"], orjson.loads(row["entry"]))
         if not hmac.compare_digest(digest, bytes(row["hash"])):
             return self.broken(seq, f"record {seq} was altered: its contents do not match its hash")
+        anchor = self.anchors.get(seq)
+        if anchor is not None and not hmac.compare_digest(digest, anchor.hash):
+            return self.broken(
+                seq,
+                f"record {seq} differs from {anchor.source}: the log was rewritten from "
+                f"record {seq} or before",
+            )
         self.prev, self.expected, self.checked = digest, expected + 1, self.checked + 1
         return None
 
     def end(self) -> Verification:
         last, head = self.expected - 1, self.head_seq
+        beyond = [a for a in self.anchors.values() if a.seq > last]
+        if beyond:  # the newest records are gone, the head perhaps moved back to match
+            latest = beyond[-1]
+            missing = latest.seq - last
+            return self.broken(
+                last + 1,
+                f"records {last + 1} to {latest.seq} are missing ({missing} records): "
+                f"{latest.source} names record {latest.seq}, the log ends at record {last}",
+                missing,
+            )
         if head > last:
             return self.broken(
                 last + 1, f"record {last + 1} is missing: the chain head names record {head}"

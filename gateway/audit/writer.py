@@ -84,6 +84,7 @@ class AuditWriter:
         self._conn: asyncpg.Connection | None = None
         self._appender = audit_store.Appender(key or b"")
         self._ready = False  # the store's schema is known to exist
+        self._committed: audit_store.Head | None = None  # the last record this writer committed
 
     @property
     def configured(self) -> bool:
@@ -119,6 +120,19 @@ class AuditWriter:
         # Every batch ends within its time limit (``_write``), committed or refused, and the
         # writer that ends it starts the next: the wait needs no timer of its own.
         return await pending.done
+
+    async def committed_head(self) -> audit_store.Head | None:
+        """The last record this writer committed, for a checkpoint; before its first commit,
+        the store's head as this writer found it. None without a store."""
+        if self._committed is not None or not self.configured:
+            return self._committed
+        conn = await asyncpg.connect(self.dsn, timeout=self.timeout, command_timeout=self.timeout)
+        try:
+            await conn.execute(f"SET ROLE {audit_store.WRITER_ROLE}")
+            row = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
+        finally:
+            await conn.close()
+        return None if row is None or row["seq"] == 0 else (row["seq"], bytes(row["hash"]))
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Commit every waiting entry (SIGTERM drain), then close the connection."""
@@ -199,6 +213,7 @@ class AuditWriter:
         try:
             conn = await self._connection()
             seqs = await self._appender.append(conn, [(p.at, p.entry) for p in batch])
+            self._committed = self._appender.head
         except _STORE_DOWN as exc:
             log.warning("audit store write failed (%d records refused): %s", len(batch), exc)
             _refuse(batch)
