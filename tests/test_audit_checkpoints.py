@@ -9,6 +9,8 @@ with its own key — and refuses a checkpoint file someone edited.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +22,11 @@ from gateway.audit.store import canonical, chain_hash
 from gateway.audit.writer import AuditWriter
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
+from gateway.settings import ConfigError, Settings
 from support import (
     CHAIN_KEY,
     CHAIN_LENGTH,
+    REQUIRED_ENV,
     Chain,
     CliRun,
     audit_cli,
@@ -217,3 +221,32 @@ def test_the_gateway_signs_its_head_to_the_file_and_the_log_stream(
     assert (written["seq"], written["hash"]) == head
     logged = [r.auditCheckpoint for r in caplog.records if hasattr(r, "auditCheckpoint")]
     assert logged == [written]
+
+
+def test_a_checkpoint_key_that_is_not_one_stops_the_gateway_before_it_starts(tmp_path: Path):
+    not_a_key = tmp_path / "checkpoint.key"
+    not_a_key.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    env = {**REQUIRED_ENV, "PATH": "/usr/bin:/bin", "BMA_AUDIT_CHECKPOINT_KEY_FILE": str(not_a_key)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "config", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert f"configuration error: cannot read the checkpoint key from {not_a_key}" in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(ConfigError, match="audit checkpoint-keygen"):
+        Settings.from_env({**REQUIRED_ENV, "BMA_AUDIT_CHECKPOINT_KEY_FILE": str(tmp_path / "no")})
+
+
+def test_a_checkpoint_is_skipped_while_the_store_cannot_be_read(
+    signing_key: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    file = tmp_path / "checkpoints.jsonl"
+    nowhere = AuditWriter("postgresql://bma@127.0.0.1:9/none", CHAIN_KEY, timeout=2)
+    checkpointer = Checkpointer(nowhere, load_signing_key(signing_key), file, 3600)
+    assert run(checkpointer.checkpoint()) is None
+    assert not file.exists()
+    assert "audit checkpoint skipped: the chain head cannot be read" in caplog.text

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.audit.store import AuditStoreError, Head
+from gateway.audit.writer import STORE_DOWN
 
 log = logging.getLogger("bma.audit")
 
@@ -206,7 +207,7 @@ class Checkpointer:
         """Sign and write the committed head, if it moved since the last checkpoint."""
         try:
             head = await self.writer.committed_head()
-        except Exception as exc:  # the store is down: the next interval tries again
+        except STORE_DOWN as exc:  # the next interval tries again
             log.warning("audit checkpoint skipped: the chain head cannot be read (%s)", exc)
             return None
         if head is None or head == self.last:

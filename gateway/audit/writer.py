@@ -24,7 +24,7 @@ from gateway.observability import metrics
 log = logging.getLogger("bma.audit")
 
 # What a store that is down, unreachable or refusing looks like.
-_STORE_DOWN = (
+STORE_DOWN = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -100,7 +100,7 @@ class AuditWriter:
             return
         try:
             await self._ensure()
-        except _STORE_DOWN as exc:
+        except STORE_DOWN as exc:
             # Public data is still served; restricted reads fail closed until the store is back.
             log.warning("audit store unavailable at start: %s", exc)
         self._started = True
@@ -191,7 +191,7 @@ class AuditWriter:
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*_STORE_DOWN):
+            with contextlib.suppress(*STORE_DOWN):
                 await conn.close(timeout=self.timeout)
 
     async def _write(self, batch: list[_Pending]) -> None:
@@ -214,7 +214,7 @@ class AuditWriter:
             conn = await self._connection()
             seqs = await self._appender.append(conn, [(p.at, p.entry) for p in batch])
             self._committed = self._appender.head
-        except _STORE_DOWN as exc:
+        except STORE_DOWN as exc:
             log.warning("audit store write failed (%d records refused): %s", len(batch), exc)
             _refuse(batch)
             # The batch may or may not have committed: start afresh from the stored head.
