@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -111,13 +112,13 @@ def _one_per_issuer(issuers: tuple[TrustedIssuer, ...]) -> tuple[TrustedIssuer, 
     return issuers
 
 
-def _existing_file(path: Path | None) -> Path | None:
+def _existing_file(path: Path | None, made_by: str = "audit keygen") -> Path | None:
     if path is None:
         return None
     path = path.expanduser()
     if not path.is_file():
         raise ValueError(
-            f"no such file {str(path)!r} (create one with `bma-gateway audit keygen PATH`)"
+            f"no such file {str(path)!r} (create one with `bma-gateway {made_by} PATH`)"
         )
     return path
 
@@ -426,6 +427,29 @@ class Settings(BaseSettings):
         description="seconds for one audit store call (connecting, committing); a batch of "
         "records not committed within twice this is refused, so a request waits at most four "
         "times this (the batch ahead of it, then its own)",
+        json_schema_extra=_section("audit"),
+    )
+    audit_checkpoint_key_file: Annotated[
+        Path | None, AfterValidator(partial(_existing_file, made_by="audit checkpoint-keygen"))
+    ] = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs checkpoints of the chain's head; keep "
+        "it where the database's owner cannot read it (`bma-gateway audit checkpoint-keygen PATH` "
+        "writes one, and `PATH.pub` to verify with)",
+        json_schema_extra=_section("audit", "— (checkpoints off)"),
+    )
+    audit_checkpoint_file: Annotated[Path | None, AfterValidator(_expanded)] = Field(
+        None,
+        description="file the signed checkpoints are appended to (one JSON line each), on storage "
+        "the database's owner cannot rewrite; they go to the JSON log stream either way",
+        json_schema_extra=_section("audit", "— (log stream only)"),
+    )
+    audit_checkpoint_interval: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="seconds between checkpoints (a head that has not moved is not signed "
+        "again); one more is written at shutdown",
         json_schema_extra=_section("audit"),
     )
 

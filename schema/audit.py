@@ -28,7 +28,12 @@ class FieldAccess:
     field: str | None = strawberry.field(description="ฟิลด์ Type.field / The field, as Type.field.")
     access: str | None = strawberry.field(description="clear, masked or denied.")
     rule: str | None = strawberry.field(description="กฎที่ปฏิเสธ / The rule that denied it.")
-    records: list[str] | None = strawberry.field(description="ระเบียนที่อ่าน / Keys of records read.")
+    records: list[str] | None = strawberry.field(
+        description="ระเบียนที่อ่าน / Keys of records read (a refused field names none)."
+    )
+    count: int | None = strawberry.field(
+        description="จำนวนครั้งที่ปฏิเสธ / How many records a refused field was refused on."
+    )
 
 
 @strawberry.type(description="บันทึกการเข้าถึง / One audited operation (docs/audit.md).")
@@ -71,7 +76,11 @@ class AccessRecord:
             outcome=e["outcome"],
             fields=[
                 FieldAccess(
-                    field=f["field"], access=f["access"], rule=f.get("rule"), records=f["records"]
+                    field=f["field"],
+                    access=f["access"],
+                    rule=f.get("rule"),
+                    records=f.get("records"),
+                    count=f.get("count"),
                 )
                 for f in e["fields"]
             ],

@@ -179,9 +179,14 @@ def test_masked_and_denied_fields_are_recorded_as_such(
     by_field = {f["field"]: f for f in entry["fields"]}
     assert by_field["Parcel.appraisedValue"]["access"] == "masked"
     assert by_field["Owner.name"]["access"] == "masked"
-    assert by_field["Parcel.owner"]["access"] == "clear"
+    assert by_field["Parcel.owner"] == {
+        "field": "Parcel.owner",
+        "access": "clear",
+        "records": [parcel],
+    }
     denied = by_field["Parcel.assessments"]
-    assert denied["access"] == "denied" and denied["records"] == [parcel]
+    # A refusal revealed nothing: it counts the records it was refused on, and names none.
+    assert denied["access"] == "denied" and denied["count"] == 1 and "records" not in denied
     assert denied["rule"] == "Parcel.assessments: confidential (FORBIDDEN)"
     assert entry["outcome"] == "partially_denied"
     assert entry["lawfulBasis"] == "pdpa-24-1"  # research
@@ -204,11 +209,68 @@ def test_a_refused_attempt_is_recorded_but_names_no_data_subject(
         {
             "field": "Parcel.owner",
             "access": "denied",
-            "records": [f"parcel:{person['parcel_id']}"],
+            "count": 1,
             "rule": "Parcel.owner: internal (FORBIDDEN)",
         }
     ]
-    assert entry["subjects"] == []
+    assert entry["subjects"] == [] and entry["records"] == []
+
+
+REFUSED_PAGE = "{ parcels(first: %d) { edges { node { id appraisedValue owner { name } } } } }"
+
+
+def entry_bytes(store: str, request_id: str) -> int:
+    [row] = sql(
+        store,
+        "SELECT octet_length(entry::text) AS n FROM audit.records WHERE entry ->> 'requestId' = $1",
+        request_id,
+    )
+    return row["n"]
+
+
+def test_a_refusal_records_the_attempt_compactly_whatever_the_page_size(
+    audited: Gateway, store: str
+):
+    """An anonymous query refused on a page of 1,000 parcels writes an entry the size of one
+    refused on a single parcel: who, the document hash, the fields refused and how often —
+    not the keys of the 1,000 records it was refused on."""
+    sizes = {}
+    for first in (1, 1000):
+        response = audited.post(
+            REFUSED_PAGE % first, headers={"x-request-id": f"req-page-{first:04}"}
+        )
+        edges = response.json()["data"]["parcels"]["edges"]
+        assert len(edges) == first and all(e["node"]["owner"] is None for e in edges)
+        [entry] = entries(store, f"req-page-{first:04}")
+        assert entry["outcome"] == "denied" and entry["records"] == entry["subjects"] == []
+        assert {f["field"]: f["count"] for f in entry["fields"]} == {
+            "Parcel.appraisedValue": first,
+            "Parcel.owner": first,
+        }
+        sizes[first] = entry_bytes(store, f"req-page-{first:04}")
+    assert sizes[1000] - sizes[1] <= 6  # the counts' extra digits
+    assert sizes[1000] < 1024
+
+
+def test_a_large_allowed_read_records_every_record_it_revealed(
+    audited: Gateway, tokens: dict[str, str], store: str
+):
+    """What was revealed stays complete (the data-subject report needs every record): an
+    allowed read's entry grows with the records it revealed, a few dozen bytes each, and the
+    audience's page and cost limits bound it."""
+    query = "{ parcels(first: 1000) { edges { node { id appraisedValue owner { nationalId } } } } }"
+    response = audited.post(query, headers=bearer(tokens["finance"], "req-large-1"))
+    nodes = [e["node"] for e in response.json()["data"]["parcels"]["edges"]]
+    assert len(nodes) == 1000
+    [entry] = entries(store, "req-large-1")
+    parcels = {f"parcel:{n['id']}" for n in nodes}
+    by_field = {f["field"]: f for f in entry["fields"]}
+    assert set(by_field["Parcel.appraisedValue"]["records"]) == parcels
+    owners = set(by_field["Owner.nationalId"]["records"])
+    assert len(owners) >= 500 and parcels | owners == set(entry["records"])
+    assert {f"id:{n['owner']['nationalId']}" for n in nodes} <= set(entry["subjects"])
+    listed = sum(len(f["records"]) for f in entry["fields"]) + len(entry["records"])
+    assert entry_bytes(store, "req-large-1") < 2048 + 24 * (listed + len(entry["subjects"]))
 
 
 def test_public_reads_and_reads_that_find_nothing_write_no_record(
@@ -259,7 +321,7 @@ def test_reject_mode_records_the_refused_operation(
     assert response.status_code == 403
     [entry] = entries(store, "req-reject-1")
     assert entry["outcome"] == "denied" and entry["records"] == []
-    assert [f["field"] for f in entry["fields"]] == ["Parcel.appraisedValue"]
+    assert [(f["field"], f["count"]) for f in entry["fields"]] == [("Parcel.appraisedValue", 0)]
 
 
 # ---------------------------------------------------------------------------- reading the log

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -54,7 +54,7 @@ CREATE OR REPLACE FUNCTION audit.refuse_change() RETURNS trigger LANGUAGE plpgsq
 BEGIN
     RAISE EXCEPTION 'audit records are append-only' USING ERRCODE = 'insufficient_privilege';
 END $$;
-CREATE OR REPLACE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON audit.records
+CREATE OR REPLACE TRIGGER records_append_only BEFORE UPDATE ON audit.records
     FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE OR REPLACE TRIGGER records_no_truncate BEFORE TRUNCATE ON audit.records
     FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
@@ -73,6 +73,31 @@ CREATE OR REPLACE TRIGGER head_kept BEFORE DELETE ON audit.chain_head
     FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
 CREATE OR REPLACE TRIGGER head_no_truncate BEFORE TRUNCATE ON audit.chain_head
     FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+
+-- Closed archives (`bma-gateway audit archive`): a record leaves the table only once an
+-- archive holding it is recorded here, and an archive's row is never changed or removed.
+CREATE TABLE IF NOT EXISTS audit.archives (
+    first_seq bigint PRIMARY KEY,
+    last_seq bigint NOT NULL UNIQUE,
+    last_hash bytea NOT NULL,
+    until timestamptz NOT NULL,
+    digest bytea NOT NULL,
+    made_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE TRIGGER archives_append_only BEFORE UPDATE OR DELETE ON audit.archives
+    FOR EACH ROW EXECUTE FUNCTION audit.refuse_change();
+CREATE OR REPLACE TRIGGER archives_no_truncate BEFORE TRUNCATE ON audit.archives
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
+CREATE OR REPLACE FUNCTION audit.delete_archived_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.seq > coalesce((SELECT max(last_seq) FROM audit.archives), 0) THEN
+        RAISE EXCEPTION 'audit records are append-only: record % is in no archive', OLD.seq
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN OLD;
+END $$;
+CREATE OR REPLACE TRIGGER records_archived_delete BEFORE DELETE ON audit.records
+    FOR EACH ROW EXECUTE FUNCTION audit.delete_archived_only();
 
 DO $$ BEGIN
     CREATE ROLE {WRITER_ROLE} NOLOGIN;
@@ -133,7 +158,8 @@ async def _is_set_up(conn: asyncpg.Connection) -> bool:
         await conn.fetchval(
             """SELECT to_regclass('audit.chain_head') IS NOT NULL
                       AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
-                      AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'head_no_truncate')""",
+                      AND EXISTS (SELECT 1 FROM pg_trigger
+                                  WHERE tgname = 'records_archived_delete')""",
             WRITER_ROLE,
         )
     )
@@ -259,14 +285,72 @@ class Verification:
     head_hash: str
     broken_at: int | None = None  # the first record that fails, None when the chain is intact
     reason: str = ""
+    missing: int = 0  # records an anchor proves existed that the log no longer holds
+    archived: int = 0  # records in archives that were not read (no archive files given)
 
     @property
     def intact(self) -> bool:
         return self.broken_at is None
 
 
-async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
-    """Walk the chain in order and name the first record that does not hold.
+@dataclass(frozen=True)
+class Anchor:
+    """A record's hash as witnessed outside the database (a signed checkpoint)."""
+
+    seq: int
+    hash: bytes
+    source: str  # what witnessed it, for the report: "the checkpoint of <time>"
+
+
+@dataclass(frozen=True)
+class ArchiveRow:
+    """A closed archive as ``audit.archives`` records it (``gateway.audit.archives``)."""
+
+    first_seq: int
+    last_seq: int
+    last_hash: bytes  # the hash of its last record, where the live chain continues
+    until: datetime
+    digest: bytes  # SHA-256 of the archive file
+
+
+class ChainBroken(Exception):
+    """Raised by a source of records (an archive file) that shows tampering of its own."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
+
+
+class ArchivedRecords(Protocol):
+    """The records of closed archives, oldest first (the archive files)."""
+
+    def records(self, archives: Sequence[ArchiveRow]) -> Iterator[Mapping[str, Any]]: ...
+
+
+async def archives_of(conn: asyncpg.Connection) -> list[ArchiveRow]:
+    rows = await conn.fetch(
+        "SELECT first_seq, last_seq, last_hash, until, digest FROM audit.archives "
+        "ORDER BY first_seq"
+    )
+    return [
+        ArchiveRow(r["first_seq"], r["last_seq"], bytes(r["last_hash"]), r["until"],
+                   bytes(r["digest"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+async def verify(
+    conn: asyncpg.Connection,
+    key: bytes,
+    anchors: Sequence[Anchor] = (),
+    archived: ArchivedRecords | None = None,
+) -> Verification:
+    """Walk the chain in order and name the first record that does not hold; with
+    ``anchors``, also the first record that differs from one, or the records missing after the
+    log's end that one names (a truncation the chain alone cannot show). Records moved to
+    archives are walked from ``archived`` (the files) when given; else the walk starts where
+    the last archive ends.
 
     The head and the records are read in one snapshot: a gateway appending meanwhile is
     neither seen half-way nor reported as a break.
@@ -275,7 +359,19 @@ async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
         head = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
         if head is None:
             raise AuditStoreError("the audit store has no chain head: was it ever initialised?")
-        walk = _ChainWalk(key, head["seq"], bytes(head["hash"]))
+        archives = await archives_of(conn)
+        start: Head = (0, GENESIS)
+        if archives and archived is None:
+            start = (archives[-1].last_seq, archives[-1].last_hash)
+        walk = ChainWalk(key, (head["seq"], bytes(head["hash"])), anchors, start)
+        if archives and archived is not None:
+            try:
+                for row in archived.records(archives):
+                    broken = walk.step(row)
+                    if broken is not None:
+                        return broken
+            except ChainBroken as exc:
+                return walk.broken(exc.seq, exc.reason)
         rows = conn.cursor(
             "SELECT seq, at, entry::text AS entry, prev_hash, hash FROM audit.records ORDER BY seq",
             prefetch=2000,
@@ -287,19 +383,29 @@ async def verify(conn: asyncpg.Connection, key: bytes) -> Verification:
         return walk.end()
 
 
-class _ChainWalk:
-    """Checks records one by one, in order, against the chain and its head."""
+class ChainWalk:
+    """Checks records one by one, in order, against the chain, its head and the anchors,
+    from ``start`` (the record before the first one walked: none, or an archive's last)."""
 
-    def __init__(self, key: bytes, head_seq: int, head_hash: bytes) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        head: Head,
+        anchors: Sequence[Anchor] = (),
+        start: Head = (0, GENESIS),
+    ) -> None:
         self.key = key
-        self.head_seq = head_seq
-        self.head_hash = head_hash
-        self.expected, self.prev, self.checked = 1, GENESIS, 0
+        self.head_seq, self.head_hash = head
+        self.anchors = {a.seq: a for a in sorted(anchors, key=lambda a: a.seq)}
+        self.archived = start[0]
+        self.expected, self.prev, self.checked = start[0] + 1, start[1], 0
 
-    def broken(self, seq: int, reason: str) -> Verification:
-        return Verification(self.checked, self.head_seq, self.head_hash.hex(), seq, reason)
+    def broken(self, seq: int, reason: str, missing: int = 0) -> Verification:
+        return Verification(
+            self.checked, self.head_seq, self.head_hash.hex(), seq, reason, missing, self.archived
+        )
 
-    def step(self, row: asyncpg.Record) -> Verification | None:
+    def step(self, row: Mapping[str, Any]) -> Verification | None:
         seq, expected = row["seq"], self.expected
         if seq < expected:
             return self.broken(
@@ -314,18 +420,35 @@ class _ChainWalk:
         digest = chain_hash(self.key, self.prev, seq, row["at"], orjson.loads(row["entry"]))
         if not hmac.compare_digest(digest, bytes(row["hash"])):
             return self.broken(seq, f"record {seq} was altered: its contents do not match its hash")
+        anchor = self.anchors.get(seq)
+        if anchor is not None and not hmac.compare_digest(digest, anchor.hash):
+            return self.broken(
+                seq,
+                f"record {seq} differs from {anchor.source}: the log was rewritten from "
+                f"record {seq} or before",
+            )
         self.prev, self.expected, self.checked = digest, expected + 1, self.checked + 1
         return None
 
     def end(self) -> Verification:
         last, head = self.expected - 1, self.head_seq
+        beyond = [a for a in self.anchors.values() if a.seq > last]
+        if beyond:  # the newest records are gone, the head perhaps moved back to match
+            latest = beyond[-1]
+            missing = latest.seq - last
+            return self.broken(
+                last + 1,
+                f"records {last + 1} to {latest.seq} are missing ({missing} records): "
+                f"{latest.source} names record {latest.seq}, the log ends at record {last}",
+                missing,
+            )
         if head > last:
             return self.broken(
                 last + 1, f"record {last + 1} is missing: the chain head names record {head}"
             )
         if head < last or self.head_hash != self.prev:
             return self.broken(head, f"the chain head (record {head}) does not match the log's end")
-        return Verification(self.checked, head, self.head_hash.hex())
+        return Verification(self.checked, head, self.head_hash.hex(), archived=self.archived)
 
 
 async def rows_between(

@@ -5,6 +5,12 @@ Execution notes every restricted field it reads, masks or refuses (``AccessTrail
 executor turns the trail into one entry per operation (``access_entry``): who asked, for what
 purpose and under which lawful basis, which fields of which records, and whose data they are
 (``schema.audit_keys``). The writer (``gateway.audit.writer``) commits it to the chain.
+
+A refused field revealed nothing, so its entry says how many records it was refused on, not
+which: a refusal's entry is bounded by the policy (one line per restricted field), whatever
+the page size asked for. A revealed field lists every record it was read from — the
+data-subject report needs each one — so an allowed read's entry grows with what it revealed,
+which the audience's page and cost limits bound (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from gateway.observability import metrics
 from policies.model import Decision, Policy, Verdict
 from policies.principal import Principal
 from schema.audit_keys import keys_of
+
+# Longest operation name kept in an entry; the document hash identifies the query anyway.
+MAX_OPERATION_NAME = 128
 
 ACCESS = {
     Decision.ALLOW: "clear",
@@ -79,17 +88,17 @@ def access_entry(
     subjects: set[str] = set()
     for (type_name, _field), (verdict, sources) in trail.seen.items():
         access = ACCESS[verdict.decision]
+        if access == "denied":  # revealed nothing: which records it was refused on is noise
+            refused = {"field": verdict.rule.coordinate, "access": access, "count": len(sources)}
+            fields.append({**refused, "rule": _rule_text(verdict)})
+            continue
         keys: set[str] = set()
         for source in sources:
             found, whose = keys_of(type_name, source)
             keys.update(found)
-            if access != "denied":  # a refusal revealed nothing about the person
-                subjects.update(whose)
+            subjects.update(whose)
         records |= keys
-        read = {"field": verdict.rule.coordinate, "access": access, "records": sorted(keys)}
-        if access == "denied":
-            read["rule"] = _rule_text(verdict)
-        fields.append(read)
+        fields.append({"field": verdict.rule.coordinate, "access": access, "records": sorted(keys)})
     principal = caller.principal
     return {
         "requestId": caller.request_id,
@@ -101,13 +110,19 @@ def access_entry(
         "clientAddress": caller.client,
         "purpose": principal.purpose,
         "lawfulBasis": policy.lawful_basis(principal.purpose),
-        "operationName": operation_name,
+        "operationName": _bounded(operation_name),
         "documentHash": document_hash,
         "outcome": _outcome(trail),
         "fields": sorted(fields, key=lambda f: (f["field"], f["access"])),
         "records": sorted(records),
         "subjects": sorted(subjects),
     }
+
+
+def _bounded(name: str | None) -> str | None:
+    if name is None or len(name) <= MAX_OPERATION_NAME:
+        return name
+    return name[: MAX_OPERATION_NAME - 1] + "…"
 
 
 def _outcome(trail: AccessTrail) -> str:

@@ -24,7 +24,7 @@ from gateway.observability import metrics
 log = logging.getLogger("bma.audit")
 
 # What a store that is down, unreachable or refusing looks like.
-_STORE_DOWN = (
+STORE_DOWN = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
@@ -84,6 +84,7 @@ class AuditWriter:
         self._conn: asyncpg.Connection | None = None
         self._appender = audit_store.Appender(key or b"")
         self._ready = False  # the store's schema is known to exist
+        self._committed: audit_store.Head | None = None  # the last record this writer committed
 
     @property
     def configured(self) -> bool:
@@ -99,7 +100,7 @@ class AuditWriter:
             return
         try:
             await self._ensure()
-        except _STORE_DOWN as exc:
+        except STORE_DOWN as exc:
             # Public data is still served; restricted reads fail closed until the store is back.
             log.warning("audit store unavailable at start: %s", exc)
         self._started = True
@@ -119,6 +120,19 @@ class AuditWriter:
         # Every batch ends within its time limit (``_write``), committed or refused, and the
         # writer that ends it starts the next: the wait needs no timer of its own.
         return await pending.done
+
+    async def committed_head(self) -> audit_store.Head | None:
+        """The last record this writer committed, for a checkpoint; before its first commit,
+        the store's head as this writer found it. None without a store."""
+        if self._committed is not None or not self.configured:
+            return self._committed
+        conn = await asyncpg.connect(self.dsn, timeout=self.timeout, command_timeout=self.timeout)
+        try:
+            await conn.execute(f"SET ROLE {audit_store.WRITER_ROLE}")
+            row = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
+        finally:
+            await conn.close()
+        return None if row is None or row["seq"] == 0 else (row["seq"], bytes(row["hash"]))
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Commit every waiting entry (SIGTERM drain), then close the connection."""
@@ -177,7 +191,7 @@ class AuditWriter:
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*_STORE_DOWN):
+            with contextlib.suppress(*STORE_DOWN):
                 await conn.close(timeout=self.timeout)
 
     async def _write(self, batch: list[_Pending]) -> None:
@@ -199,7 +213,8 @@ class AuditWriter:
         try:
             conn = await self._connection()
             seqs = await self._appender.append(conn, [(p.at, p.entry) for p in batch])
-        except _STORE_DOWN as exc:
+            self._committed = self._appender.head
+        except STORE_DOWN as exc:
             log.warning("audit store write failed (%d records refused): %s", len(batch), exc)
             _refuse(batch)
             # The batch may or may not have committed: start afresh from the stored head.

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import asyncpg
 import orjson
 
+from gateway.audit import archives, checkpoints
 from gateway.audit import store as audit_store
 from gateway.cli.credentials import on_database
 
@@ -67,8 +68,41 @@ def add_commands(commands: Any) -> None:
         "init", parents=[database], help="create the store (as a database administrator)"
     )
     init.set_defaults(handler=_init)
+    checkpoint_keygen = actions.add_parser(
+        "checkpoint-keygen", help="write a new checkpoint signing key (and PATH.pub)"
+    )
+    checkpoint_keygen.add_argument("path", type=Path)
+    checkpoint_keygen.set_defaults(handler=_checkpoint_keygen)
     verify = actions.add_parser("verify", parents=[database, key], help="check the hash chain")
+    verify.add_argument(
+        "--checkpoints",
+        type=Path,
+        action="append",
+        help="a file of signed checkpoints (repeat for several): also find records missing "
+        "after the log's end",
+    )
+    verify.add_argument(
+        "--checkpoint-key",
+        type=Path,
+        help="the public key the checkpoints are signed with (the signing key's .pub)",
+    )
+    verify.add_argument(
+        "--archives",
+        type=Path,
+        metavar="DIR",
+        help="the directory of the archive files: walk the archived records too",
+    )
     verify.set_defaults(handler=_verify)
+    archive = actions.add_parser(
+        "archive",
+        parents=[database, key],
+        help="move the records before a time into a closed archive file (as the store's owner)",
+    )
+    archive.add_argument(
+        "--until", type=_moment, required=True, help="archive records before this (ISO 8601)"
+    )
+    archive.add_argument("--output-dir", type=Path, required=True, help="where archives are kept")
+    archive.set_defaults(handler=_archive)
     export = actions.add_parser("export", parents=[database], help="records of a time range")
     export.add_argument("--since", type=_moment, help="from (ISO 8601, inclusive)")
     export.add_argument("--until", type=_moment, help="to (ISO 8601, exclusive)")
@@ -121,22 +155,81 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_keygen(args: argparse.Namespace) -> int:
+    try:
+        public = checkpoints.create_signing_key(args.path)
+    except FileExistsError:
+        raise ValueError(f"{args.path} exists: a signing key is never overwritten") from None
+    print(
+        f"checkpoint signing key written to {args.path}, its public key to {public}; keep the "
+        "signing key away from the database and its owner",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     if args.key_file is None:
         raise ValueError("give --key-file or set BMA_AUDIT_KEY_FILE")
     key = audit_store.load_key(args.key_file)
+    anchors = _anchors(args)
+    archived = archives.ArchiveFiles(args.archives) if args.archives else None
     result: audit_store.Verification = _with_database(
-        args, lambda conn: audit_store.verify(conn, key)
+        args, lambda conn: audit_store.verify(conn, key, anchors, archived)
     )
     if result.intact:
         print(
             f"audit chain intact: {result.records} records; head record {result.head_seq}, "
             f"hash {result.head_hash}"
         )
+        if result.archived:
+            print(
+                f"records 1 to {result.archived} are archived and were not read "
+                "(give --archives DIR to walk them too)",
+                file=sys.stderr,
+            )
+        if args.checkpoints:
+            print(f"{len(anchors)} checkpoints match the log", file=sys.stderr)
         return 0
     print(f"audit chain BROKEN at record {result.broken_at}: {result.reason}")
     print(f"({result.records} records verified before it)", file=sys.stderr)
     return 1
+
+
+def _archive(args: argparse.Namespace) -> int:
+    if args.key_file is None:
+        raise ValueError("give --key-file or set BMA_AUDIT_KEY_FILE")
+    key = audit_store.load_key(args.key_file)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+
+    async def made(conn: Any) -> archives.Made | None:
+        await audit_store.ensure_store(conn)
+        return await archives.archive(conn, key, args.until, args.output_dir)
+
+    archived: archives.Made | None = _with_database(args, made)
+    if archived is None:
+        print(f"nothing to archive before {args.until.isoformat()}")
+        return 0
+    row = archived.row
+    print(
+        f"archived records {row.first_seq} to {row.last_seq} ({archived.records} records) to "
+        f"{archived.path}, SHA-256 {row.digest.hex()}"
+    )
+    return 0
+
+
+def _anchors(args: argparse.Namespace) -> list[audit_store.Anchor]:
+    """The checkpoints of ``--checkpoints``, every signature checked, as anchors of the walk."""
+    if not args.checkpoints:
+        return []
+    if args.checkpoint_key is None:
+        raise ValueError("--checkpoints needs --checkpoint-key (the signing key's .pub)")
+    public = checkpoints.load_verify_key(args.checkpoint_key)
+    return [
+        audit_store.Anchor(c.seq, bytes.fromhex(c.hash), f"the checkpoint of {c.at}")
+        for file in args.checkpoints
+        for c in checkpoints.read_checkpoints(file, public)
+    ]
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -131,6 +131,7 @@ def _config_docs(write: Path | None) -> int:
 def _config_check() -> int:
     """Everything `serve` checks before it starts, without starting: settings, the policy
     against the schema, the key files."""
+    from gateway.audit.checkpoints import load_signing_key
     from gateway.audit.store import AuditStoreError, load_key
     from policies.model import PolicyError, load_policy
     from schema import graphql_schema
@@ -143,6 +144,8 @@ def _config_check() -> int:
         policy.check(graphql_schema())
         if settings.audit_key_file:
             load_key(settings.audit_key_file)
+        if settings.audit_checkpoint_key_file:
+            load_signing_key(settings.audit_checkpoint_key_file)
     except (PolicyError, AuditStoreError) as exc:
         print(f"bma-gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from connectors.resilience import ResilienceSettings
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from gateway import errors
+from gateway.audit.checkpoints import Checkpointer, load_signing_key
 from gateway.audit.store import load_key
 from gateway.audit.writer import AuditRecorder, AuditWriter
 from gateway.auth.api_keys import ApiKeyStore
@@ -113,6 +114,19 @@ def audit_writer_from(settings: Settings) -> AuditWriter:
     )
 
 
+def checkpointer_from(settings: Settings, audit: AuditRecorder) -> Checkpointer | None:
+    """Signed checkpoints of the chain's head, when a checkpoint key is configured and the
+    gateway writes its own audit store."""
+    if settings.audit_checkpoint_key_file is None or not isinstance(audit, AuditWriter):
+        return None
+    return Checkpointer(
+        audit,
+        load_signing_key(settings.audit_checkpoint_key_file),
+        settings.audit_checkpoint_file,
+        settings.audit_checkpoint_interval,
+    )
+
+
 def authenticator_from(
     settings: Settings, issuer: EmbeddedIssuer | None, api_keys: ApiKeyStore | None
 ) -> Authenticator:
@@ -141,6 +155,7 @@ def create_app(
     policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
     policy.check(schema)  # an unclassified field stops the gateway here, listing them all
     audit = audit or audit_writer_from(settings)
+    checkpoints = checkpointer_from(settings, audit)
     executor = Executor(
         schema,
         policy,
@@ -179,11 +194,16 @@ def create_app(
         if api_keys is not None:
             await api_keys.start()
         await audit.start()
+        if checkpoints is not None:
+            await checkpoints.start()
         try:
             yield
         finally:
-            # In-flight requests have finished (uvicorn waits for them): commit their records.
+            # In-flight requests have finished (uvicorn waits for them): commit their records,
+            # then sign the head they end at.
             await audit.stop()
+            if checkpoints is not None:
+                await checkpoints.stop()
             if api_keys is not None:
                 await api_keys.stop()
             await asyncio.gather(*(c.stop() for c in connectors.all()))
