@@ -48,7 +48,7 @@ GRANT {READER_ROLE}, {audit_store.WRITER_ROLE} TO {LOGIN_ROLE};
 _GATEWAY_GRANTS = f"""
 GRANT USAGE ON SCHEMA gateway TO {LOGIN_ROLE};
 GRANT SELECT, UPDATE (last_used_at) ON gateway.api_keys TO {LOGIN_ROLE};
-GRANT SELECT ON audit.records TO {LOGIN_ROLE};
+GRANT SELECT ON audit.records, audit.archives TO {LOGIN_ROLE};
 """
 
 
