@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from connectors.observer import QUIET, UpstreamObserver
+from connectors.text import not_text
 
 T = TypeVar("T")
 
@@ -122,7 +123,8 @@ def decode_cursor(kind: str, cursor: str) -> str:
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidCursor("the cursor is not one this API issued") from exc
     prefix, sep, value = text.partition(":")
-    if not sep or prefix != kind or not value:
+    # The value goes to a query as a key: only text (no NUL, which PostgreSQL refuses).
+    if not sep or prefix != kind or not value or not_text(value):
         raise InvalidCursor(f"the cursor is not a {kind} cursor")
     return value
 

@@ -134,8 +134,13 @@ class TraffyConnector:
 
     async def search(self, where: ComplaintQuery, page: PageRequest) -> Page:
         offset = decode_position("complaint", page.after)
-        params = _filter_params(where) + [("limit", str(page.first)), ("offset", str(offset))]
-        body = await self._get(SEARCH_PATH, params)
+        states = await self._state_names(where)
+        if where.states and not states:  # only OTHER, and the platform has no other state
+            return Page(rows=[], total=0, has_next=False)
+        params = _filter_params(where, states)
+        body = await self._get(
+            SEARCH_PATH, [*params, ("limit", str(page.first)), ("offset", str(offset))]
+        )
         served = _results(body)
         rows = []
         # Cursors count the upstream's rows, unreadable ones included, so offsets stay true.
@@ -146,6 +151,17 @@ class TraffyConnector:
                 rows.append(ticket)
         total = _int(body.get("total"), default=offset + len(served))
         return Page(rows=rows, total=total, has_next=bool(served) and offset + len(served) < total)
+
+    async def _state_names(self, where: ComplaintQuery) -> list[str]:
+        """The platform's names of the states asked for. OTHER stands for every state the
+        platform reports that this API has no key for: its counts name them (one more call,
+        only when OTHER is asked for)."""
+        names = [STATE_NAMES[s] for s in where.states if s in STATE_NAMES]
+        if OTHER_STATE in where.states:
+            body = await self._get(STATS_PATH, _district_params(where.district_codes))
+            reported = {str(r["state"]) for r in _results(body) if r.get("state")}
+            names.extend(sorted(reported - STATES.keys()))
+        return names
 
     async def by_ids(self, ids: Sequence[str]) -> dict[str, Record]:
         found: dict[str, Record] = {}
@@ -279,10 +295,10 @@ def complaint_cursor(offset: int) -> str:
     return encode_cursor("complaint", offset)
 
 
-def _filter_params(where: ComplaintQuery) -> list[tuple[str, str]]:
+def _filter_params(where: ComplaintQuery, state_names: Sequence[str]) -> list[tuple[str, str]]:
     params = _district_params(where.district_codes)
-    if where.states:
-        params.append(("state", ",".join(STATE_NAMES[s] for s in where.states)))
+    if state_names:
+        params.append(("state", ",".join(state_names)))
     if where.type:
         params.append(("type", where.type))
     if where.since:

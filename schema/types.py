@@ -99,7 +99,10 @@ class ComplaintFilter:
     district: str | None = strawberry.field(
         default=None, description="รหัสเขต / District code, e.g. 1039."
     )
-    state: ComplaintState | None = strawberry.field(default=None, description="สถานะ / State.")
+    state: ComplaintState | None = strawberry.field(
+        default=None,
+        description="สถานะ / State; OTHER finds the states Traffy Fondue added after this API.",
+    )
     type: str | None = strawberry.field(
         default=None, description="ประเภทปัญหา / Problem type, e.g. ถนน."
     )

@@ -254,3 +254,16 @@ def test_a_malformed_item_fails_alone_in_a_batch(gateway):
     assert first == {"data": {"district": {"code": "1001"}}}
     assert second["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
     assert third["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("kind", ["permit", "business"])
+def test_a_cursor_hiding_a_nul_is_not_one_this_api_issued(gateway, kind):
+    """The cursor itself is text; the key inside it would reach PostgreSQL, which refuses NUL."""
+    cursor = base64.urlsafe_b64encode(f"{kind}:1039\x00".encode()).decode()
+    field = {"permit": "buildingPermits", "business": "businesses"}[kind]
+    response = gateway.post(
+        f'{{ district(code: "1039") {{ {field}(after: "{cursor}") {{ totalCount }} }} }}'
+    )
+    error = _error(response, 200)
+    assert error["extensions"]["code"] == "INVALID_CURSOR", error
+    assert error["path"] == ["district", field]

@@ -27,6 +27,7 @@ from graphql import (
 )
 
 from gateway import errors
+from gateway.execution.input_values import TextOnlyRule
 from gateway.execution.introspection import Split, split
 from gateway.execution.outcome import with_code
 from gateway.limits.config import AudienceLimits
@@ -38,9 +39,10 @@ CACHE_SIZE = 1024
 # Documents longer than this are prepared every time: caching them would let a client fill
 # memory with large one-off documents (1,024 entries of 1 MB each).
 CACHEABLE_LENGTH = 20_000
-# The specified rules and graphql-core's recommended MaxIntrospectionDepthRule, which stops
-# introspection that recurses through `fields { type { fields { type ...`.
-RULES = (*specified_rules, *recommended_rules)
+# The specified rules, graphql-core's recommended MaxIntrospectionDepthRule, which stops
+# introspection that recurses through `fields { type { fields { type ...`, and ours: string
+# literals hold only text.
+RULES = (*specified_rules, *recommended_rules, TextOnlyRule)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from gateway.execution.enforcement import (
     enforce_row_scopes,
     gated,
 )
+from gateway.execution.input_values import variable_refusals
 from gateway.execution.introspection import merged
 from gateway.execution.outcome import Outcome, executed, refused, with_code
 from gateway.execution.response_cache import ResponseCache, answer_scope
@@ -166,6 +167,16 @@ class Executor:
         chosen = get_operation_ast(parsed.document, operation.name)
         if chosen is None:
             return refused([_not_found(parsed.document, operation.name).graphql_error()])
+        # Before any cost, plan or upstream call: the variables are text, and fit the types
+        # the caller may see (so no error names what is hidden from it).
+        unfit = variable_refusals(
+            self.visible_to(caller.principal),
+            chosen,
+            operation.variables,
+            hide_suggestions=not limits.suggestions,
+        )
+        if unfit:
+            return refused(unfit)
         cost = parsed.static_costs.get(operation_name(chosen))
         if cost is None:  # a `first` is a variable
             cost = self.documents.cost.cost(parsed.document, chosen, operation.variables or {})

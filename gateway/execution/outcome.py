@@ -3,7 +3,8 @@
 Every error leaves here with a stable ``extensions.code``: errors raised on purpose carry
 their code (``gateway.errors``, and by class for the schema's and the connectors'); anything
 else is a bug, answered as ``INTERNAL_ERROR`` with a reference, and logged with its stack on
-the server only.
+the server only — once per operation, however many fields it broke: the fields share the
+reference, and the one log line counts them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Outcome:
 
 
 def refused(refusals: Sequence[GraphQLError], status: int = 400) -> Outcome:
-    return Outcome({"errors": [format_error(e) for e in refusals]}, status=status)
+    return Outcome({"errors": format_errors(refusals)}, status=status)
 
 
 def executed(
@@ -75,7 +76,7 @@ def executed(
     body: dict[str, Any] = {}
     found = [*(result.errors or ()), *partial]
     if found:
-        body["errors"] = [format_error(e) for e in found]
+        body["errors"] = format_errors(found)
     body["data"] = result.data
     if stale:
         body["extensions"] = {
@@ -93,15 +94,48 @@ def with_code(error: GraphQLError, code: errors.ErrorCode) -> GraphQLError:
     return error
 
 
+def format_errors(found: Sequence[GraphQLError]) -> list[dict[str, Any]]:
+    """The errors as they leave; the bugs among them share one reference and one log line
+    (with the first one's stack): a list of a thousand rows failing alike is one bug."""
+    bugs = [e for e in found if _is_bug(e)]
+    if not bugs:
+        return [_formatted(e, None) for e in found]
+    bug = errors.InternalError()
+    first = bugs[0]
+    log.error(
+        "internal error %s at %d field(s), first at %s",
+        bug.reference,
+        len(bugs),
+        first.path,
+        exc_info=first.original_error,
+        extra={"fields": len(bugs)},
+    )
+    return [_formatted(e, bug) for e in found]
+
+
+def _is_bug(error: GraphQLError) -> bool:
+    original = error.original_error
+    return (
+        original is not None
+        and not isinstance(original, GraphQLError)
+        and errors.code_of(original) is None
+    )
+
+
 def format_error(error: GraphQLError) -> dict[str, Any]:
+    """One error as it leaves."""
+    return format_errors([error])[0]
+
+
+def _formatted(error: GraphQLError, bug: errors.InternalError | None) -> dict[str, Any]:
+    """One error as it leaves: a bug answers ``bug``'s reference (logged by the caller)."""
     original = error.original_error
     message = error.message
     extensions = dict(error.extensions or {})
     if original is not None and not isinstance(original, GraphQLError):
         code = errors.code_of(original)
         if code is None:
-            bug = errors.InternalError()
-            log.error("internal error %s at %s", bug.reference, error.path, exc_info=original)
+            assert bug is not None  # format_errors made it for every bug among the errors
             message, code = bug.message, bug.error
         given = (
             original.extensions if isinstance(original, ResolverError | errors.GatewayError) else {}

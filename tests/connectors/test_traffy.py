@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from connectors.base import PageRequest, UpstreamUnavailable
 from connectors.traffy import ComplaintQuery, TraffyConnector, parse_ticket
+from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.http.serving import BackgroundServer
 
 
@@ -127,3 +128,51 @@ def test_ticket_in_older_spellings_and_with_broken_fields():
     assert t["reported_at"] is None
     assert parse_ticket({"type": "{ถนน}"}) is None
     assert parse_ticket({"ticket_id": "x", "coords": ["a", "b"]})["lat"] is None
+
+
+def _ticket(ticket_id: str, state: str, district: str = "บางรัก") -> dict:
+    return {
+        "ticket_id": ticket_id,
+        "state": state,
+        "district": district,
+        "timestamp": f"2024-01-0{len(ticket_id)} 00:00:00+00",
+    }
+
+
+def _search_other(tickets: list[dict], **where: object) -> tuple[list[str], int, dict[str, int]]:
+    """The tickets the connector finds for state OTHER on the stand-in serving ``tickets``,
+    the total, and the upstream calls it made."""
+
+    async def search(url: str) -> tuple[list[str], int, dict[str, int]]:
+        traffy = TraffyConnector(url)
+        await traffy.start()
+        try:
+            query = ComplaintQuery(states=("OTHER",), **where)  # type: ignore[arg-type]
+            page = await traffy.search(query, PageRequest(first=10))
+        finally:
+            await traffy.stop()
+        return [r["ticket_id"] for r in page.rows], page.total, dict(traffy.counter.calls)
+
+    with BackgroundServer(create_traffy_app(TicketStore(tickets))) as server:
+        return asyncio.run(search(server.url))
+
+
+def test_state_other_finds_the_states_the_platform_added():
+    tickets = [
+        _ticket("A", "เสร็จสิ้น"),
+        _ticket("BB", "ยุติเรื่อง"),  # a state this API has no key for
+        _ticket("CCC", "รอรับเรื่อง"),
+        _ticket("DDDD", "พักเรื่อง"),  # another
+        _ticket("EEEEE", "พักเรื่อง", district="พระนคร"),
+    ]
+    found, total, calls = _search_other(tickets)
+    assert (sorted(found), total) == (["BB", "DDDD", "EEEEE"], 3)
+    assert calls == {"traffy": 2}  # the counts that name the states, then the search
+    found, total, _ = _search_other(tickets, district_codes=("1001",))  # Phra Nakhon
+    assert (found, total) == (["EEEEE"], 1)
+
+
+def test_state_other_without_such_states_is_an_empty_page_not_a_crash():
+    found, total, calls = _search_other([_ticket("A", "เสร็จสิ้น"), _ticket("BB", "ส่งต่อ(ใหม่)")])
+    assert (found, total) == ([], 0)
+    assert calls == {"traffy": 1}  # no search: nothing can match

@@ -274,3 +274,22 @@ def test_a_gateway_error_raised_in_a_resolver_keeps_its_extensions():
 def test_an_upstream_error_without_a_district_names_only_its_source():
     formatted = format_error(at_field(UpstreamUnavailable("tax", "connection refused")))
     assert formatted["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "tax"}
+
+
+def test_bugs_at_many_fields_share_one_reference_and_one_log_line(caplog):
+    """A list whose every row breaks alike is one bug: one reference for all its fields, one
+    log line (with the first stack) counting them, not a stack per field."""
+    broken = [at_field(KeyError("OTHER"), ["complaints", i, "state"]) for i in range(500)]
+    on_purpose = at_field(BadUserInput("negative radius"), ["parcel", "nearbyComplaints"])
+    result = ExecutionResult(data={"complaints": None}, errors=[*broken, on_purpose])
+    with caplog.at_level(logging.INFO):
+        body = executed(result, []).body
+    references = {
+        e["message"] for e in body["errors"] if e["extensions"]["code"] == "INTERNAL_ERROR"
+    }
+    (message,) = references
+    reference = re.fullmatch(r"internal error \(reference ([0-9a-f]{12})\)", message).group(1)
+    assert len(body["errors"]) == 501 and body["errors"][-1]["message"] == "negative radius"
+    (record,) = caplog.records
+    assert reference in record.getMessage() and "500 field(s)" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
