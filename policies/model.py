@@ -2,7 +2,8 @@
 
 The policy file (``policies/policy.toml``) classifies every field of every type. This module
 loads it, checks it against a schema (every field classified, nothing classified that does
-not exist), and decides per field and principal: allow, mask, or deny — and why.
+not exist; a field derived from others no more restricted than they are), and decides per
+field and principal: allow, mask, or deny — and why.
 """
 
 from __future__ import annotations
