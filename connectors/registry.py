@@ -190,7 +190,8 @@ class RegistryConnector:
         d = self._districts[code]
         after = decode_cursor("permit", page.after) if page.after else ""
         sql = keyset_page_sql(
-            "permit_no, applicant_name, address, building_type, floors, area_sqm, permitted_on",
+            "permit_no, applicant_name, applicant_id, address, building_type, floors, area_sqm, "
+            "permitted_on",
             d.table("building_permits"),
             "true",
             key="permit_no",

@@ -2,7 +2,8 @@
 
 The policy file (``policies/policy.toml``) classifies every field of every type. This module
 loads it, checks it against a schema (every field classified, nothing classified that does
-not exist), and decides per field and principal: allow, mask, or deny — and why.
+not exist; a field derived from others no more restricted than they are), and decides per
+field and principal: allow, mask, or deny — and why.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class FieldRule:
     tags: frozenset[str] = frozenset()
     mask: str | None = None
     scopes: frozenset[str] = frozenset()  # beyond the dataset's
+    # Alternative sets of fields ("Type.field") this one can be computed from exactly.
+    derived_from: tuple[tuple[str, ...], ...] = ()
 
     @property
     def coordinate(self) -> str:
@@ -81,6 +84,49 @@ class FieldRule:
     def open(self) -> bool:
         """Readable by anyone: public and not personal."""
         return self.level == Level.PUBLIC and not self.personal
+
+
+@dataclass(frozen=True)
+class ClearAccess:
+    """What reading a field, or several fields together, in clear requires."""
+
+    level: Level = Level.PUBLIC
+    scopes: frozenset[str] = frozenset()
+    purposes: frozenset[str] | None = None  # one of these must be declared; None: no purpose
+
+    @classmethod
+    def of(cls, rule: FieldRule) -> ClearAccess:
+        if rule.open:
+            return cls()
+        scopes = rule.dataset.scopes | rule.scopes
+        if not rule.personal:
+            return cls(rule.level, scopes)
+        return cls(rule.level, scopes | rule.dataset.personal_scopes, rule.dataset.purposes)
+
+    @classmethod
+    def together(cls, accesses: Iterable[ClearAccess]) -> ClearAccess:
+        """To read all of them: the highest level, every scope, a purpose they all accept."""
+        level, scopes, purposes = Level.PUBLIC, frozenset[str](), None
+        for a in accesses:
+            level, scopes = max(level, a.level), scopes | a.scopes
+            if a.purposes is not None:
+                purposes = a.purposes if purposes is None else purposes & a.purposes
+        return cls(level, scopes, purposes)
+
+    def exceeds(self, other: ClearAccess) -> bool:
+        """Some principal that may read ``other`` in clear may not read this."""
+        purpose_needed = self.purposes is not None and (
+            other.purposes is None or not other.purposes <= self.purposes
+        )
+        return self.level > other.level or not self.scopes <= other.scopes or purpose_needed
+
+    def __str__(self) -> str:
+        needs = [f"clearance {self.level.name.lower()}"] if self.level > Level.PUBLIC else []
+        if self.scopes:
+            needs.append(f"scopes {' '.join(sorted(self.scopes))}")
+        if self.purposes is not None:
+            needs.append(f"a purpose: one of {', '.join(sorted(self.purposes))}")
+        return " and ".join(needs) or "nothing (public)"
 
 
 class Decision(Enum):
@@ -212,6 +258,7 @@ class Policy:
                 "mask": r.mask or "",
                 "dataset": r.dataset.name,
                 "scopes": " ".join(sorted(r.dataset.scopes | r.scopes)) if not r.open else "",
+                "derived_from": " | ".join(", ".join(s) for s in r.derived_from),
             }
             for r in sorted(self.rules.values(), key=lambda r: (r.type_name, r.field_name))
         ]
@@ -251,6 +298,7 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
             rule = _rule(type_name, field_name, dataset, entry, problems)
             if rule:
                 rules[(type_name, field_name)] = rule
+    problems += _derivation_problems(rules)
     if problems:
         raise PolicyError(problems)
     return Policy(datasets, rules, purposes, row_scopes)
@@ -293,8 +341,55 @@ def _rule(
     if level == Level.PUBLIC and tags & {"personal", "sensitive"}:
         problems.append(f"{where}: personal data cannot be public")
     return FieldRule(
-        type_name, field_name, dataset, level, tags, mask, frozenset(spec.get("scopes", ()))
+        type_name,
+        field_name,
+        dataset,
+        level,
+        tags,
+        mask,
+        frozenset(spec.get("scopes", ())),
+        _derived_from(where, spec.get("derived_from"), problems),
     )
+
+
+def _derived_from(where: str, raw: Any, problems: list[str]) -> tuple[tuple[str, ...], ...]:
+    """``derived_from``: field names (of the same type, or ``Type.field``), or a list of such
+    lists when the field can be computed from any one of several sets of fields."""
+    if raw is None:
+        return ()
+    sets = raw if isinstance(raw, list) and raw and all(isinstance(s, list) for s in raw) else [raw]
+    if not all(
+        isinstance(s, list) and s and all(isinstance(n, str) and n for n in s) for s in sets
+    ):
+        problems.append(f"{where}: derived_from is a list of field names, or a list of such lists")
+        return ()
+    type_name = where.partition(".")[0]
+    return tuple(tuple(n if "." in n else f"{type_name}.{n}" for n in s) for s in sets)
+
+
+def _derivation_problems(rules: Mapping[tuple[str, str], FieldRule]) -> list[str]:
+    """A field computable from others may be no more restricted than the least restricted set
+    of its inputs: whoever may read the inputs can compute it, whatever its own level."""
+    problems = []
+    by_coordinate = {r.coordinate: r for r in rules.values()}
+    for rule in sorted(rules.values(), key=lambda r: r.coordinate):
+        for inputs in rule.derived_from:
+            unknown = [c for c in inputs if c not in by_coordinate or c == rule.coordinate]
+            if unknown:
+                problems.append(
+                    f"{rule.coordinate}: derived_from names {', '.join(unknown)}, which is not "
+                    "another classified field"
+                )
+                continue
+            needs = ClearAccess.of(rule)
+            inputs_need = ClearAccess.together(ClearAccess.of(by_coordinate[c]) for c in inputs)
+            if needs.exceeds(inputs_need):
+                problems.append(
+                    f"{rule.coordinate} needs {needs}, but it is derived from "
+                    f"{', '.join(inputs)}, which need {inputs_need}: classify it no more "
+                    "restricted than its inputs"
+                )
+    return problems
 
 
 def _schema_fields(schema: GraphQLSchema) -> Iterable[tuple[str, str]]:

@@ -7,7 +7,7 @@ import io
 
 from policies.model import Policy
 
-COLUMNS = ("type", "field", "level", "tags", "mask", "dataset", "scopes")
+COLUMNS = ("type", "field", "level", "tags", "mask", "dataset", "scopes", "derived_from")
 
 
 def render(policy: Policy, fmt: str = "text") -> str:

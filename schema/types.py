@@ -680,12 +680,14 @@ class BuildingPermit:
     area_sqm: Decimal = strawberry.field(description="พื้นที่ ตร.ม. / Floor area, m².")
     permitted_on: date = strawberry.field(description="วันอนุญาต / Permitted on.")
     district_code: strawberry.Private[str]
+    applicant_id: strawberry.Private[str]  # whose application it is, for the audit log
 
     @classmethod
     def of(cls, r: Record) -> BuildingPermit:
         return cls(
             permit_no=r["permit_no"],
             applicant_name=r["applicant_name"],
+            applicant_id=r["applicant_id"],
             address=r["address"],
             building_type=r["building_type"],
             floors=r["floors"],

@@ -185,7 +185,6 @@ NATIONAL_ID = "Owner.nationalId: confidential personal"
 OWNER_NAME = "Owner.name: confidential personal"
 BUSINESS_OWNER = "Business.owner: internal"
 APPLICANT = "BuildingPermit.applicantName: confidential personal"
-SIGN_TAX = "Signboard.taxDue: internal"
 
 ANON_TAX = ("tax:read", "clearance internal")
 ANON_TAX_CONFIDENTIAL = ("tax:read", "clearance confidential")
@@ -314,10 +313,8 @@ def permit_denials(f: Facts, grant: tuple[str, ...]) -> list[Denied]:
 SIGN_Q = """query($id: ID!) { parcel(id: $id) { signboards { id taxDue } } }"""
 
 
-def signboards(f: Facts, tax: bool) -> dict[str, Any]:
-    rows = [
-        {"id": str(s["id"]), "taxDue": Num(s["tax_due"]) if tax else None} for s in f.signboards
-    ]
+def signboards(f: Facts) -> dict[str, Any]:
+    rows = [{"id": str(s["id"]), "taxDue": Num(s["tax_due"])} for s in f.signboards]
     return {"parcel": {"signboards": rows}}
 
 
@@ -523,18 +520,9 @@ CASES: list[Case] = [
         lambda f: permit_denials(f, NEED_REGISTRY),
     ),
     Case("dpo-permit-applicants", "dpo", PERMITS_Q, lambda f: permits(f, True)),
-    # --- signboard tax ----------------------------------------------------------------------
-    Case(
-        "anonymous-signboard-tax",
-        "anonymous",
-        SIGN_Q,
-        lambda f: signboards(f, False),
-        lambda f: [
-            Denied(("parcel", "signboards", i, "taxDue"), SIGN_TAX, ANON_TAX)
-            for i in range(len(f.signboards))
-        ],
-    ),
-    Case("partner-signboard-tax", "partner", SIGN_Q, lambda f: signboards(f, True)),
+    # --- signboard tax: public, anyone computes it from the sign (tests/test_derived_fields.py)
+    Case("anonymous-signboard-tax", "anonymous", SIGN_Q, signboards),
+    Case("partner-signboard-tax", "partner", SIGN_Q, signboards),
     # --- aliases ----------------------------------------------------------------------------
     Case(
         "anonymous-alias-denied-field-as-public-name",

@@ -90,11 +90,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _policy(args: argparse.Namespace) -> int:
     from policies.model import DEFAULT_POLICY, PolicyError, load_policy
     from policies.report import render
-    from schema import graphql_schema
+    from schema import check_policy, graphql_schema
 
     try:
         policy = load_policy(args.file or DEFAULT_POLICY)
-        policy.check(graphql_schema())
+        check_policy(policy, graphql_schema())
     except PolicyError as exc:
         print(f"bma-gateway: {exc}", file=sys.stderr)
         return 1
@@ -134,14 +134,14 @@ def _config_check() -> int:
     from gateway.audit.checkpoints import load_signing_key
     from gateway.audit.store import AuditStoreError, load_key
     from policies.model import PolicyError, load_policy
-    from schema import graphql_schema
+    from schema import check_policy, graphql_schema
 
     settings = _settings()
     if settings is None:
         return 2
     try:
         policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
-        policy.check(graphql_schema())
+        check_policy(policy, graphql_schema())
         if settings.audit_key_file:
             load_key(settings.audit_key_file)
         if settings.audit_checkpoint_key_file:

@@ -81,6 +81,7 @@ CREATE INDEX ON {schema}.licences (registration_no);
 CREATE TABLE {schema}.building_permits (
     permit_no       text PRIMARY KEY,
     applicant_name  text NOT NULL,
+    applicant_id    char(13) NOT NULL,
     address         text NOT NULL,
     building_type   text NOT NULL,
     floors          int NOT NULL,

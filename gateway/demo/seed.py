@@ -36,7 +36,7 @@ from gateway.demo.ddl import (
 )
 from gateway.demo.tax_rules import land_building_tax, signboard_tax, thai_id_check_digit
 
-SEED_VERSION = 2  # 2: signs of businesses on parcels of other districts
+SEED_VERSION = 3  # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id
 
 Row = tuple[Any, ...]
 BANGKOK = timezone(timedelta(hours=7))
@@ -243,6 +243,9 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
         parcels,
         scale.tax_years,
         max(1, round(scale.registrations * SIGNS_PER_REGISTRATION)),
+    )
+    registries, signboards = with_everyday_person(
+        _rng(rng_seed, "everyday-person"), registries, parcels, signboards, scale.tax_years
     )
     signboards += make_branch_signboards(
         _rng(rng_seed, "branch-signboards"), registries, parcels, scale.tax_years, len(signboards)
@@ -813,6 +816,7 @@ class DistrictRegistry:
                 (
                     "permit_no",
                     "applicant_name",
+                    "applicant_id",
                     "address",
                     "building_type",
                     "floors",
@@ -1007,7 +1011,7 @@ def _permits(
         rows.append(
             (
                 f"BP-{district.code}-{be}-{sequence[be]:04d}",
-                _applicant(rng, people, local_owners),
+                *_applicant(rng, people, local_owners),
                 _address(rng, district),
                 kind,
                 rng.randint(floor_lo, floor_hi),
@@ -1018,10 +1022,16 @@ def _permits(
     return rows
 
 
-def _applicant(rng: random.Random, people: People, local_owners: Sequence[OwnerRow]) -> str:
+def _applicant(
+    rng: random.Random, people: People, local_owners: Sequence[OwnerRow]
+) -> tuple[str, str]:
+    """The applicant's name and national (or juristic) id."""
     if local_owners and rng.random() < 0.45:  # builds on land the tax system knows
-        return rng.choice(local_owners).name
-    return people.person_name() if rng.random() < 0.6 else people.company()[0]
+        owner = rng.choice(local_owners)
+        return owner.name, owner.national_id
+    if rng.random() < 0.6:
+        return people.person_name(), people.person_id()
+    return people.company()
 
 
 def _population(rng: random.Random, district: DistrictRow) -> list[Row]:
@@ -1041,6 +1051,43 @@ def _population(rng: random.Random, district: DistrictRow) -> list[Row]:
         counts = _allocate(total, [w for _, _, w in cells], minimum=0)
         rows.extend((year, sex, band, n) for (sex, band, _), n in zip(cells, counts, strict=True))
     return rows
+
+
+EVERYDAY_DISTRICT = "1039"
+
+
+def with_everyday_person(
+    rng: random.Random,
+    registries: Sequence[DistrictRegistry],
+    parcels: Sequence[ParcelRow],
+    signboards: list[Row],
+    years: Sequence[int],
+) -> tuple[list[DistrictRegistry], list[Row]]:
+    """One person every kind of record about people names: in ``EVERYDAY_DISTRICT`` they own
+    land, trade there under a sign on that land, and applied for the district's first building
+    permit. Random draws rarely join all three, and the data-subject report's tests need one
+    person reachable by every path of the graph."""
+    land: dict[str, ParcelRow] = {}
+    for p in parcels:
+        if p.district.code == EVERYDAY_DISTRICT and p.owner.kind == "person":
+            land.setdefault(p.owner.national_id, p)
+    registries = list(registries)
+    for i, registry in enumerate(registries):
+        if registry.district.code != EVERYDAY_DISTRICT or not registry.permits:
+            continue
+        business = next(
+            (r for r in registry.registrations if r.status == "active" and r.owner_id in land),
+            None,
+        )
+        if business is None:
+            break
+        parcel = land[business.owner_id]
+        permit_no, _, _, *rest = registry.permits[0]
+        first = (permit_no, parcel.owner.name, parcel.owner.national_id, *rest)
+        registries[i] = replace(registry, permits=[first, *registry.permits[1:]])
+        sign = _sign_rows(rng, len(signboards), business, parcel, years)
+        return registries, [*signboards, *sign]
+    return registries, signboards
 
 
 # ---------------------------------------------------------------------------- Traffy Fondue

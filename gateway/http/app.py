@@ -51,7 +51,7 @@ from gateway.ratelimit.buckets import Buckets, buckets_for
 from gateway.ratelimit.middleware import RateLimitMiddleware
 from gateway.settings import Settings
 from policies.model import load_policy
-from schema import Connectors, Limits, graphql_schema
+from schema import Connectors, Limits, check_policy, graphql_schema
 
 
 def connectors_from(settings: Settings) -> Connectors:
@@ -153,7 +153,9 @@ def create_app(
     )
     schema = graphql_schema()
     policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
-    policy.check(schema)  # an unclassified field stops the gateway here, listing them all
+    # An unclassified field, or a personal one naming no data subject, stops the gateway
+    # here, listing them all.
+    check_policy(policy, schema)
     audit = audit or audit_writer_from(settings)
     checkpoints = checkpointer_from(settings, audit)
     executor = Executor(

@@ -24,8 +24,9 @@ def test_policy_cli_check_and_show(tmp_path, capsys):
     assert f"{len(POLICY.rules)} fields classified" in capsys.readouterr().out
     assert main(["policy", "show", "--format", "csv"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "type,field,level,tags,mask,dataset,scopes"
-    assert "Owner,nationalId,confidential,personal,national_id,tax,tax:read" in out
+    assert out.splitlines()[0] == "type,field,level,tags,mask,dataset,scopes,derived_from"
+    assert "Owner,nationalId,confidential,personal,national_id,tax,tax:read," in out
+    assert 'Signboard,taxDue,public,,,tax,,"Signboard.signType, Signboard.areaCm2' in out
     broken = _policy_without(tmp_path, 'star = "public", ')
     assert main(["policy", "check", "--file", str(broken)]) == 1
     assert "unclassified field Complaint.star" in capsys.readouterr().err
