@@ -36,7 +36,9 @@ from gateway.demo.ddl import (
 )
 from gateway.demo.tax_rules import land_building_tax, signboard_tax, thai_id_check_digit
 
-SEED_VERSION = 3  # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id
+SEED_VERSION = (
+    3  # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id
+)
 
 Row = tuple[Any, ...]
 BANGKOK = timezone(timedelta(hours=7))
