@@ -118,6 +118,21 @@ def test_demo_serves_the_fifty_district_query_and_stops_cleanly(
     assert "Traceback" not in output
     # No access log: a GET's query string (query text, a token) is written nowhere.
     assert QUERY_STRING_MARKER not in output and TOKEN_MARKER not in output, output
+    _check_checkpoints(output, capsys)
+
+
+def _check_checkpoints(output: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo signed its head at stop, and the printed command verifies the chain against
+    it (the database URL and chain key are still set by _check_audit)."""
+    command = re.search(r"audit verify --checkpoints (\S+) --checkpoint-key (\S+)", output)
+    assert command, output
+    capsys.readouterr()
+    returncode = main(
+        ["audit", "verify", "--checkpoints", command[1], "--checkpoint-key", command[2]]
+    )
+    verify = capsys.readouterr()
+    assert returncode == 0, verify.out + verify.err
+    assert "checkpoints match the log" in verify.err
 
 
 QUERY_STRING_MARKER = "DemoQueryStringMarker"

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import uvicorn
 
+from gateway.audit.checkpoints import create_signing_key
 from gateway.audit.store import create_key
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.credentials import (
@@ -39,6 +40,9 @@ EXAMPLE_QUERY = (
 CREDENTIAL_QUERY = '{ district(code: \\"1039\\") { nameEn businessCount } }'
 ISSUER_KEY_FILE = "issuer-key.pem"
 AUDIT_KEY_FILE = "audit.key"
+CHECKPOINT_KEY_FILE = "audit-checkpoint.key"
+CHECKPOINT_FILE = "audit-checkpoints.jsonl"
+CHECKPOINT_SECONDS = 60.0
 DEMO_KEY_FILE = "demo-api-key"
 
 
@@ -95,6 +99,11 @@ def run_demo(options: DemoOptions) -> None:
     audit_key = state_dir / AUDIT_KEY_FILE
     if not audit_key.exists():
         create_key(audit_key)
+    # The chain's head signed every minute and at stop. Here beside the data for a demo; in
+    # production the key lives where the database's owner cannot read it (docs/audit.md).
+    checkpoint_key = state_dir / CHECKPOINT_KEY_FILE
+    if not checkpoint_key.exists():
+        create_signing_key(checkpoint_key)
     # The owner creates the audit store and the roles; the gateway logs in as one that
     # only reads the upstream databases and only appends to the audit log.
     login = asyncio.run(ensure_gateway_roles(urls, gateway_password(state_dir)))
@@ -108,6 +117,9 @@ def run_demo(options: DemoOptions) -> None:
         gateway_database_url=login.gateway,
         issuer_key_file=state_dir / ISSUER_KEY_FILE,
         audit_key_file=audit_key,
+        audit_checkpoint_key_file=checkpoint_key,
+        audit_checkpoint_file=state_dir / CHECKPOINT_FILE,
+        audit_checkpoint_interval=CHECKPOINT_SECONDS,
     )
     issuer = EmbeddedIssuer.open(state_dir / ISSUER_KEY_FILE, audience=settings.jwt_audience)
     api_key = ensure_demo_key(urls.gateway, state_dir / DEMO_KEY_FILE)
@@ -132,6 +144,14 @@ def _banner(settings: Settings) -> None:
     print(
         f"  BMA_GATEWAY_DATABASE_URL='{_redact(settings.gateway_database_url or '')}' "
         f"BMA_AUDIT_KEY_FILE={settings.audit_key_file} bma-gateway audit verify"
+    )
+    print(
+        f"  and, once the head is signed (every {CHECKPOINT_SECONDS:.0f} s and at stop), against "
+        "the signed checkpoints too (a truncated log is then found):"
+    )
+    print(
+        f"  ... audit verify --checkpoints {settings.audit_checkpoint_file} "
+        f"--checkpoint-key {settings.audit_checkpoint_key_file}.pub"
     )
     print("Try:")
     print(f"  curl -s {url} -H 'content-type: application/json' \\")

@@ -110,7 +110,7 @@ def test_row_scoped_types_are_declared_in_the_policy_and_checked(tmp_path):
         load_policy(hidden).check(SCHEMA)
     assert caught.value.problems == [
         f"{t} is row-scoped by district: it needs an open field {t}.district"
-        for t in ("BuildingPermit", "Parcel")
+        for t in ("BuildingPermit", "Parcel", "Signboard")
     ]
     not_an_object = _policy_without(
         tmp_path,
