@@ -31,6 +31,7 @@ here, and raised by name::
     │   ├── Forbidden                     FORBIDDEN
     │   └── PurposeRequired               PURPOSE_REQUIRED
     ├── AuditRefused                      AUDIT_UNAVAILABLE 503: restricted data not audited
+    ├── DatasetUnavailable                DATASET_UNAVAILABLE 503: a published table not produced
     └── InternalError                     INTERNAL_ERROR 500 (a field's: 200), with a reference
 
     graphql-core's own errors, coded as they leave the executor:
@@ -146,6 +147,10 @@ AUDIT_UNAVAILABLE = _code(
     503,
     200,
     message="restricted data is not served while it cannot be audited",
+)
+# Publishing: a table is served whole or not at all.
+DATASET_UNAVAILABLE = _code(
+    "DATASET_UNAVAILABLE", 503, message="the table cannot be produced whole now; retry later"
 )
 # Upstream sources, each named in `extensions.source`.
 UPSTREAM_UNAVAILABLE = _code("UPSTREAM_UNAVAILABLE", 200, message="a source did not answer")
@@ -365,6 +370,13 @@ class AuditRefused(GatewayError):
     """Restricted data read, its audit record not committed: the answer is withheld."""
 
     error = AUDIT_UNAVAILABLE
+
+
+class DatasetUnavailable(GatewayError):
+    """A published table (a download, a CKAN DataStore read) cannot be produced whole now:
+    an upstream failed or answered in part, and a table is never served incomplete."""
+
+    error = DATASET_UNAVAILABLE
 
 
 class InternalError(GatewayError):

@@ -339,6 +339,13 @@ class Settings(BaseSettings):
         "field above public",
         json_schema_extra=_section("general", "the shipped `policies/policy.toml`"),
     )
+    catalog_file: str = Field(
+        "",
+        description="the open-data catalogue; the gateway refuses to start if a dataset lacks "
+        "the metadata GD-Catalog requires or a resource reads a field that is not open data, "
+        "naming the dataset and the field",
+        json_schema_extra=_section("general", "the shipped `policies/catalog.toml`"),
+    )
     policy_mode: Literal["filter", "reject"] = Field(
         "filter",
         description="`filter`: a denied field answers `null` with a `FORBIDDEN` (or "

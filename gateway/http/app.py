@@ -47,9 +47,13 @@ from gateway.http.security_headers import SecurityHeadersMiddleware
 from gateway.observability import tracing
 from gateway.observability.logs import configure_logging
 from gateway.observability.upstream import UPSTREAM_METRICS
+from gateway.publishing.publication import Publication
+from gateway.publishing.routes import routes as publishing_routes
+from gateway.publishing.tables import Tables
 from gateway.ratelimit.buckets import Buckets, buckets_for
 from gateway.ratelimit.middleware import RateLimitMiddleware
 from gateway.settings import Settings
+from policies.catalog import load_catalog
 from policies.model import load_policy
 from schema import Connectors, Limits, check_policy, graphql_schema
 
@@ -167,6 +171,8 @@ def create_app(
         limits=settings.operation_limits,
         page_limits=page_limits,
     )
+    catalog = load_catalog(Path(settings.catalog_file)) if settings.catalog_file else load_catalog()
+    publication = Publication(catalog, policy, schema, Tables(executor))
     issuer = (
         EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
         if settings.issuer_key_file
@@ -235,6 +241,7 @@ def create_app(
             Route("/readyz", probes.readyz(connectors)),
             Route("/.well-known/jwks.json", _jwks(issuer)),
             Route("/", _root),
+            *publishing_routes(publication),
         ],
         middleware=middleware,
         lifespan=lifespan,
@@ -244,6 +251,7 @@ def create_app(
     app.state.issuer = issuer
     app.state.authenticator = authenticator
     app.state.audit = audit
+    app.state.publication = publication
     return app
 
 

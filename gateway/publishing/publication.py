@@ -1,0 +1,45 @@
+"""What every publishing module works from: the catalogue, checked against the policy and the
+schema once at start, with each dataset's computed classification, each resource's data
+dictionary, and the tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphql import GraphQLSchema
+
+from gateway.publishing.dictionary import Entry, data_dictionary
+from gateway.publishing.tables import Tables
+from policies.catalog import CLASSIFICATION, Catalog, Dataset, Resource
+from policies.model import Policy
+from policies.principal import Level
+
+
+@dataclass
+class Publication:
+    catalog: Catalog
+    policy: Policy
+    schema: GraphQLSchema
+    tables: Tables
+    _levels: dict[str, Level] = field(default_factory=dict, repr=False)
+    _dictionaries: dict[str, list[Entry]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Refuses a resource reaching anything but open data, naming dataset and field.
+        self.catalog.check(self.policy, self.schema)
+        for dataset in self.catalog.datasets.values():
+            self._levels[dataset.id] = self.catalog.classification(
+                dataset, self.policy, self.schema
+            )
+        for _dataset, resource in self.catalog.resources():
+            self._dictionaries[resource.id] = data_dictionary(resource, self.schema)
+
+    def level(self, dataset: Dataset) -> Level:
+        return self._levels[dataset.id]
+
+    def data_classification(self, dataset: Dataset) -> str:
+        """thai-gdc's ``data_classification``, from the policy's tiers (never hand-written)."""
+        return CLASSIFICATION[self.level(dataset)]
+
+    def dictionary(self, resource: Resource) -> list[Entry]:
+        return self._dictionaries[resource.id]

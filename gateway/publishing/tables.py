@@ -1,0 +1,147 @@
+"""The rows of a published resource, produced from the graph as the anonymous principal.
+
+A resource's operation runs through the gateway's own executor — the same limits, policy
+plan, caches and upstream calls as that GraphQL query sent by an anonymous caller — so a
+table can never hold a value the anonymous principal could not read, and its rows are what
+the query answers. A paged resource is asked page after page (the anonymous principal's
+largest page) and its rows are yielded as each page arrives, so a table of any size passes
+through in the memory of one page. An aggregate counts the rows by its group columns, in
+memory proportional to the groups.
+
+A value is the JSON the GraphQL answer holds (strings for times and decimals), except for a
+column with a ``transform``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from gateway import errors
+from gateway.audit.trail import Caller
+from gateway.execution.executor import Executor, Operation
+from policies.catalog import Column, Resource
+from policies.principal import ANONYMOUS
+
+Row = dict[str, Any]
+BANGKOK = timezone(timedelta(hours=7))
+
+
+class Tables:
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.page_size = executor.page_limits["anonymous"].max_page_size
+
+    async def rows(
+        self, resource: Resource, request_id: str = "publishing", client: str | None = None
+    ) -> AsyncIterator[Row]:
+        """Every row of ``resource``, in the order the graph answers them (an aggregate's
+        groups sorted by their columns)."""
+        caller = Caller(ANONYMOUS, request_id, client)
+        if resource.aggregate is None:
+            async for node in self._nodes(resource, caller):
+                for row in rows_of(resource, node):
+                    yield row
+            return
+        counts: Counter[tuple[Any, ...]] = Counter()
+        group_by = resource.aggregate.group_by
+        async for node in self._nodes(resource, caller):
+            for row in rows_of(resource, node):
+                counts[tuple(row[name] for name in group_by)] += 1
+        for key in sorted(counts, key=_sort_key):
+            yield {**dict(zip(group_by, key, strict=True)), resource.aggregate.count: counts[key]}
+
+    async def _nodes(self, resource: Resource, caller: Caller) -> AsyncIterator[Any]:
+        """The row objects of every page of the resource's answer."""
+        after: str | None = None
+        while True:
+            variables = {"first": self.page_size, "after": after} if resource.paged else None
+            data = await self._answer(resource, variables, caller)
+            for found in walk(data, resource.rows.split(".")):
+                for node in found if isinstance(found, list) else [found]:
+                    yield node
+            if not resource.paged:
+                return
+            page = page_info(data, resource.rows)
+            if not page.get("hasNextPage") or not page.get("endCursor"):
+                return
+            after = page["endCursor"]
+
+    async def _answer(
+        self, resource: Resource, variables: dict[str, Any] | None, caller: Caller
+    ) -> Any:
+        outcome = await self.executor.run(Operation(resource.query, variables), caller)
+        hit = outcome.cache == "hit" and outcome.encoded is not None
+        body = orjson.loads(outcome.encoded) if hit and outcome.encoded else outcome.body
+        if outcome.status != 200 or body.get("errors") or body.get("data") is None:
+            found = body.get("errors") or [{"message": f"status {outcome.status}"}]
+            raise errors.DatasetUnavailable(
+                f"resource {resource.id} cannot be produced now: {found[0].get('message')}"
+            )
+        return body["data"]
+
+
+def walk(value: Any, segments: list[str]) -> Iterator[Any]:
+    """What a dotted path reaches in an answer, the lists on the way flattened (a list at
+    its end is yielded whole)."""
+    if not segments:
+        yield value
+        return
+    if isinstance(value, list):
+        for item in value:
+            yield from walk(item, segments)
+        return
+    if isinstance(value, dict):
+        yield from walk(value.get(segments[0].removesuffix("[]")), segments[1:])
+
+
+def page_info(data: Any, rows: str) -> dict[str, Any]:
+    """The pageInfo of the connection the rows are in (the path before its ``edges``)."""
+    segments = rows.split(".")
+    connection = segments[: segments.index("edges")] if "edges" in segments else segments[:1]
+    found = next(walk(data, [*connection, "pageInfo"]), None)
+    return found if isinstance(found, dict) else {}
+
+
+def rows_of(resource: Resource, node: Any) -> Iterator[Row]:
+    """The rows one row object makes: one, or one per item of the list a ``[]`` column
+    path explodes (none when that list is empty)."""
+    exploding = [c for c in resource.columns if "[]" in c.path]
+    if not exploding:
+        yield {c.name: _value(c, node, c.path) for c in resource.columns}
+        return
+    prefix = exploding[0].path.split("[]")[0]
+    items = next(walk(node, prefix.split(".")), None) or []
+    for item in items if isinstance(items, list) else [items]:
+        yield {
+            c.name: _value(c, item, c.path.split("[].", 1)[1])
+            if c.path.startswith(prefix + "[]")
+            else _value(c, node, c.path)
+            for c in resource.columns
+        }
+
+
+def _value(column: Column, node: Any, path: str) -> Any:
+    value = next(walk(node, path.split(".")), None) if path else node
+    if column.transform == "date" and isinstance(value, str):
+        return bangkok_date(value)
+    return value
+
+
+def bangkok_date(timestamp: str) -> str:
+    """The Bangkok date of an ISO timestamp (a date alone is kept as it is)."""
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    if moment.tzinfo is None:
+        return moment.date().isoformat()
+    return moment.astimezone(BANGKOK).date().isoformat()
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is None, str(v)) for v in key)
