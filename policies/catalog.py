@@ -27,13 +27,13 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    GraphQLList,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    get_named_type,
     get_nullable_type,
     get_operation_ast,
     is_leaf_type,
@@ -302,6 +302,36 @@ class Dataset:
         """thai-gdc ``data_format``: how its resources are offered (CSV, JSON)."""
         return tuple(sorted({DATA_FORMAT[f] for r in self.resources for f in r.formats}))
 
+    def gdc_fields(self, data_classification: str) -> dict[str, Any]:
+        """The dataset as thai-gdc's CKAN schema names its fields (title and notes in Thai;
+        ``data_classification`` is the one the policy computes, see Catalog)."""
+        return {
+            "name": self.id,
+            "title": self.title_th,
+            "notes": self.notes_th,
+            "owner_org": self.organisation,
+            "maintainer": self.maintainer,
+            "maintainer_email": self.maintainer_email,
+            "tag_string": ",".join(self.tags),
+            "data_type": self.data_type,
+            "objective": self.objective,
+            "update_frequency_unit": self.update_frequency_unit,
+            "update_frequency_interval": self.update_frequency_interval,
+            "geo_coverage": self.geo_coverage,
+            "data_source": self.data_source,
+            "data_format": list(self.data_format),
+            "data_category": self.data_category,
+            "data_classification": data_classification,
+            "license_id": self.license_id,
+            "accessible_condition": self.accessible_condition,
+            "allow_harvest": str(self.allow_harvest),
+            "first_year_of_data": self.first_year_of_data,
+            "last_year_of_data": self.last_year_of_data,
+            "created_date": self.created_date.isoformat(),
+            "last_updated_date": self.last_updated_date.isoformat(),
+            **self.extras,
+        }
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -343,28 +373,12 @@ class Catalog:
 
 
 @dataclass(frozen=True)
-class ColumnField:
-    """The schema field a column reads: the data dictionary describes the column by it."""
+class _Reached:
+    """The schema field a path in the answer reaches."""
 
     type_name: str  # the object type holding the field
     field_name: str
     type: GraphQLOutputType  # the field's type, lists and non-null included
-
-
-def column_fields(resource: Resource, schema: GraphQLSchema) -> dict[str, ColumnField]:
-    """Each column's schema field, by column name (for a resource that passed check())."""
-    document = parse(resource.query)
-    operation = get_operation_ast(document)
-    assert operation is not None
-    fragments = _fragments(document.definitions)
-    found = {}
-    for column in resource.columns:
-        resolved = _walk(
-            schema, operation, fragments, (*resource.rows_segments, *column.segments)
-        )
-        assert not isinstance(resolved, str), resolved
-        found[column.name] = resolved
-    return found
 
 
 # ------------------------------------------------------------------ checking a resource
@@ -395,7 +409,9 @@ def _resource_problems(
                 "not open data"
             )
     fragments = _fragments(document.definitions)
-    problems.extend(f"{where}: {p}" for p in _shape_problems(resource, schema, operation, fragments))
+    problems.extend(
+        f"{where}: {p}" for p in _shape_problems(resource, schema, operation, fragments)
+    )
     problems.extend(f"{where}: {p}" for p in _variable_problems(resource, schema, operation))
     return problems
 
@@ -410,9 +426,9 @@ def _shape_problems(
     rows = _walk(schema, operation, fragments, resource.rows_segments)
     if isinstance(rows, str):
         return [f"rows `{resource.rows}`: {rows}"]
-    if is_leaf_type(_named(rows.type)):
+    if is_leaf_type(get_named_type(rows.type)):
         return [f"rows `{resource.rows}` are values, not objects with columns"]
-    problems = []
+    problems: list[str] = []
     for column in resource.columns:
         problems.extend(
             f"column {column.name}: {p}"
@@ -452,7 +468,7 @@ def _column_problems(
                 f"path `{column.path}`: {part} is a list; write `{part}[]` to make a row of "
                 "each of its items"
             ]
-        if i == len(parts) - 1 and not is_leaf_type(_named(found.type)):
+        if i == len(parts) - 1 and not is_leaf_type(get_named_type(found.type)):
             return [f"path `{column.path}` ends on an object; name one of its fields"]
     return []
 
@@ -513,20 +529,20 @@ def _walk(
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
     segments: tuple[str, ...],
-) -> ColumnField | str:
+) -> _Reached | str:
     """The field at ``segments`` (answer keys; lists are stepped through) of a valid
     operation, or why there is none."""
     parent: GraphQLObjectType | None = schema.query_type
     selection: SelectionSetNode | None = operation.selection_set
-    found: ColumnField | str = "empty path"
+    found: _Reached | str = "empty path"
     for depth, key in enumerate(segments):
         node = _selected(selection, fragments, key) if selection is not None else None
         if parent is None or node is None:
             at = ".".join(segments[:depth]) or "the query"
             return f"{at} does not select `{key}`"
         definition = parent.fields[node.name.value]
-        found = ColumnField(parent.name, node.name.value, definition.type)
-        named = _named(definition.type)
+        found = _Reached(parent.name, node.name.value, definition.type)
+        named = get_named_type(definition.type)
         parent = named if isinstance(named, GraphQLObjectType) else None
         selection = node.selection_set
     return found
@@ -548,12 +564,6 @@ def _selected(
         if found is not None:
             return found
     return None
-
-
-def _named(type_: GraphQLOutputType) -> Any:
-    while hasattr(type_, "of_type"):
-        type_ = type_.of_type
-    return type_
 
 
 # ------------------------------------------------------------------ reading the file
@@ -622,6 +632,8 @@ def _dataset(
                 + ", ".join(sorted(choices))
             )
     problems.extend(f"{where}: {p}" for p in _type_problems(spec))
+    for key in sorted(set(spec.get("extras", {})) & _RESERVED):
+        problems.append(f"{where}: extras may not set `{key}`: the catalogue gives it")
     resources = tuple(
         _resource(name, rname, rspec, problems)
         for rname, rspec in spec.get("resources", {}).items()
@@ -644,6 +656,23 @@ def _dataset(
     )
 
 
+# thai-gdc fields the catalogue fills from its own keys (or computes): not extras.
+_RESERVED = frozenset(
+    {
+        *REQUIRED,
+        "name",
+        "title",
+        "notes",
+        "owner_org",
+        "tag_string",
+        "data_format",
+        "data_classification",
+        "license_id",
+        "allow_harvest",
+    }
+)
+
+
 def _type_problems(spec: Mapping[str, Any]) -> list[str]:
     """Values of the wrong kind: TOML dates for dates, a number for the interval, …"""
     problems = []
@@ -656,7 +685,7 @@ def _type_problems(spec: Mapping[str, Any]) -> list[str]:
     for key in ("first_year_of_data", "last_year_of_data"):
         value = str(spec.get(key, ""))
         if value and not (value.isdigit() and len(value) == 4 and value.startswith("25")):
-            problems.append(f"`{key}` is a Buddhist-era year such as \"2568\", not {value!r}")
+            problems.append(f'`{key}` is a Buddhist-era year such as "2568", not {value!r}')
     if "tags" in spec and not (
         isinstance(spec["tags"], list) and all(isinstance(t, str) for t in spec["tags"])
     ):
