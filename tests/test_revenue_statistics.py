@@ -141,3 +141,22 @@ def test_one_tax_call_for_every_district_year_and_tax(gateway):
     assert dict(gateway.connectors.tax.counter.calls) == {"tax": 1}
     assert [d["code"] for d in data["districts"]] == [d.code for d in all_districts()]
     assert all(len(d["a"]) == 2 and len(d["b"]) == 1 for d in data["districts"])
+
+
+def test_the_statistics_are_served_from_their_cache_unchanged(db, traffy_url):
+    from connectors.cache import DEFAULT_TTLS
+    from support import run, settings_for, start_gateway
+
+    ttls = {**dict.fromkeys(DEFAULT_TTLS, 0), "tax.revenue_by_month": 300}
+    server, gw = start_gateway(settings_for(db, traffy_url, cache_ttls=ttls))
+    query = f"{{ districts {{ code revenue(year: 2025) {{ {FIGURES} }} }} }}"
+    try:
+        run(gw.connectors.cache.clear(["tax.revenue_by_month"]))
+        fresh = gw.query(query)
+        gw.reset_counters()
+        # From the cache (Redis when REDIS_URL is set): dates, Decimals and flags come back.
+        assert gw.query(query) == fresh
+        assert gw.connectors.tax.counter.calls["tax"] == 0
+    finally:
+        gw.client.close()
+        server.stop()
