@@ -97,14 +97,28 @@ class Tables:
     async def _answer(
         self, resource: Resource, variables: dict[str, Any] | None, caller: Caller
     ) -> Any:
-        outcome = await self.executor.run(Operation(resource.query, variables), caller)
+        try:
+            return await self.answer(resource.query, variables, caller.request_id, caller.client)
+        except errors.DatasetUnavailable as exc:
+            raise errors.DatasetUnavailable(f"resource {resource.id}: {exc}") from None
+
+    async def answer(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        request_id: str = "publishing",
+        client: str | None = None,
+    ) -> Any:
+        """The ``data`` of one operation run as the anonymous principal, whole: any error
+        (a source down, a field refused) raises DatasetUnavailable instead. What every
+        publication (tables, OCDS, OC4IDS, fiscal data) reads the graph through."""
+        caller = Caller(ANONYMOUS, request_id, client)  # never anyone else: published is open
+        outcome = await self.executor.run(Operation(query, variables), caller)
         hit = outcome.cache == "hit" and outcome.encoded is not None
         body = orjson.loads(outcome.encoded) if hit and outcome.encoded else outcome.body
         if outcome.status != 200 or body.get("errors") or body.get("data") is None:
             found = body.get("errors") or [{"message": f"status {outcome.status}"}]
-            raise errors.DatasetUnavailable(
-                f"resource {resource.id} cannot be produced now: {found[0].get('message')}"
-            )
+            raise errors.DatasetUnavailable(f"cannot be produced now: {found[0].get('message')}")
         return body["data"]
 
 
