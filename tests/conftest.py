@@ -125,7 +125,7 @@ async def _throwaway(url: str) -> None:
 def db(server_url: str) -> DatabaseUrls:
     async def prepare() -> DatabaseUrls:
         urls = await ensure_databases(server_url, prefix="bmatest")
-        await ensure_seeded(urls.tax, urls.registry, urls.traffy, SeedScale())
+        await ensure_seeded(urls, SeedScale())
         await _demo_copies(server_url)
         return urls
 
@@ -133,7 +133,8 @@ def db(server_url: str) -> DatabaseUrls:
 
 
 async def _demo_copies(server_url: str) -> None:
-    """The demo's upstream databases (``bma_tax``, ``bma_registry``, ``bma_traffy``) as
+    """The demo's upstream databases (``bma_tax``, ``bma_registry``, ``bma_traffy``,
+    ``bma_finance``) as
     copies of the freshly seeded test databases, where the server has none yet: `bma-gateway
     demo` (tests/test_demo.py) then finds its seed current instead of building the same rows
     a second time. Skipped while anything else is connected to a test database (a copy needs
@@ -144,7 +145,7 @@ async def _demo_copies(server_url: str) -> None:
     try:
         await conn.execute('DROP DATABASE IF EXISTS "bma_gateway" WITH (FORCE)')
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
-        for name in ("tax", "registry", "traffy"):
+        for name in ("tax", "registry", "traffy", "finance"):
             if f"bma_{name}" not in existing:
                 with contextlib.suppress(asyncpg.ObjectInUseError):
                     await conn.execute(

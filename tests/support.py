@@ -136,6 +136,7 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,
+        finance_database_url=db.finance,
         traffy_base_url=traffy_url,
         **overrides,
     )
@@ -245,6 +246,7 @@ def bearer(token: str) -> dict[str, str]:
 REQUIRED_ENV = {
     "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
     "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+    "BMA_FINANCE_DATABASE_URL": "postgresql://x/finance",
     "BMA_TRAFFY_BASE_URL": "http://traffy.test",
 }
 
