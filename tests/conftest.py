@@ -272,7 +272,8 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
     """Values of the required arguments on the paths to row-scoped types (tests/schema_paths.py),
     by ``Type.field.argument``, chosen so that each path meets rows of district 1039 and of
     others: a 1039 parcel with a sign of another district's business and the other way round,
-    a 1039 business with a sign in another district and the other way round."""
+    a 1039 business with a sign in another district and the other way round, processes won
+    by businesses of 1039 and of another district."""
     from connectors.districts import code_for_name
 
     crossing = """SELECT s.parcel_id, s.business_registration_no AS no FROM tax.signboards s
@@ -290,6 +291,12 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
         ),
     )
     assert into and out, "the seed has no signboards across the boundary of district 1039"
+    won = """SELECT min(a.process_id) AS id FROM finance.awards a
+             JOIN finance.suppliers s ON s.id = a.supplier_id WHERE s.registration_no {like}"""
+    processes = [
+        sql(db.finance, won.format(like=like))[0]["id"]
+        for like in ("LIKE '1039-%'", "NOT LIKE '1039-%'")
+    ]
     ticket_of = {}
     for doc in sorted(tickets, key=lambda d: d["ticket_id"]):
         ticket_of.setdefault(code_for_name(doc["district"]), doc["ticket_id"])
@@ -298,5 +305,7 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
         "Query.parcel.id": [str(into[0]["parcel_id"]), str(out[0]["parcel_id"])],
         "Query.business.registrationNo": [out[0]["no"], into[0]["no"]],
         "Query.complaint.ticketId": [ticket_of["1039"], ticket_of["1001"]],
+        # Won by a registered business of 1039, and by one of another district.
+        "Query.procurementProcess.id": processes,
         "Parcel.nearbyComplaints.radiusMeters": [300],
     }

@@ -199,6 +199,7 @@ def make_suppliers(
     districts: Sequence[DistrictRow],
     registrations: Sequence[tuple[str, Registration]],
     people: People,
+    everyday: Registration | None = None,
 ) -> list[Supplier]:
     """Companies, natural persons, and about one in eight of the registries' trading
     businesses (sole traders: the owner's national id is the supplier's tax id)."""
@@ -216,8 +217,10 @@ def make_suppliers(
             Supplier(len(suppliers) + 1, "person", name, national_id, None, address, None, None)
         )
     taken = {s.tax_id for s in suppliers}  # one supplier record per taxpayer
-    for district_code, reg in registrations:
-        if reg.status != "active" or reg.owner_id in taken or rng.random() >= 0.13:
+    # The everyday business first, so that no other registration of its owner takes its place.
+    for district_code, reg in sorted(registrations, key=lambda pair: pair[1] != everyday):
+        chosen = reg == everyday or (reg.status == "active" and rng.random() < 0.13)
+        if reg.owner_id in taken or not chosen:
             continue
         taken.add(reg.owner_id)
         suppliers.append(
@@ -565,13 +568,18 @@ def make_finance(
     registrations: Sequence[tuple[str, Registration]],
     people: People,
     process_count: int,
+    everyday: Registration | None = None,
 ) -> list[Table]:
-    """The finance tables; ``registrations`` are the registries' (district code, business)."""
+    """The finance tables; ``registrations`` are the registries' (district code, business),
+    ``everyday`` the business of the person every kind of record names (seed.py), who wins
+    a public work of their district office."""
     units = make_units(districts)
-    suppliers = make_suppliers(rng, districts, registrations, people)
+    suppliers = make_suppliers(rng, districts, registrations, people, everyday)
     b = FinanceBuilder(rng, districts, units, suppliers)
     _draw_processes(b, process_count)
     _plant_cases(b)
+    if everyday is not None:
+        _plant_everyday_work(b, everyday)
     b.processes.sort(key=lambda p: (p.announced_on, p.id))
     for p in b.processes:
         if p.winner is not None and p.status == "awarded":
@@ -639,6 +647,16 @@ def _plant_cases(b: FinanceBuilder) -> None:
         assert supplier.registered_on is not None
         days = rng.randint(RECENT_REGISTRATION_DAYS + 30, RECENT_REGISTRATION_DAYS + 200)
         _planted_for(b, supplier, supplier.registered_on + timedelta(days))
+
+
+def _plant_everyday_work(b: FinanceBuilder, business: Registration) -> None:
+    """A public work of the business's district office, won by the business: a supplier
+    who is a person reachable by every path of the graph (tests/test_data_subject_report.py)."""
+    supplier = next(s for s in b.suppliers if s.registration_no == business.no)
+    unit = next(u for u in b.units if u.district and u.district.code == supplier.district)
+    announced = fiscal_bounds(2567)[0] + timedelta(40)
+    p = b.new_process(unit, 2567, "works", Decimal("3200000.00"), announced, "e_bidding")
+    b.bid(p, winner=supplier, count=3)
 
 
 def _planted(

@@ -256,6 +256,7 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
         [(r.district.code, reg) for r in registries for reg in r.registrations],
         People(_rng(rng_seed, "finance-people")),
         scale.procurement_processes,
+        everyday_business(registries),
     )
     return SeedData(
         districts=districts,
@@ -966,6 +967,16 @@ def with_everyday_person(
         sign = _sign_rows(rng, len(signboards), business, parcel, years)
         return registries, [*signboards, *sign]
     return registries, signboards
+
+
+def everyday_business(registries: Sequence[DistrictRegistry]) -> Registration | None:
+    """The everyday person's first business (by number), which also sells to the BMA."""
+    for registry in registries:
+        if registry.district.code == EVERYDAY_DISTRICT and registry.permits:
+            applicant = registry.permits[0][2]
+            owned = [r for r in registry.registrations if r.owner_id == applicant]
+            return min(owned, key=lambda r: r.no) if owned else None
+    return None
 
 
 # ---------------------------------------------------------------------------- Traffy Fondue
