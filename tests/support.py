@@ -133,10 +133,10 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("startup_wait_seconds", 0)
     # Subprocess gateways stop at once; the drain is tested on its own.
     overrides.setdefault("drain_seconds", 0)
+    overrides.setdefault("finance_database_url", db.finance)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,
-        finance_database_url=db.finance,
         traffy_base_url=traffy_url,
         **overrides,
     )

@@ -32,6 +32,7 @@ from connectors.districts import all_districts, code_for_name
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import BreakerState, ResilienceSettings
+from connectors.finance import FinanceConnector
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from faults import HttpFaults, TcpProxy
@@ -154,6 +155,7 @@ def resilient_gateway(
         tax=TaxConnector(tax_dsn or db.tax, pool, FAST),
         registry=registry or RegistryConnector.one_database(db.registry, pool, FAST),
         traffy=TraffyConnector(traffy_url, timeout=TRAFFY_TIMEOUT, resilience=FAST),
+        finance=FinanceConnector(db.finance, pool, FAST),
     )
     clock = ManualClock()
     breakers_on(clock, *connectors.all())
