@@ -29,10 +29,10 @@ import httpx
 import pytest
 
 from connectors.districts import all_districts, code_for_name
+from connectors.finance import FinanceConnector
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import BreakerState, ResilienceSettings
-from connectors.finance import FinanceConnector
 from connectors.tax import TaxConnector
 from connectors.traffy import TraffyConnector
 from faults import HttpFaults, TcpProxy
