@@ -294,6 +294,7 @@ def main() -> None:
             Settings(
                 tax_database_url=urls.tax,
                 registry_database_url=urls.registry,
+                finance_database_url=urls.finance,
                 traffy_base_url=traffy_url,
                 # Executed every time: the response cache would answer open data instead.
                 cache_ttls={**DEFAULT_TTLS, "response": 0},

@@ -63,6 +63,7 @@ async def measure(tax_url: str, registry_url: str, requests: int) -> dict[str, i
         Settings(
             tax_database_url=tax_url,
             registry_database_url=registry_url,
+            finance_database_url=registry_url,  # not asked either: any URL will do
             traffy_base_url="http://127.0.0.1:9",  # not asked: the query reads parcels only
         )
     )

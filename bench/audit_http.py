@@ -190,6 +190,7 @@ def main() -> None:
         settings = Settings(
             tax_database_url=urls.tax,
             registry_database_url=urls.registry,
+            finance_database_url=urls.finance,
             traffy_base_url=traffy_url,
             gateway_database_url=store_url,
             audit_key_file=keys / "audit.key",

@@ -118,6 +118,7 @@ def main() -> None:
         **os.environ,
         "BMA_TAX_DATABASE_URL": urls.tax,
         "BMA_REGISTRY_DATABASE_URL": urls.registry,
+        "BMA_FINANCE_DATABASE_URL": urls.finance,
         "BMA_TRAFFY_DATABASE_URL": urls.traffy,
         "BMA_RATE_LIMITS": "off",  # one client address: the benchmark is not the abuse it stops
     }

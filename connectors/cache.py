@@ -47,9 +47,10 @@ DEFAULT_TTLS: Mapping[str, float] = {
     "registry.population": 3600,
     "traffy.stats": 60,
     "traffy.search": 30,
+    "finance.spending": 300,
     "response": 30,
 }
-CONNECTORS = ("tax", "registry", "traffy")
+CONNECTORS = ("tax", "registry", "traffy", "finance")
 NAMESPACE = "bma:cache"
 
 

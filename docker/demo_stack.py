@@ -84,7 +84,7 @@ def seed() -> int:
     async def databases() -> tuple[object, bool]:
         await _wait_for(server_url)
         urls = await ensure_databases(server_url, prefix)
-        seeded = await ensure_seeded(urls.tax, urls.registry, urls.traffy, scale)
+        seeded = await ensure_seeded(urls, scale)
         # The audit store and key table too: the replicas' role may not create them.
         await ensure_gateway_roles(urls, gateway_password)
         return urls, seeded
@@ -94,7 +94,7 @@ def seed() -> int:
     verb = "seeded" if seeded else "found seeded"
     print(
         f"upstream data {verb} in {time.monotonic() - started:.1f} s "
-        f"({prefix}_tax, {prefix}_registry, {prefix}_traffy); audit store and API keys "
+        f"({prefix}_tax, {prefix}_registry, {prefix}_traffy, {prefix}_finance); audit store and API keys "
         f"in {prefix}_gateway; the gateway logs in as {LOGIN_ROLE}",
         flush=True,
     )

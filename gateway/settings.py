@@ -190,6 +190,12 @@ class Settings(BaseSettings):
         description="PostgreSQL URL hosting the district registries as schemas `d1001` … `d1050`",
         json_schema_extra=_section("general"),
     )
+    finance_database_url: str = Field(
+        min_length=1,
+        description="PostgreSQL URL of the finance and procurement system (schema `finance`: "
+        "budget lines, procurement processes, contracts, suppliers, infrastructure projects)",
+        json_schema_extra=_section("general"),
+    )
     # District code -> database URL, for district offices that run their own database.
     registry_district_urls: Mapping[str, str] = Field(
         default_factory=dict,

@@ -2,7 +2,7 @@
 
 For an object of a type with restricted fields, ``keys_of`` answers its record keys
 (``parcel:17``, ``owner:5``, ``business:1039-2566-00123``, ``permit:…``, ``signboard:…``,
-``audit:…``) and its data subjects: ``id:<13-digit id>`` where the record carries the
+``supplier:…``, ``audit:…``) and its data subjects: ``id:<13-digit id>`` where the record carries the
 person's national or juristic id, and ``owner:<id>`` (the BMA TAX owner record) for a parcel
 and its assessments. The data-subject report (docs/audit.md) looks records up by both.
 
@@ -56,6 +56,8 @@ KEYS: dict[str, RecordKeys] = {
     "BuildingPermit": RecordKeys(
         lambda p: (f"permit:{p.permit_no}",), lambda p: _id(p.applicant_id)
     ),
+    # A supplier who is a natural person: its national id names the person.
+    "Supplier": RecordKeys(lambda s: (f"supplier:{s.id}",), lambda s: _id(s.national_id)),
     "Signboard": RecordKeys(
         lambda s: (f"signboard:{s.id}", f"business:{s.business_registration_no}")
     ),

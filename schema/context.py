@@ -15,6 +15,7 @@ from strawberry.types import Info
 from connectors.audit_log import AuditLogConnector
 from connectors.base import Connector, Record, UpstreamError
 from connectors.cache import CacheStore, cached_batch
+from connectors.finance import FinanceConnector
 from connectors.registry import RegistryConnector
 from connectors.tax import TaxConnector
 from connectors.traffy import ComplaintCounts, NearbyKey, TraffyConnector, near
@@ -29,13 +30,14 @@ class Connectors:
     tax: TaxConnector
     registry: RegistryConnector
     traffy: TraffyConnector
+    finance: FinanceConnector
     # The gateway's own audit log, read by `accessLog`; None when no audit store is set.
     audit_log: AuditLogConnector | None = None
     # Caches of public upstream answers (connectors/cache.py); None: nothing is cached.
     cache: CacheStore | None = None
 
     def all(self) -> list[Connector]:
-        upstream: list[Connector] = [self.tax, self.registry, self.traffy]
+        upstream: list[Connector] = [self.tax, self.registry, self.traffy, self.finance]
         return upstream + ([self.audit_log] if self.audit_log else [])
 
 
@@ -115,6 +117,18 @@ class Loaders:
     @cached_property
     def licences(self) -> DataLoader[str, list[Record]]:
         return _loader(self._c.registry.licences_by_numbers, default=[])
+
+    @cached_property
+    def process(self) -> DataLoader[str, Record | None]:
+        return _loader(self._c.finance.processes_by_ids)
+
+    @cached_property
+    def business_contracts(self) -> DataLoader[str, list[Record]]:
+        return _loader(self._c.finance.contracts_by_registrations, default=[])
+
+    @cached_property
+    def spending(self) -> DataLoader[tuple[str, int], Record]:
+        return _loader(self._c.finance.spending, cache=(self._c.cache, "finance.spending"))
 
     @cached_property
     def complaint(self) -> DataLoader[str, Record | None]:

@@ -9,6 +9,20 @@ from connectors.registry import district_of_registration
 from schema.audit import AccessLogFilter, AccessRecord, access_log
 from schema.context import context_of
 from schema.errors import BadUserInput
+from schema.finance import (
+    BudgetLine,
+    BudgetLineFilter,
+    InfrastructureProject,
+    ProcessFilter,
+    ProcurementProcess,
+    ProjectFilter,
+    budget_lines_page,
+    budget_query,
+    process_query,
+    processes_page,
+    project_query,
+    projects_page,
+)
 from schema.pagination import Connection
 from schema.types import (
     Business,
@@ -98,6 +112,46 @@ class Query:
         after: str | None = None,
     ) -> Connection[Business]:
         return await businesses_page(info, business_query(filter), first, after)
+
+    @strawberry.field(
+        description="โครงการจัดซื้อจัดจ้างตามเลขที่ / One procurement process by e-GP number."
+    )
+    async def procurement_process(self, info: Info, id: strawberry.ID) -> ProcurementProcess | None:
+        text = str(id)
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
+            raise BadUserInput("an e-GP project number is up to 20 digits", argument="id")
+        r = await context_of(info).loaders.process.load(text)
+        return ProcurementProcess.of(r) if r else None
+
+    @strawberry.field(description="โครงการจัดซื้อจัดจ้าง / Procurement processes, by e-GP number.")
+    async def procurement_processes(
+        self,
+        info: Info,
+        filter: ProcessFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[ProcurementProcess]:
+        return await processes_page(info, process_query(filter), first, after)
+
+    @strawberry.field(description="รายการงบประมาณ / Budget lines (MIS2), by id.")
+    async def budget_lines(
+        self,
+        info: Info,
+        filter: BudgetLineFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[BudgetLine]:
+        return await budget_lines_page(info, budget_query(filter), first, after)
+
+    @strawberry.field(description="โครงการโครงสร้างพื้นฐาน / Public works (CoST), by id.")
+    async def infrastructure_projects(
+        self,
+        info: Info,
+        filter: ProjectFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[InfrastructureProject]:
+        return await projects_page(info, project_query(filter), first, after)
 
     @strawberry.field(
         description="บันทึกการเข้าถึงข้อมูลที่จำกัด / The audit log of restricted reads, oldest "

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -29,6 +29,9 @@ from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
 from schema.revenue import RevenueStatistics, TaxType, revenue_statistics
+
+if TYPE_CHECKING:
+    from schema.finance import Contract, DistrictSpending
 
 BANGKOK = timezone(timedelta(hours=7), "Asia/Bangkok")
 
@@ -316,6 +319,17 @@ class District:
         _check_tax_year(year)
         rows = await context_of(info).loaders.revenue_by_month.load((self.code, year))
         return revenue_statistics(year, rows, tax_type)
+
+    @strawberry.field(
+        description="การใช้จ่ายของสำนักงานเขต / The district office's budget and contracts in a "
+        "fiscal year (Buddhist era, e.g. 2568)."
+    )
+    async def spending(
+        self, info: Info, year: int
+    ) -> Annotated[DistrictSpending, strawberry.lazy("schema.finance")] | None:
+        from schema.finance import district_spending
+
+        return await district_spending(info, self.code, year)
 
     @strawberry.field(description="จำนวนกิจการที่เปิดดำเนินการ / Active commercial registrations.")
     async def business_count(self, info: Info) -> int | None:
@@ -694,6 +708,17 @@ class Business:
     async def signboards(self, info: Info) -> list[Signboard] | None:
         rows = await context_of(info).loaders.business_signboards.load(self.registration_no)
         return [Signboard.of(r) for r in rows]
+
+    @strawberry.field(
+        description="สัญญากับกรุงเทพมหานคร / Contracts the BMA signed with this business "
+        "(finance and procurement), oldest first."
+    )
+    async def contracts(
+        self, info: Info
+    ) -> list[Annotated[Contract, strawberry.lazy("schema.finance")]] | None:
+        from schema.finance import business_contracts
+
+        return await business_contracts(info, self.registration_no)
 
 
 @strawberry.type(description="ใบอนุญาตก่อสร้างอาคาร / A building permit.")

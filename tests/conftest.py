@@ -125,7 +125,7 @@ async def _throwaway(url: str) -> None:
 def db(server_url: str) -> DatabaseUrls:
     async def prepare() -> DatabaseUrls:
         urls = await ensure_databases(server_url, prefix="bmatest")
-        await ensure_seeded(urls.tax, urls.registry, urls.traffy, SeedScale())
+        await ensure_seeded(urls, SeedScale())
         await _demo_copies(server_url)
         return urls
 
@@ -133,7 +133,8 @@ def db(server_url: str) -> DatabaseUrls:
 
 
 async def _demo_copies(server_url: str) -> None:
-    """The demo's upstream databases (``bma_tax``, ``bma_registry``, ``bma_traffy``) as
+    """The demo's upstream databases (``bma_tax``, ``bma_registry``, ``bma_traffy``,
+    ``bma_finance``) as
     copies of the freshly seeded test databases, where the server has none yet: `bma-gateway
     demo` (tests/test_demo.py) then finds its seed current instead of building the same rows
     a second time. Skipped while anything else is connected to a test database (a copy needs
@@ -144,7 +145,7 @@ async def _demo_copies(server_url: str) -> None:
     try:
         await conn.execute('DROP DATABASE IF EXISTS "bma_gateway" WITH (FORCE)')
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
-        for name in ("tax", "registry", "traffy"):
+        for name in ("tax", "registry", "traffy", "finance"):
             if f"bma_{name}" not in existing:
                 with contextlib.suppress(asyncpg.ObjectInUseError):
                     await conn.execute(
@@ -271,7 +272,8 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
     """Values of the required arguments on the paths to row-scoped types (tests/schema_paths.py),
     by ``Type.field.argument``, chosen so that each path meets rows of district 1039 and of
     others: a 1039 parcel with a sign of another district's business and the other way round,
-    a 1039 business with a sign in another district and the other way round."""
+    a 1039 business with a sign in another district and the other way round, processes won
+    by businesses of 1039 and of another district."""
     from connectors.districts import code_for_name
 
     crossing = """SELECT s.parcel_id, s.business_registration_no AS no FROM tax.signboards s
@@ -289,6 +291,12 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
         ),
     )
     assert into and out, "the seed has no signboards across the boundary of district 1039"
+    won = """SELECT min(a.process_id) AS id FROM finance.awards a
+             JOIN finance.suppliers s ON s.id = a.supplier_id WHERE s.registration_no {like}"""
+    processes = [
+        sql(db.finance, won.format(like=like))[0]["id"]
+        for like in ("LIKE '1039-%'", "NOT LIKE '1039-%'")
+    ]
     ticket_of = {}
     for doc in sorted(tickets, key=lambda d: d["ticket_id"]):
         ticket_of.setdefault(code_for_name(doc["district"]), doc["ticket_id"])
@@ -297,5 +305,7 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
         "Query.parcel.id": [str(into[0]["parcel_id"]), str(out[0]["parcel_id"])],
         "Query.business.registrationNo": [out[0]["no"], into[0]["no"]],
         "Query.complaint.ticketId": [ticket_of["1039"], ticket_of["1001"]],
+        # Won by a registered business of 1039, and by one of another district.
+        "Query.procurementProcess.id": processes,
         "Parcel.nearbyComplaints.radiusMeters": [300],
     }

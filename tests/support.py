@@ -133,6 +133,7 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     overrides.setdefault("startup_wait_seconds", 0)
     # Subprocess gateways stop at once; the drain is tested on its own.
     overrides.setdefault("drain_seconds", 0)
+    overrides.setdefault("finance_database_url", db.finance)
     return Settings(
         tax_database_url=db.tax,
         registry_database_url=db.registry,
@@ -245,6 +246,7 @@ def bearer(token: str) -> dict[str, str]:
 REQUIRED_ENV = {
     "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
     "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+    "BMA_FINANCE_DATABASE_URL": "postgresql://x/finance",
     "BMA_TRAFFY_BASE_URL": "http://traffy.test",
 }
 

@@ -35,6 +35,7 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from connectors.finance import process_cursor, project_cursor
 from connectors.registry import business_cursor, permit_cursor
 from connectors.tax import parcel_cursor
 from gateway.auth.issuer import EmbeddedIssuer
@@ -93,6 +94,8 @@ class Person:
     registration_no: str
     permit_no: str
     ticket_id: str  # a complaint in their district
+    process_id: str  # a public work their business won
+    project_id: str  # its infrastructure project
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +122,14 @@ def person(db: DatabaseUrls, anonymous: Gateway) -> Person:
         national_id,
     )
     assert business["no"] and parcel["id"], "the seed has no everyday person"
+    [work] = sql(
+        db.finance,
+        """SELECT a.process_id, j.id AS project_id FROM finance.awards a
+           JOIN finance.suppliers s ON s.id = a.supplier_id
+           JOIN finance.projects j ON j.process_id = a.process_id
+           WHERE s.registration_no = $1 ORDER BY a.process_id LIMIT 1""",
+        business["no"],
+    )
     complaints = anonymous.query(
         "query($d: String) { complaints(filter: {district: $d}, first: 1) "
         "{ edges { node { ticketId } } } }",
@@ -132,6 +143,8 @@ def person(db: DatabaseUrls, anonymous: Gateway) -> Person:
         registration_no=business["no"],
         permit_no=permit["permit_no"],
         ticket_id=complaints["complaints"]["edges"][0]["node"]["ticketId"],
+        process_id=work["process_id"],
+        project_id=work["project_id"],
     )
 
 
@@ -142,6 +155,10 @@ ANCHOR_ARGUMENTS: dict[str, Callable[[Person], Any]] = {
     "registrationNo": lambda p: p.registration_no,
     "ticketId": lambda p: p.ticket_id,
     "radiusMeters": lambda p: 1000,  # the nearest complaints include some of their district
+}
+# Arguments whose name means another record on one field, by `Type.field.argument`.
+FIELD_ARGUMENTS: dict[str, Callable[[Person], Any]] = {
+    "Query.procurementProcess.id": lambda p: p.process_id,
 }
 
 
@@ -175,6 +192,20 @@ LIST_STARTS: dict[str, ListStart] = {
         lambda p: p.permit_no,
         permit_cursor,
     ),
+    # Processes bought by the district's office; their first bidder, winner and contract.
+    "ProcurementProcess": ListStart(
+        "finance",
+        "SELECT max(p.id) FROM finance.processes p JOIN finance.units u "
+        "ON u.code = p.buyer_code WHERE u.district_code = '{district}' AND p.id < $1",
+        lambda p: p.process_id,
+        process_cursor,
+    ),
+    "InfrastructureProject": ListStart(
+        "finance",
+        "SELECT max(id) FROM finance.projects WHERE district_code = '{district}' AND id < $1",
+        lambda p: p.project_id,
+        project_cursor,
+    ),
 }
 
 
@@ -202,7 +233,9 @@ def arguments(
     given: dict[str, Any] = {}
     for name, arg in field.args.items():
         input_type = get_named_type(arg.type)
-        if name in ANCHOR_ARGUMENTS:
+        if f"{type_name}.{field_name}.{name}" in FIELD_ARGUMENTS:
+            given[name] = FIELD_ARGUMENTS[f"{type_name}.{field_name}.{name}"](person)
+        elif name in ANCHOR_ARGUMENTS:
             given[name] = ANCHOR_ARGUMENTS[name](person)
         elif node is not None and name == "first":
             given[name] = 1

@@ -108,6 +108,7 @@ def test_a_config_file_gives_settings_and_the_environment_overrides_it(tmp_path:
         "# the gateway's settings\n"
         "BMA_TAX_DATABASE_URL=postgresql://db/tax\n"
         "BMA_REGISTRY_DATABASE_URL='postgresql://db/registry'\n"
+        "BMA_FINANCE_DATABASE_URL=postgresql://db/finance\n"
         'BMA_TRAFFY_BASE_URL="http://traffy.test"\n'
         "\n"
         "BMA_PORT=8100\n"
@@ -140,6 +141,7 @@ def test_a_bad_config_file_names_the_line_or_setting(tmp_path: Path, content: st
         "BMA_CONFIG_FILE": str(path),
         "BMA_TAX_DATABASE_URL": "x",
         "BMA_REGISTRY_DATABASE_URL": "y",
+        "BMA_FINANCE_DATABASE_URL": "f",
         "BMA_TRAFFY_BASE_URL": "z",
     }
     with pytest.raises(ConfigError, match=message):

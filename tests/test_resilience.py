@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from connectors.districts import all_districts, code_for_name
+from connectors.finance import FinanceConnector
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import BreakerState, ResilienceSettings
@@ -154,6 +155,7 @@ def resilient_gateway(
         tax=TaxConnector(tax_dsn or db.tax, pool, FAST),
         registry=registry or RegistryConnector.one_database(db.registry, pool, FAST),
         traffy=TraffyConnector(traffy_url, timeout=TRAFFY_TIMEOUT, resilience=FAST),
+        finance=FinanceConnector(db.finance, pool, FAST),
     )
     clock = ManualClock()
     breakers_on(clock, *connectors.all())

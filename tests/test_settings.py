@@ -57,6 +57,7 @@ def test_every_bad_setting_is_named_at_once():
     named = [problem.split()[0] for problem in refused.value.problems]
     assert named == [
         "BMA_REGISTRY_DATABASE_URL",
+        "BMA_FINANCE_DATABASE_URL",
         "BMA_TRAFFY_BASE_URL",
         "BMA_PORT",
         "BMA_WORKERS",
@@ -69,7 +70,12 @@ def test_every_bad_setting_is_named_at_once():
 def test_settings_given_as_arguments_read_no_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("BMA_PORT", "9999")
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/0")
-    settings = Settings(tax_database_url="a", registry_database_url="b", traffy_base_url="c")
+    settings = Settings(
+        tax_database_url="a",
+        registry_database_url="b",
+        finance_database_url="f",
+        traffy_base_url="c",
+    )
     assert settings.port == 8000 and settings.redis_url is None
     for name, value in REQUIRED_ENV.items():
         monkeypatch.setenv(name, value)
@@ -100,6 +106,7 @@ def test_config_check_reports_every_problem_and_exits_2():
     assert [line.split("configuration error: ")[1].split()[0] for line in lines] == [
         "BMA_TAX_DATABASE_URL",
         "BMA_REGISTRY_DATABASE_URL",
+        "BMA_FINANCE_DATABASE_URL",
         "BMA_TRAFFY_BASE_URL",
         "BMA_PORT",
         "BMA_MAX_BATCH",

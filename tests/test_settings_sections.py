@@ -166,6 +166,7 @@ def test_the_settings_read_and_write_the_rate_limits():
     env = {
         "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
         "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+        "BMA_FINANCE_DATABASE_URL": "postgresql://x/finance",
         "BMA_TRAFFY_BASE_URL": "http://traffy.invalid",
     }
     assert Settings.from_env(env).rate_limits == RateLimits()
@@ -184,6 +185,7 @@ def test_the_settings_read_and_write_the_limits():
     env = {
         "BMA_TAX_DATABASE_URL": "postgresql://x/tax",
         "BMA_REGISTRY_DATABASE_URL": "postgresql://x/registry",
+        "BMA_FINANCE_DATABASE_URL": "postgresql://x/finance",
         "BMA_TRAFFY_BASE_URL": "http://traffy.invalid",
     }
     assert Settings.from_env(env).operation_limits == AudienceLimits()

@@ -163,3 +163,26 @@ def test_traffy_faults_leave_the_other_systems_answering(faulty_traffy, mode, co
         assert root.json()["errors"][0]["extensions"]["code"] == code
     finally:
         traffy.proxy.start()
+
+
+def test_finance_down_leaves_its_fields_null_and_the_other_systems_answering(db, traffy_url):
+    """The finance source is guarded like the others: down, its fields are null with an error
+    naming it, the rest of the district answers, and /readyz reports it."""
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/bmatest_finance"
+    server, gw = start_gateway(settings_for(db, traffy_url, finance_database_url=dead))
+    try:
+        body = gw.post(
+            '{ district(code: "1039") { code businessCount spending(year: 2568) { approved } } }'
+        ).json()
+        [error] = body["errors"]
+        assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
+        assert error["extensions"]["source"] == "finance"
+        assert error["path"] == ["district", "spending"]
+        assert body["data"]["district"]["spending"] is None
+        assert body["data"]["district"]["businessCount"] > 0
+        ready = gw.client.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert ready["sources"]["finance"]["state"].startswith("down")
+    finally:
+        gw.client.close()
+        server.stop()

@@ -29,7 +29,18 @@ REGISTRY_READ = "registry:read"
 REGISTRY_PERSONAL = "registry:personal"
 TRAFFY_PERSONAL = "traffy:personal"
 AUDIT_READ = "audit:read"
-SCOPES = (TAX_READ, TAX_PERSONAL, REGISTRY_READ, REGISTRY_PERSONAL, TRAFFY_PERSONAL, AUDIT_READ)
+PROCUREMENT_READ = "procurement:read"
+PROCUREMENT_PERSONAL = "procurement:personal"
+SCOPES = (
+    TAX_READ,
+    TAX_PERSONAL,
+    REGISTRY_READ,
+    REGISTRY_PERSONAL,
+    TRAFFY_PERSONAL,
+    AUDIT_READ,
+    PROCUREMENT_READ,
+    PROCUREMENT_PERSONAL,
+)
 
 # Declared purposes (the `purpose` claim or the X-Purpose header).
 PURPOSE_RESEARCH = "research"

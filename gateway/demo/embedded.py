@@ -1,7 +1,7 @@
 """The PostgreSQL the demo and the tests use: embedded (pgserver) or an existing server.
 
-Three databases stand for the three upstream systems, a fourth is the gateway's own (API
-keys); they are created if missing.
+Four databases stand for the four upstream systems (tax, registries, Traffy Fondue, finance
+and procurement), a fifth is the gateway's own (API keys); they are created if missing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-DATABASES = ("tax", "registry", "traffy", "gateway")
+DATABASES = ("tax", "registry", "traffy", "gateway", "finance")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class DatabaseUrls:
     registry: str
     traffy: str
     gateway: str  # the gateway's own: API keys
+    finance: str  # finance and procurement (MIS2 and e-GP)
 
 
 def default_data_dir() -> Path:
@@ -49,8 +50,8 @@ def database_url(server_url: str, database: str) -> str:
 
 
 async def ensure_databases(server_url: str, prefix: str = "bma") -> DatabaseUrls:
-    """Create ``{prefix}_tax``, ``{prefix}_registry``, ``{prefix}_traffy`` and
-    ``{prefix}_gateway`` if missing."""
+    """Create ``{prefix}_tax``, ``{prefix}_registry``, ``{prefix}_traffy``,
+    ``{prefix}_gateway`` and ``{prefix}_finance`` if missing."""
     conn = await asyncpg.connect(server_url)
     try:
         existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}

@@ -70,13 +70,14 @@ async def ensure_gateway_roles(owner_urls: DatabaseUrls, password: str) -> Datab
         await conn.execute(_GATEWAY_GRANTS)
     finally:
         await conn.close()
-    for url in (owner_urls.tax, owner_urls.registry):
+    for url in (owner_urls.tax, owner_urls.registry, owner_urls.finance):
         await _grant_reading(url)
     return DatabaseUrls(
         tax=login_url(owner_urls.tax, password),
         registry=login_url(owner_urls.registry, password),
         traffy=owner_urls.traffy,  # the Traffy stand-in's, not the gateway's
         gateway=login_url(owner_urls.gateway, password),
+        finance=login_url(owner_urls.finance, password),
     )
 
 

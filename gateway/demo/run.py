@@ -62,11 +62,11 @@ class DemoOptions:
 
 
 def prepare_databases(server_url: str, scale: SeedScale | None = None) -> tuple[DatabaseUrls, bool]:
-    """Create and seed the three upstream databases; returns their URLs and whether it seeded."""
+    """Create and seed the four upstream databases; returns their URLs and whether it seeded."""
 
     async def prepare() -> tuple[DatabaseUrls, bool]:
         urls = await ensure_databases(server_url)
-        seeded = await ensure_seeded(urls.tax, urls.registry, urls.traffy, scale or SeedScale())
+        seeded = await ensure_seeded(urls, scale or SeedScale())
         return urls, seeded
 
     return asyncio.run(prepare())
@@ -86,7 +86,7 @@ def run_demo(options: DemoOptions) -> None:
     urls, seeded = prepare_databases(server_url)
     verb = "seeded" if seeded else "reused seeded data"
     print(
-        f"Upstream data    {verb} in {time.monotonic() - started:.1f} s (bma_tax, bma_registry, bma_traffy)"
+        f"Upstream data    {verb} in {time.monotonic() - started:.1f} s (bma_tax, bma_registry, bma_traffy, bma_finance)"
     )
 
     store = asyncio.run(TicketStore.load(urls.traffy))
@@ -111,6 +111,7 @@ def run_demo(options: DemoOptions) -> None:
     settings = Settings(
         tax_database_url=login.tax,
         registry_database_url=login.registry,
+        finance_database_url=login.finance,
         traffy_base_url=traffy.url,
         host=options.host,
         port=options.port,

@@ -1,4 +1,4 @@
-"""Deterministic synthetic data for the three upstream systems, seeded once per database.
+"""Deterministic synthetic data for the four upstream systems, seeded once per database.
 
 The same ``rng_seed`` and scale always give byte-identical rows: every section draws from its
 own ``random.Random`` named after the seed and the section, and nothing depends on the clock
@@ -12,9 +12,8 @@ import asyncio
 import csv
 import io
 import json
-import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -28,22 +27,37 @@ import orjson
 from gateway.demo import thai_data as th
 from gateway.demo.ddl import (
     AGE_BANDS,
+    FINANCE_DDL,
     META_DDL,
     REGISTRY_DDL,
     TAX_DDL,
     TRAFFY_DDL,
     registry_schema,
 )
-from gateway.demo.tax_rules import land_building_tax, signboard_tax, thai_id_check_digit
+from gateway.demo.embedded import DatabaseUrls
+from gateway.demo.finance_seed import make_finance
+from gateway.demo.synthetic import (
+    DistrictRow,
+    People,
+    Registration,
+    Row,
+    Table,
+    _address,
+    _allocate,
+    _house_number,
+    _log_uniform,
+    _random_date,
+    _road,
+    _scatter,
+    _subdistrict,
+)
+from gateway.demo.tax_rules import land_building_tax, signboard_tax
 
 # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id;
 # 4: signboard tax is paid (status, paid_at), drawn after every other signboard column.
 SEED_VERSION = 4
 
-Row = tuple[Any, ...]
 BANGKOK = timezone(timedelta(hours=7))
-SCATTER_M = 2_000.0  # parcels and complaints lie within this distance of a district's centre
-METRES_PER_DEGREE = 111_320.0
 # Serialises concurrent seeders of one database (advisory locks are per database).
 _SEED_LOCK_KEY = 2562_0001
 # Physical signs per registration; each is taxed in every seeded year its business existed,
@@ -107,27 +121,7 @@ class SeedScale:
     tickets: int = 20_000
     building_permits_per_district: int = 40
     tax_years: tuple[int, ...] = (2023, 2024, 2025)
-
-
-@dataclass(frozen=True)
-class DistrictRow:
-    code: str
-    name_th: str  # with the "เขต" prefix
-    tier: str  # "inner", "middle" or "outer"
-    lat: float
-    lon: float
-
-    @property
-    def short_name(self) -> str:
-        return self.name_th.removeprefix("เขต")
-
-
-@dataclass(frozen=True)
-class Table:
-    schema: str
-    name: str
-    columns: tuple[str, ...]
-    rows: list[Row]
+    procurement_processes: int = 4_400  # over fiscal years 2566-2569, before planted cases
 
 
 @dataclass(frozen=True)
@@ -136,25 +130,25 @@ class SeedData:
     tax: list[Table]
     registry: list[Table]
     traffy: list[Table]
+    finance: list[Table]
 
 
 # ---------------------------------------------------------------------------- seeding
 
 
 async def ensure_seeded(
-    tax_dsn: str,
-    registry_dsn: str,
-    traffy_dsn: str,
+    urls: DatabaseUrls,
     scale: SeedScale = SeedScale(),
     rng_seed: int = 2562,
 ) -> bool:
-    """Seed whichever of the three databases lacks this version and scale of the data.
+    """Seed whichever of the four upstream databases lacks this version and scale of the data.
 
-    Returns True if anything was seeded now, False if all three were reused.
+    Returns True if anything was seeded now, False if all four were reused.
     """
     fingerprint = seed_fingerprint(scale, rng_seed)
+    dsns = (urls.tax, urls.registry, urls.traffy, urls.finance)
     async with AsyncExitStack() as stack:
-        conns = [await _connect(stack, dsn) for dsn in (tax_dsn, registry_dsn, traffy_dsn)]
+        conns = [await _connect(stack, dsn) for dsn in dsns]
         current = [await _is_current(conn, fingerprint) for conn in conns]
         if all(current):
             return False
@@ -192,13 +186,15 @@ async def _is_current(conn: asyncpg.Connection, fingerprint: str) -> bool:
 
 
 def _database_plans(data: SeedData) -> list[tuple[str, tuple[str, ...], list[Table]]]:
-    """(DDL, schemas to drop first, tables) for the tax, registry and Traffy databases."""
+    """(DDL, schemas to drop first, tables) for the tax, registry, Traffy and finance
+    databases."""
     schemas = [registry_schema(d.code) for d in data.districts]
     registry_ddl = "".join(REGISTRY_DDL.format(schema=s) for s in schemas)
     return [
         (TAX_DDL, ("tax", "meta"), data.tax),
         (registry_ddl, (*schemas, "meta"), data.registry),
         (TRAFFY_DDL, ("traffy", "meta"), data.traffy),
+        (FINANCE_DDL, ("finance", "meta"), data.finance),
     ]
 
 
@@ -232,7 +228,8 @@ async def _load(
 
 
 def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
-    """Every row of the three systems, in load order; pure and deterministic."""
+    """Every row of the four systems, in load order; pure and deterministic."""
+
     districts = load_districts()
     people = People(_rng(rng_seed, "people"))
     owners = make_owners(_rng(rng_seed, "owners"), people, round(scale.parcels * 0.6))
@@ -256,6 +253,14 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
         _rng(rng_seed, "signboard-payments"), signboards, scale.tax_years
     )
     tickets, contacts = make_tickets(_rng(rng_seed, "traffy"), districts, people, scale.tickets)
+    finance = make_finance(
+        _rng(rng_seed, "finance"),
+        districts,
+        [(r.district.code, reg) for r in registries for reg in r.registrations],
+        People(_rng(rng_seed, "finance-people")),
+        scale.procurement_processes,
+        everyday_business(registries),
+    )
     return SeedData(
         districts=districts,
         tax=[
@@ -274,6 +279,7 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
             Table("traffy", "tickets", ("ticket_id", "doc"), tickets),
             Table("traffy", "reporter_contacts", ("ticket_id", "name", "phone"), contacts),
         ],
+        finance=finance,
     )
 
 
@@ -299,25 +305,8 @@ def _rng(seed: int, part: str) -> random.Random:
     return random.Random(f"{seed}:{part}")
 
 
-def _log_uniform(rng: random.Random, low: float, high: float) -> float:
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
-
-
 def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
-
-
-def _allocate(total: int, weights: Sequence[float], minimum: int) -> list[int]:
-    """``total`` split by ``weights`` (largest remainder), each share at least ``minimum``."""
-    floor = min(minimum, total // len(weights))
-    rest = total - floor * len(weights)
-    weight_sum = sum(weights) or 1.0  # all-zero weights: everyone gets the floor
-    shares = [rest * w / weight_sum for w in weights]
-    counts = [floor + int(s) for s in shares]
-    by_remainder = sorted(range(len(weights)), key=lambda i: (int(shares[i]) - shares[i], i))
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
 
 
 def _district_weights(
@@ -336,19 +325,6 @@ def _spread(
     return spread
 
 
-def _scatter(rng: random.Random, district: DistrictRow) -> tuple[float, float]:
-    """A point uniformly within ``SCATTER_M`` of the district's centre, 6 decimals."""
-    r = SCATTER_M * math.sqrt(rng.random())
-    theta = rng.uniform(0, 2 * math.pi)
-    lat = district.lat + r * math.cos(theta) / METRES_PER_DEGREE
-    lon = district.lon + r * math.sin(theta) / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
-    return round(lat, 6), round(lon, 6)
-
-
-def _random_date(rng: random.Random, start: date, end: date) -> date:
-    return start + timedelta(days=rng.randint(0, (end - start).days))
-
-
 def _plus_one_year(d: date) -> date:
     return d.replace(year=d.year + 1) if (d.month, d.day) != (2, 29) else date(d.year + 1, 2, 28)
 
@@ -356,81 +332,6 @@ def _plus_one_year(d: date) -> date:
 def _be(year: int) -> int:
     """The Buddhist-era year."""
     return year + 543
-
-
-def _road(rng: random.Random, district: DistrictRow) -> str:
-    return rng.choice(th.DISTRICT_ROADS[district.code])
-
-
-def _subdistrict(rng: random.Random, district: DistrictRow) -> str:
-    return rng.choice(th.DISTRICT_SUBDISTRICTS[district.code])
-
-
-def _house_number(rng: random.Random) -> str:
-    number = str(rng.randint(1, 999))
-    return f"{number}/{rng.randint(1, 99)}" if rng.random() < 0.4 else number
-
-
-def _address(rng: random.Random, district: DistrictRow) -> str:
-    """A registry-style address: house, soi, road, sub-district, district, city."""
-    road = _road(rng, district)
-    soi = f" ซอย{road} {rng.randint(1, 60)}" if rng.random() < 0.7 else ""
-    return (
-        f"{_house_number(rng)}{soi} ถนน{road} แขวง{_subdistrict(rng, district)} "
-        f"{district.name_th} กรุงเทพมหานคร"
-    )
-
-
-# ---------------------------------------------------------------------------- people
-
-
-class People:
-    """Thai persons and companies; every ID issued is unique and has a valid check digit."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        self._issued: set[str] = set()  # membership only: never iterated
-
-    def person_name(self) -> str:
-        rng = self._rng
-        if rng.random() < 0.5:
-            title, first = th.MALE_TITLE, rng.choice(th.MALE_FIRST_NAMES)
-        else:
-            title, first = rng.choice(th.FEMALE_TITLES), rng.choice(th.FEMALE_FIRST_NAMES)
-        return f"{title}{first} {rng.choice(th.SURNAMES)}"
-
-    def person_id(self) -> str:
-        """Category digit 1-8, registration office, book and sequence, check digit."""
-        return self._unique(self._person_id_body)
-
-    def company(self) -> tuple[str, str]:
-        """A juristic person's name and its 13-digit ID (leading 0, Bangkok registrar)."""
-        rng = self._rng
-        form, kind_digit = rng.choices(th.COMPANY_FORMS, weights=(62, 35, 3))[0]
-        core = rng.choice(th.COMPANY_PREFIXES) + rng.choice(th.COMPANY_SUFFIXES)
-        year = rng.randint(2530, 2568)
-
-        def body() -> str:
-            return f"010{kind_digit}{year % 1000:03d}{rng.randint(0, 99999):05d}"
-
-        return form.format(core=core), self._unique(body)
-
-    def _person_id_body(self) -> str:
-        rng = self._rng
-        category = rng.choices("12345678", weights=(46, 4, 38, 3, 3, 2, 2, 2))[0]
-        if rng.random() < 0.6:  # born or registered in Bangkok: office 10xx
-            office = f"10{rng.randint(1, 50):02d}"
-        else:
-            office = f"{rng.randint(11, 96)}{rng.randint(1, 20):02d}"
-        return f"{category}{office}{rng.randint(0, 99999):05d}{rng.randint(0, 99):02d}"
-
-    def _unique(self, body: Callable[[], str]) -> str:
-        while True:
-            first12 = body()
-            national_id = first12 + str(thai_id_check_digit(first12))
-            if national_id not in self._issued:
-                self._issued.add(national_id)
-                return national_id
 
 
 # ---------------------------------------------------------------------------- tax
@@ -795,30 +696,6 @@ def _signboard_paid_at(rng: random.Random, year: int) -> datetime:
 
 
 @dataclass(frozen=True)
-class Registration:
-    no: str
-    name: str
-    type: str
-    owner_name: str
-    owner_id: str
-    address: str
-    registered_on: date
-    status: str
-
-    def row(self) -> Row:
-        return (
-            self.no,
-            self.name,
-            self.type,
-            self.owner_name,
-            self.owner_id,
-            self.address,
-            self.registered_on,
-            self.status,
-        )
-
-
-@dataclass(frozen=True)
 class DistrictRegistry:
     district: DistrictRow
     registrations: list[Registration]
@@ -1128,6 +1005,16 @@ def with_everyday_person(
         sign = _sign_rows(rng, len(signboards), business, parcel, years)
         return registries, [*signboards, *sign]
     return registries, signboards
+
+
+def everyday_business(registries: Sequence[DistrictRegistry]) -> Registration | None:
+    """The everyday person's first business (by number), which also sells to the BMA."""
+    for registry in registries:
+        if registry.district.code == EVERYDAY_DISTRICT and registry.permits:
+            applicant = registry.permits[0][2]
+            owned = [r for r in registry.registrations if r.owner_id == applicant]
+            return min(owned, key=lambda r: r.no) if owned else None
+    return None
 
 
 # ---------------------------------------------------------------------------- Traffy Fondue

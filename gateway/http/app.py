@@ -24,6 +24,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from connectors.audit_log import AuditLogConnector
 from connectors.cache import CacheSettings, CacheStore
+from connectors.finance import FinanceConnector
 from connectors.pg import PoolSettings
 from connectors.registry import RegistryConnector, RegistrySourceConfig
 from connectors.resilience import ResilienceSettings
@@ -91,6 +92,7 @@ def connectors_from(settings: Settings) -> Connectors:
             resilience=resilience,
             observer=observer,
         ),
+        finance=FinanceConnector(settings.finance_database_url, pool, resilience, observer),
         audit_log=AuditLogConnector(
             audit_url, PoolSettings(max_size=2, timeout=pool.timeout), observer
         )

@@ -70,6 +70,13 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Business", "licences"): 5,  # one per licence kind, renewed
     ("District", "revenue"): 2,  # one per TaxType
     ("RevenueStatistics", "months"): 24,  # the tax year's 12, and late payments after it
+    ("Business", "contracts"): 20,  # a registered sole trader's BMA contracts over the years
+    ("ProcurementProcess", "bids"): 10,  # e-GP bidders of one process
+    ("ProcurementProcess", "amendments"): 3,  # of its tender
+    ("Contract", "milestones"): 6,  # instalments (งวดงาน)
+    ("Contract", "payments"): 6,  # one per instalment
+    ("Contract", "amendments"): 3,
+    ("DistrictSpending", "byMethod"): 4,  # the ProcurementMethod values
 }
 
 # The upstream work of a field that reaches an upstream system, per parent, in the unit of

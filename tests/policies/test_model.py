@@ -181,6 +181,7 @@ def test_the_gateway_refuses_to_start_with_an_unclassified_field(tmp_path):
     settings = Settings(
         tax_database_url="postgresql://unused",
         registry_database_url="postgresql://unused",
+        finance_database_url="postgresql://unused",
         traffy_base_url="http://unused",
         policy_file=str(path),
     )
