@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import cmp_to_key
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 CKAN_VERSION = "2.10.0"  # the Action API dialect answered (CKAN 2.10's)
 ROWS_DEFAULT, ROWS_MAX = 10, 1000
 DATASTORE_LIMIT_DEFAULT, DATASTORE_LIMIT_MAX = 100, 32000  # CKAN's defaults
+ORGANIZATIONS_MAX, ORGANIZATIONS_WHOLE_MAX = 1000, 25  # CKAN's defaults
 MAX_BODY_BYTES = 64 * 1024  # parameters only: nothing is uploaded here
 JSON = "application/json;charset=utf-8"
 
@@ -133,10 +135,9 @@ class CkanApi:
             return self._error(envelope, 400, "Search Query Error", message)
         except ckan_search.SearchError as exc:
             return self._error(envelope, 409, "Search Error", f"Search error: {exc}")
-        except errors.GatewayError as exc:
-            return self._error(
-                envelope, exc.status, "Service Unavailable", exc.message, code=exc.code
-            )
+        except errors.GatewayError as exc:  # DATASET_UNAVAILABLE, or a limit the table met
+            kind = HTTPStatus(exc.status).phrase
+            return self._error(envelope, exc.status, kind, exc.message, code=exc.code)
         except Exception:
             failure = errors.InternalError()
             log.exception("CKAN action %s failed (reference %s)", name, failure.reference)
@@ -217,22 +218,25 @@ class CkanApi:
 
     async def organization_list(self, call: Call) -> list[Any]:
         """Return the organisations' names, or whole (``all_fields``); ``sort`` (name,
-        title or package_count, asc or desc), ``limit``, ``offset``, ``organizations``."""
+        title or package_count, asc or desc; default title asc, as CKAN), ``limit`` (at most
+        25 whole or 1000 names, as CKAN), ``offset``, ``organizations``."""
         params = call.params
         counts = self._package_counts()
         wanted = set(_strings(params, "organizations"))
         organisations = [
             o for o in self.catalog.organisations.values() if not wanted or o.id in wanted
         ]
-        field, descending = _organisation_sort(_text(params, "sort") or "name asc")
+        field, descending = _organisation_sort(_text(params, "sort") or "title asc")
         organisations.sort(
             key=lambda o: counts[o.id] if field == "package_count" else getattr(o, field),
             reverse=descending,
         )
+        whole = _boolean(params, "all_fields")
+        most = ORGANIZATIONS_WHOLE_MAX if whole else ORGANIZATIONS_MAX
         offset = _natural(params, "offset", 0)
-        limit = _natural(params, "limit", 1000)
+        limit = min(_natural(params, "limit", most), most)
         page = organisations[offset : offset + limit]
-        if _boolean(params, "all_fields"):
+        if whole:
             return [organization_dict(o, counts[o.id]) for o in page]
         return [o.id for o in page]
 
@@ -292,6 +296,8 @@ class CkanApi:
 
 
 def _organisation_sort(sort: str) -> tuple[str, bool]:
+    if sort.strip() in ("packages", "package_count"):
+        return "package_count", True  # CKAN's shorthand
     words = sort.split()
     field = {"name": "id", "title": "title_th", "package_count": "package_count"}.get(
         words[0] if words else ""

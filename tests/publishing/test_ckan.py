@@ -66,7 +66,9 @@ def test_ckanapi_lists_shows_and_searches_what_the_catalogue_holds(ckan):
     assert found["count"] == len(expected)
     assert [p["name"] for p in found["results"]] == expected[:1]
     assert ckan.action.package_search(fq="organization:nobody")["count"] == 0
-    assert ckan.action.organization_list() == sorted(CATALOG.organisations)
+    by_title = sorted(CATALOG.organisations.values(), key=lambda o: o.title_th)
+    assert ckan.action.organization_list() == [o.id for o in by_title]  # CKAN's default
+    assert ckan.action.organization_list(sort="name desc") == sorted(CATALOG.organisations)[::-1]
     whole = ckan.action.organization_list(all_fields=True)
     assert {o["name"]: o["package_count"] for o in whole} == {
         o: sum(d.organisation == o for d in CATALOG.datasets.values())
