@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.cli import audit as cli_audit
 from gateway.cli import cache as cli_cache
+from gateway.cli import catalog_export as cli_catalog_export
 from gateway.cli import credentials as cli_credentials
 
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     cli_credentials.add_commands(commands)
     cli_audit.add_commands(commands)
     cli_cache.add_commands(commands)
+    catalog = commands.add_parser("catalog", help="the open-data catalogue (docs/catalog.md)")
+    cli_catalog_export.add_command(catalog.add_subparsers(dest="action", required=True))
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return cli_audit.run(args)
     if args.command == "cache":
         return cli_cache.run(args)
+    if args.command == "catalog":
+        status: int = args.handler(args)
+        return status
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from gateway.publishing import downloads
 from gateway.publishing.publication import Publication
 
 
 def routes(publication: Publication) -> list[BaseRoute]:
-    return []
+    return [*downloads.routes(publication)]
