@@ -230,9 +230,6 @@ class Copies:
             return None
         return found
 
-    def last(self, key: str) -> Produced | None:
-        return self._last.get(key)
-
     def spool(self) -> Spool:
         return Spool(self.directory / f"part-{uuid.uuid4().hex}")
 
@@ -244,8 +241,7 @@ class Copies:
         first_seen = (
             previous.first_seen if previous is not None and previous.digest == digest else started
         )
-        path: Path | None = self.directory / f"{key}-{digest}"
-        assert path is not None
+        path = self.directory / f"{key}-{digest}"
         os.replace(spool.path, path)
         if previous is not None and previous.path is not None and previous.path != path:
             previous.path.unlink(missing_ok=True)
