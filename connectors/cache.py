@@ -42,6 +42,7 @@ V = TypeVar("V")
 # Seconds an entry is fresh, per cache; 0 turns a cache off.
 DEFAULT_TTLS: Mapping[str, float] = {
     "tax.revenue": 300,
+    "tax.revenue_by_month": 300,
     "registry.summaries": 300,
     "registry.population": 3600,
     "traffy.stats": 60,

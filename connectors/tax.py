@@ -125,6 +125,24 @@ class TaxConnector:
         found = {(r["district_code"], r["year"]): r for r in rows}
         return {key: found.get(key) or _empty_revenue(*key) for key in keys}
 
+    async def revenue_by_month(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[Record]]:
+        """Both taxes per (district, year), in one query: for each tax type one row for the
+        whole year (``month`` None, ``whole_year`` true: estimate, collected, outstanding,
+        distinct payers) and one per month of payment, Bangkok time (``month`` its first day;
+        ``month`` None without ``whole_year``: paid, but no payment date recorded).
+
+        The figures are counted as ``revenue`` counts them (collected is what has status
+        ``paid``), so the months and the undated row sum to the year's collected."""
+        codes = sorted({c for c, _ in keys})
+        years = sorted({y for _, y in keys})
+        rows = await self._db.fetch(_REVENUE_BY_MONTH_SQL, codes, years)
+        found: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        for r in rows:
+            found[(r["district_code"], r["year"])].append(r)
+        return {key: found.get(key, []) for key in keys}
+
     async def search_parcels(self, where: ParcelQuery, page: PageRequest) -> Page:
         sql = keyset_page_sql(
             _PARCEL_COLUMNS,
@@ -144,6 +162,36 @@ class TaxConnector:
         )
         return page_from_rows(rows, page.first, "id")
 
+
+# Land-and-building tax is owed by the parcel's owner, signboard tax by the business whose
+# sign it is; a sign is counted in the district where it stands. Month-level rows of unpaid
+# items fall into the (month NULL, not whole year) group with nothing collected.
+_REVENUE_BY_MONTH_SQL = """
+WITH items AS (
+    SELECT p.district_code, a.tax_year AS year, 'land_building' AS tax_type, a.tax_due,
+           a.status, a.paid_at, p.owner_id::text AS payer
+    FROM tax.assessments a JOIN tax.parcels p ON p.id = a.parcel_id
+    WHERE p.district_code = ANY($1::text[]) AND a.tax_year = ANY($2::int[])
+    UNION ALL
+    SELECT s.district_code, s.tax_year, 'signboard', s.tax_due,
+           s.status, s.paid_at, s.business_registration_no
+    FROM tax.signboards s
+    WHERE s.district_code = ANY($1::text[]) AND s.tax_year = ANY($2::int[])
+)
+SELECT district_code, year, tax_type,
+       date_trunc('month', paid_at AT TIME ZONE 'Asia/Bangkok')::date AS month,
+       grouping(date_trunc('month', paid_at AT TIME ZONE 'Asia/Bangkok')) = 1 AS whole_year,
+       sum(tax_due) AS estimate,
+       coalesce(sum(tax_due) FILTER (WHERE status = 'paid'), 0) AS collected,
+       coalesce(sum(tax_due) FILTER (WHERE status IN ('unpaid', 'overdue')), 0) AS outstanding,
+       count(DISTINCT payer) FILTER (WHERE status = 'paid') AS taxpayers
+FROM items
+GROUP BY GROUPING SETS (
+    (district_code, year, tax_type),
+    (district_code, year, tax_type, date_trunc('month', paid_at AT TIME ZONE 'Asia/Bangkok'))
+)
+ORDER BY district_code, year, tax_type, whole_year DESC, month NULLS FIRST
+"""
 
 _SIGNBOARD_COLUMNS = """id, business_registration_no, parcel_id, district_code, sign_type,
     area_cm2, moving, tax_year, tax_due"""

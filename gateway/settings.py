@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -125,6 +126,16 @@ def _existing_file(path: Path | None, made_by: str = "audit keygen") -> Path | N
 
 def _expanded(path: Path | None) -> Path | None:
     return path.expanduser() if path is not None else None
+
+
+def _base_url(raw: str) -> str:
+    """An absolute http(s) URL without query or fragment, kept without its trailing slash."""
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an absolute http(s) URL without query or fragment")
+    return raw.rstrip("/")
 
 
 def _redis_url(raw: str | None) -> str | None:
@@ -345,6 +356,15 @@ class Settings(BaseSettings):
         "the metadata GD-Catalog requires or a resource reads a field that is not open data, "
         "naming the dataset and the field",
         json_schema_extra=_section("general", "the shipped `policies/catalog.toml`"),
+    )
+    public_base_url: Annotated[str, AfterValidator(_base_url)] = Field(
+        "",
+        description="the address people and harvesters reach the gateway at (`https://data."
+        "bangkok.go.th` or with a path, `https://host/gateway`), written in the absolute links "
+        "of the published metadata (DCAT); empty: each request's own scheme, host and root "
+        "path (behind a proxy, set this unless the proxy passes `Host` on and "
+        "`BMA_TRUSTED_PROXIES` trusts its `X-Forwarded-Proto`)",
+        json_schema_extra=_section("general", "— (the request's)"),
     )
     policy_mode: Literal["filter", "reject"] = Field(
         "filter",

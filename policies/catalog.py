@@ -23,13 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
+    GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
+    InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionSetNode,
+    get_named_type,
+    get_nullable_type,
     get_operation_ast,
+    is_leaf_type,
+    is_list_type,
     parse,
     validate,
 )
+from graphql.execution.values import get_variable_values
 
 from policies.model import Policy
 from policies.plan import reachable_fields
@@ -37,6 +49,10 @@ from policies.principal import Level
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.toml")
 FORMATS = frozenset({"csv", "json", "jsonl", "geojson"})
+# thai-gdc's data_format choice for each format offered (GeoJSON and JSON Lines are JSON).
+DATA_FORMAT = {"csv": "CSV", "json": "JSON", "jsonl": "JSON", "geojson": "JSON"}
+# Column transforms: ``date`` is the Bangkok date of a time.
+TRANSFORMS = frozenset({"date"})
 # thai-gdc's data_classification values, by the policy's tier (ลับที่สุด has no tier here:
 # the policy's highest level is secret).
 CLASSIFICATION = {
@@ -45,7 +61,9 @@ CLASSIFICATION = {
     Level.CONFIDENTIAL: "ลับ",
     Level.SECRET: "ลับมาก",
 }
-# The metadata every dataset must give (thai-gdc's required fields, less the computed ones).
+DEFAULT_LICENSE = "Open Data Common"
+# The metadata every dataset must give (thai-gdc's required fields, less the computed ones
+# and license_id, which defaults to DEFAULT_LICENSE).
 REQUIRED = (
     "title_th",
     "title_en",
@@ -62,13 +80,92 @@ REQUIRED = (
     "geo_coverage",
     "data_source",
     "data_category",
-    "license_id",
     "accessible_condition",
     "first_year_of_data",
     "last_year_of_data",
     "created_date",
     "last_updated_date",
 )
+# The values thai-gdc's dataset schema offers for its choice fields; GD-Catalog files a
+# dataset under these words, so a value outside them is a typo, not a new category.
+CHOICES: Mapping[str, frozenset[str]] = {
+    "data_type": frozenset(
+        {
+            "ข้อมูลระเบียน",
+            "ข้อมูลสถิติ",
+            "ข้อมูลภูมิสารสนเทศเชิงพื้นที่",
+            "ข้อมูลหลากหลายประเภท",
+            "ข้อมูลประเภทอื่นๆ",
+        }
+    ),
+    "objective": frozenset(
+        {
+            "ยุทธศาสตร์ชาติ",
+            "แผนพัฒนาเศรษฐกิจและสังคมแห่งชาติ",
+            "แผนความมั่นคงแห่งชาติ",
+            "แผนแม่บทภายใต้ยุทธศาสตร์ชาติ",
+            "แผนปฏิรูปประเทศ",
+            "แผนระดับที่ 3 (มติครม. 4 ธ.ค. 2560)",
+            "นโยบายรัฐบาล/ข้อสั่งการนายกรัฐมนตรี",
+            "มติคณะรัฐมนตรี",
+            "เพื่อการให้บริการประชาชน",
+            "กฎหมายที่เกี่ยวข้อง",
+            "พันธกิจหน่วยงาน",
+            "ดัชนี/ตัวชี้วัดระดับนานาชาติ",
+            "ไม่ทราบ",
+            "อื่นๆ",
+        }
+    ),
+    "update_frequency_unit": frozenset(
+        {
+            "ไม่ทราบ",
+            "ปี",
+            "ครึ่งปี",
+            "ไตรมาส",
+            "เดือน",
+            "สัปดาห์",
+            "วัน",
+            "วันทำการ",
+            "ชั่วโมง",
+            "นาที",
+            "ตามเวลาจริง",
+            "ไม่มีการปรับปรุงหลังจากการจัดเก็บข้อมูล",
+            "อื่นๆ",
+        }
+    ),
+    "geo_coverage": frozenset(
+        {
+            "ไม่มี",
+            "โลก",
+            "ทวีป/กลุ่มประเทศในทวีป",
+            "กลุ่มประเทศทางเศรษฐกิจ",
+            "ประเทศ",
+            "ภาค",
+            "จังหวัด",
+            "อำเภอ",
+            "ตำบล",
+            "หมู่บ้าน",
+            "เทศบาล/อบต.",
+            "พิกัด",
+            "ไม่ทราบ",
+            "อื่นๆ",
+        }
+    ),
+    "data_category": frozenset(
+        {"ข้อมูลสาธารณะ", "ข้อมูลส่วนบุคคล", "ข้อมูลความมั่นคง", "ข้อมูลความลับทางราชการ"}
+    ),
+    "license_id": frozenset(
+        {
+            "License not specified",
+            "Creative Commons Attributions",
+            "Creative Commons Attribution Share-Alike",
+            "Creative Commons Non-Commercial (Any)",
+            "Open Data Common",
+            "GNU Free Documentation License",
+            "อื่นๆ",
+        }
+    ),
+}
 
 
 class CatalogError(ValueError):
@@ -93,8 +190,9 @@ class Organisation:
 class Column:
     """One column: its name in every format, and where its value is in a row of the answer.
 
-    ``path`` is dotted (``district.code``, ``location.lat``); a segment ending in ``[]``
-    (``licences[].kind``) is a list, and each of its items makes a row of its own.
+    ``path`` is dotted, by the answer's keys (``district.code``, ``location.lat``); a segment
+    ending in ``[]`` (``licences[].kind``) is a list, and each of its items makes a row of its
+    own (a row whose list is empty makes none). A resource explodes at most one list.
     ``transform`` turns the value into the column's: ``date`` (the Bangkok date of a time).
     """
 
@@ -107,13 +205,29 @@ class Column:
     description_en: str = ""
     unit: str = ""
 
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The path's keys, without the ``[]`` marks."""
+        return tuple(s.removesuffix("[]") for s in self.path.split("."))
+
+    @property
+    def exploded(self) -> str | None:
+        """The path of the list this column explodes (``licences``), or None."""
+        parts = self.path.split(".")
+        for i, part in enumerate(parts):
+            if part.endswith("[]"):
+                return ".".join(parts[: i + 1]).removesuffix("[]")
+        return None
+
 
 @dataclass(frozen=True)
 class Aggregate:
-    """The resource's rows are counts of the operation's rows, grouped by these columns."""
+    """The resource's rows are the operation's rows grouped by these columns: each group's
+    count of rows, and the sum of each ``sum`` column."""
 
     group_by: tuple[str, ...]
     count: str = "count"  # the name of the count column
+    sum: tuple[str, ...] = ()  # numeric columns summed within each group
 
 
 @dataclass(frozen=True)
@@ -134,9 +248,24 @@ class Resource:
     aggregate: Aggregate | None = None
     # Columns holding a point's latitude and longitude, for GeoJSON.
     geometry: tuple[str, str] | None = None
+    # The operation's variables. Several sets run the same operation once each, their rows
+    # one after the other: revenue of every district for each of several years is one
+    # operation over `districts` with `$year`, run for each year.
+    variables: tuple[Mapping[str, Any], ...] = ({},)
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def rows_segments(self) -> tuple[str, ...]:
+        return tuple(self.rows.split("."))
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        """The columns of the published table: an aggregate's groups, count and sums."""
+        if self.aggregate is None:
+            return tuple(c.name for c in self.columns)
+        return (*self.aggregate.group_by, self.aggregate.count, *self.aggregate.sum)
 
 
 @dataclass(frozen=True)
@@ -152,26 +281,56 @@ class Dataset:
     tags: tuple[str, ...]
     # thai-gdc metadata (CKAN extras), as the file gives them
     data_type: str  # ข้อมูลระเบียน, ข้อมูลสถิติ, ข้อมูลภูมิสารสนเทศเชิงพื้นที่, …
-    objective: str
+    objective: str  # เพื่อการให้บริการประชาชน, พันธกิจหน่วยงาน, …
     update_frequency_unit: str  # วัน, สัปดาห์, เดือน, ปี, ไม่ทราบ, …
     update_frequency_interval: int
     geo_coverage: str  # จังหวัด, …
     data_source: str
     data_category: str  # ข้อมูลสาธารณะ, …
-    license_id: str
     accessible_condition: str
     first_year_of_data: str  # Buddhist era, as GD-Catalog writes it: "2565"
     last_year_of_data: str
     created_date: date
     last_updated_date: date
     resources: tuple[Resource, ...]
+    license_id: str = DEFAULT_LICENSE
     allow_harvest: bool = True
     extras: Mapping[str, str] = field(default_factory=dict)  # further thai-gdc fields
 
     @property
     def data_format(self) -> tuple[str, ...]:
-        """Every format any of its resources is offered in (thai-gdc ``data_format``)."""
-        return tuple(sorted({f for r in self.resources for f in r.formats}))
+        """thai-gdc ``data_format``: how its resources are offered (CSV, JSON)."""
+        return tuple(sorted({DATA_FORMAT[f] for r in self.resources for f in r.formats}))
+
+    def gdc_fields(self, data_classification: str) -> dict[str, Any]:
+        """The dataset as thai-gdc's CKAN schema names its fields (title and notes in Thai;
+        ``data_classification`` is the one the policy computes, see Catalog)."""
+        return {
+            "name": self.id,
+            "title": self.title_th,
+            "notes": self.notes_th,
+            "owner_org": self.organisation,
+            "maintainer": self.maintainer,
+            "maintainer_email": self.maintainer_email,
+            "tag_string": ",".join(self.tags),
+            "data_type": self.data_type,
+            "objective": self.objective,
+            "update_frequency_unit": self.update_frequency_unit,
+            "update_frequency_interval": self.update_frequency_interval,
+            "geo_coverage": self.geo_coverage,
+            "data_source": self.data_source,
+            "data_format": list(self.data_format),
+            "data_category": self.data_category,
+            "data_classification": data_classification,
+            "license_id": self.license_id,
+            "accessible_condition": self.accessible_condition,
+            "allow_harvest": str(self.allow_harvest),
+            "first_year_of_data": self.first_year_of_data,
+            "last_year_of_data": self.last_year_of_data,
+            "created_date": self.created_date.isoformat(),
+            "last_updated_date": self.last_updated_date.isoformat(),
+            **self.extras,
+        }
 
 
 @dataclass(frozen=True)
@@ -189,7 +348,7 @@ class Catalog:
 
     def check(self, policy: Policy, schema: GraphQLSchema) -> None:
         """Raise CatalogError unless every resource is a valid operation reaching open data
-        only (public and not personal in the policy)."""
+        only (public and not personal in the policy), and its rows and columns are there."""
         problems: list[str] = []
         for dataset, resource in self.resources():
             problems.extend(_resource_problems(dataset, resource, policy, schema))
@@ -207,6 +366,22 @@ class Catalog:
                 rule = policy.rule(*coordinate)
                 levels.append(rule.level if rule is not None else Level.SECRET)
         return max(levels)
+
+    def data_classification(self, dataset: Dataset, policy: Policy, schema: GraphQLSchema) -> str:
+        """thai-gdc ``data_classification``: the dataset's tier in GD-Catalog's words."""
+        return CLASSIFICATION[self.classification(dataset, policy, schema)]
+
+
+@dataclass(frozen=True)
+class _Reached:
+    """The schema field a path in the answer reaches."""
+
+    type_name: str  # the object type holding the field
+    field_name: str
+    type: GraphQLOutputType  # the field's type, lists and non-null included
+
+
+# ------------------------------------------------------------------ checking a resource
 
 
 def _resource_problems(
@@ -233,14 +408,187 @@ def _resource_problems(
                 f"{' and personal' if rule is not None and rule.personal else ''}, "
                 "not open data"
             )
+    fragments = _fragments(document.definitions)
+    problems.extend(
+        f"{where}: {p}" for p in _shape_problems(resource, schema, operation, fragments)
+    )
+    problems.extend(f"{where}: {p}" for p in _variable_problems(resource, schema, operation))
     return problems
+
+
+def _shape_problems(
+    resource: Resource,
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[str]:
+    """The rows are objects the query selects, and every column a value in them."""
+    rows = _walk(schema, operation, fragments, resource.rows_segments)
+    if isinstance(rows, str):
+        return [f"rows `{resource.rows}`: {rows}"]
+    if is_leaf_type(get_named_type(rows.type)):
+        return [f"rows `{resource.rows}` are values, not objects with columns"]
+    problems: list[str] = []
+    for column in resource.columns:
+        problems.extend(
+            f"column {column.name}: {p}"
+            for p in _column_problems(column, resource, schema, operation, fragments)
+        )
+    lists = sorted({c.exploded for c in resource.columns if c.exploded is not None})
+    if len(lists) > 1:
+        problems.append(
+            f"columns explode {len(lists)} lists ({', '.join(f'{x}[]' for x in lists)}); "
+            "a resource explodes at most one"
+        )
+    if resource.paged:
+        problems.extend(_paging_problems(resource, schema, operation, fragments))
+    return problems
+
+
+def _column_problems(
+    column: Column,
+    resource: Resource,
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[str]:
+    if column.transform is not None and column.transform not in TRANSFORMS:
+        return [f"unknown transform {column.transform!r} (one of {', '.join(sorted(TRANSFORMS))})"]
+    parts = column.path.split(".")
+    for i, part in enumerate(parts):
+        segments = (*resource.rows_segments, *(p.removesuffix("[]") for p in parts[: i + 1]))
+        found = _walk(schema, operation, fragments, segments)
+        if isinstance(found, str):
+            return [f"path `{column.path}`: {found}"]
+        is_list = is_list_type(get_nullable_type(found.type))
+        if part.endswith("[]") and not is_list:
+            return [f"path `{column.path}`: `{part}` marks a list, but {part[:-2]} is not one"]
+        if is_list and not part.endswith("[]"):
+            return [
+                f"path `{column.path}`: {part} is a list; write `{part}[]` to make a row of "
+                "each of its items"
+            ]
+        if i == len(parts) - 1 and not is_leaf_type(get_named_type(found.type)):
+            return [f"path `{column.path}` ends on an object; name one of its fields"]
+    return []
+
+
+def _paging_problems(
+    resource: Resource,
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[str]:
+    """A paged resource's operation takes $first and $after and selects the page's end."""
+    declared = {v.variable.name.value for v in operation.variable_definitions or ()}
+    problems = [
+        f"paged, but the query does not take ${name}"
+        for name in ("first", "after")
+        if name not in declared
+    ]
+    if "edges" not in resource.rows_segments:
+        return [*problems, f"paged, but rows `{resource.rows}` are not a connection's edges"]
+    connection = resource.rows_segments[: resource.rows_segments.index("edges")]
+    for name in ("hasNextPage", "endCursor"):
+        if isinstance(_walk(schema, operation, fragments, (*connection, "pageInfo", name)), str):
+            problems.append(
+                f"paged, but the query does not select {'.'.join(connection)}.pageInfo.{name}"
+            )
+    return problems
+
+
+def _variable_problems(
+    resource: Resource, schema: GraphQLSchema, operation: OperationDefinitionNode
+) -> list[str]:
+    """Each set of variables is one the operation accepts (the pager gives first and after)."""
+    definitions = operation.variable_definitions or ()
+    declared = {v.variable.name.value for v in definitions}
+    paging = {"first", "after"} if resource.paged else set()
+    problems = []
+    for i, values in enumerate(resource.variables, start=1):
+        which = f"variables set {i}" if len(resource.variables) > 1 else "variables"
+        for name in sorted(set(values) - declared):
+            problems.append(f"{which}: the query takes no ${name}")
+        for name in sorted(set(values) & paging):
+            problems.append(f"{which}: ${name} is given page by page, not here")
+        coerced = get_variable_values(schema, definitions, dict(values))
+        if isinstance(coerced, list):
+            problems.extend(f"{which}: {error.message}" for error in coerced)
+    return problems
+
+
+# ------------------------------------------------------------------ walking the selection
+
+
+def column_field(resource: Resource, path: str, schema: GraphQLSchema) -> tuple[str, str] | None:
+    """(object type, field) of the schema field a column's ``path`` reaches through the
+    resource's operation (after its rows' path; aliases and fragments followed)."""
+    document = parse(resource.query)
+    operation = get_operation_ast(document)
+    if operation is None:
+        return None
+    segments = (*resource.rows_segments, *(p.removesuffix("[]") for p in path.split(".")))
+    found = _walk(schema, operation, _fragments(document.definitions), segments)
+    return None if isinstance(found, str) else (found.type_name, found.field_name)
+
+
+def _fragments(definitions: Any) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def _walk(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    segments: tuple[str, ...],
+) -> _Reached | str:
+    """The field at ``segments`` (answer keys; lists are stepped through) of a valid
+    operation, or why there is none."""
+    parent: GraphQLObjectType | None = schema.query_type
+    selection: SelectionSetNode | None = operation.selection_set
+    found: _Reached | str = "empty path"
+    for depth, key in enumerate(segments):
+        node = _selected(selection, fragments, key) if selection is not None else None
+        if parent is None or node is None:
+            at = ".".join(segments[:depth]) or "the query"
+            return f"{at} does not select `{key}`"
+        definition = parent.fields[node.name.value]
+        found = _Reached(parent.name, node.name.value, definition.type)
+        named = get_named_type(definition.type)
+        parent = named if isinstance(named, GraphQLObjectType) else None
+        selection = node.selection_set
+    return found
+
+
+def _selected(
+    selection: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], key: str
+) -> FieldNode | None:
+    """The field selected under answer key ``key``, looking into fragments."""
+    for node in selection.selections:
+        if isinstance(node, FieldNode) and (node.alias or node.name).value == key:
+            return node
+        inner: SelectionSetNode | None = None
+        if isinstance(node, InlineFragmentNode):
+            inner = node.selection_set
+        elif isinstance(node, FragmentSpreadNode) and node.name.value in fragments:
+            inner = fragments[node.name.value].selection_set
+        found = _selected(inner, fragments, key) if inner is not None else None
+        if found is not None:
+            return found
+    return None
+
+
+# ------------------------------------------------------------------ reading the file
 
 
 def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
     """The catalogue file, every dataset's metadata checked; CatalogError lists what is
     missing or malformed."""
-    with path.open("rb") as f:
-        raw = tomllib.load(f)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError([f"cannot read {path}: {exc}"]) from exc
     problems: list[str] = []
     organisations = {
         name: _organisation(name, spec, problems)
@@ -251,6 +599,8 @@ def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
         dataset = _dataset(name, spec, organisations, problems)
         if dataset is not None:
             datasets[name] = dataset
+    if not raw.get("datasets"):
+        problems.append("the catalogue has no datasets")
     ids = [r.id for d in datasets.values() for r in d.resources]
     for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
         problems.append(f"resource id {duplicate} is used twice")
@@ -287,29 +637,72 @@ def _dataset(
         problems.append(
             f"{where}: `data_classification` is computed from the policy, not written here"
         )
+    for key, choices in CHOICES.items():
+        if spec.get(key) not in (None, "") and spec[key] not in choices:
+            problems.append(
+                f"{where}: `{key}` is {spec[key]!r}, not one of thai-gdc's values: "
+                + ", ".join(sorted(choices))
+            )
+    problems.extend(f"{where}: {p}" for p in _type_problems(spec))
+    for key in sorted(set(spec.get("extras", {})) & _RESERVED):
+        problems.append(f"{where}: extras may not set `{key}`: the catalogue gives it")
     resources = tuple(
         _resource(name, rname, rspec, problems)
         for rname, rspec in spec.get("resources", {}).items()
     )
     if not resources:
         problems.append(f"{where}: at least one resource is required")
+    known = {"resources", "license_id", "allow_harvest", "extras", *REQUIRED}
+    for key in sorted(set(spec) - known - {"data_classification"}):
+        problems.append(f"{where}: unknown key `{key}` (thai-gdc fields beyond these go in extras)")
     if missing:
         return None
-    known = {"resources", "allow_harvest", "extras", *REQUIRED}
-    for key in sorted(set(spec) - known):
-        problems.append(f"{where}: unknown key `{key}` (thai-gdc fields beyond these go in extras)")
-    try:
-        return Dataset(
-            id=name,
-            **{key: spec[key] for key in REQUIRED if key not in ("tags",)},
-            tags=tuple(spec["tags"]),
-            resources=resources,
-            allow_harvest=bool(spec.get("allow_harvest", True)),
-            extras={str(k): str(v) for k, v in spec.get("extras", {}).items()},
-        )
-    except TypeError as exc:
-        problems.append(f"{where}: {exc}")
-        return None
+    return Dataset(
+        id=name,
+        **{key: spec[key] for key in REQUIRED if key not in ("tags",)},
+        tags=tuple(spec["tags"]),
+        resources=resources,
+        license_id=str(spec.get("license_id", DEFAULT_LICENSE)),
+        allow_harvest=bool(spec.get("allow_harvest", True)),
+        extras={str(k): str(v) for k, v in spec.get("extras", {}).items()},
+    )
+
+
+# thai-gdc fields the catalogue fills from its own keys (or computes): not extras.
+_RESERVED = frozenset(
+    {
+        *REQUIRED,
+        "name",
+        "title",
+        "notes",
+        "owner_org",
+        "tag_string",
+        "data_format",
+        "data_classification",
+        "license_id",
+        "allow_harvest",
+    }
+)
+
+
+def _type_problems(spec: Mapping[str, Any]) -> list[str]:
+    """Values of the wrong kind: TOML dates for dates, a number for the interval, …"""
+    problems = []
+    for key in ("created_date", "last_updated_date"):
+        if key in spec and not isinstance(spec[key], date):
+            problems.append(f"`{key}` is a date (2026-12-03, unquoted), not {spec[key]!r}")
+    interval = spec.get("update_frequency_interval")
+    if interval is not None and (not isinstance(interval, int) or interval < 1):
+        problems.append(f"`update_frequency_interval` is a whole number from 1, not {interval!r}")
+    for key in ("first_year_of_data", "last_year_of_data"):
+        value = str(spec.get(key, ""))
+        if value and not (value.isdigit() and len(value) == 4 and value.startswith("25")):
+            problems.append(f'`{key}` is a Buddhist-era year such as "2568", not {value!r}')
+    if "tags" in spec and not (
+        isinstance(spec["tags"], list) and all(isinstance(t, str) for t in spec["tags"])
+    ):
+        problems.append("`tags` is a list of words")
+    return problems
 
 
 def _resource(dataset: str, name: str, spec: Mapping[str, Any], problems: list[str]) -> Resource:
@@ -334,17 +727,23 @@ def _resource(dataset: str, name: str, spec: Mapping[str, Any], problems: list[s
         for c in spec.get("columns", ())
     )
     names = [c.name for c in columns]
-    aggregate = None
-    if "aggregate" in spec:
-        group_by = tuple(spec["aggregate"].get("group_by", ()))
-        for unknown in sorted(set(group_by) - set(names)):
-            problems.append(f"{where}: aggregate groups by {unknown!r}, which is no column")
-        aggregate = Aggregate(group_by, str(spec["aggregate"].get("count", "count")))
+    for column in columns:
+        if not column.name or not column.path:
+            problems.append(f"{where}: every column has a `name` and a `path`")
+    for duplicate in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{where}: column {duplicate} is named twice")
+    aggregate = _aggregate(where, spec, names, problems) if "aggregate" in spec else None
     geometry = tuple(spec["geometry"]) if "geometry" in spec else None
     if geometry is not None and (len(geometry) != 2 or not set(geometry) <= set(names)):
         problems.append(f"{where}: geometry names two columns: latitude and longitude")
     if "geojson" in formats and geometry is None:
         problems.append(f"{where}: geojson needs `geometry` (its latitude and longitude columns)")
+    variables = spec.get("variables", [{}])
+    if isinstance(variables, dict):
+        variables = [variables]
+    if not variables or not all(isinstance(v, dict) for v in variables):
+        problems.append(f"{where}: `variables` is a table, or a list of tables (one run each)")
+        variables = [{}]
     return Resource(
         id=f"{dataset}-{name}",
         name=name,
@@ -361,4 +760,29 @@ def _resource(dataset: str, name: str, spec: Mapping[str, Any], problems: list[s
         geometry=(geometry[0], geometry[1])
         if geometry is not None and len(geometry) == 2
         else None,
+        variables=tuple(variables),
     )
+
+
+def _aggregate(
+    where: str, spec: Mapping[str, Any], names: list[str], problems: list[str]
+) -> Aggregate:
+    group_by = tuple(spec["aggregate"].get("group_by", ()))
+    sums = tuple(spec["aggregate"].get("sum", ()))
+    count = str(spec["aggregate"].get("count", "count"))
+    if not group_by:
+        problems.append(f"{where}: aggregate needs `group_by` (the columns it groups by)")
+    for unknown in sorted(set(group_by) - set(names)):
+        problems.append(f"{where}: aggregate groups by {unknown!r}, which is no column")
+    for unknown in sorted(set(sums) - set(names)):
+        problems.append(f"{where}: aggregate sums {unknown!r}, which is no column")
+    for both in sorted(set(sums) & set(group_by)):
+        problems.append(f"{where}: aggregate both groups by and sums {both!r}")
+    if count in names:
+        problems.append(f"{where}: the aggregate's count column {count!r} is also a column")
+    unused = sorted(set(names) - set(group_by) - set(sums))
+    if unused:
+        problems.append(
+            f"{where}: aggregate neither groups by nor sums {', '.join(unused)}; drop them"
+        )
+    return Aggregate(group_by, count, sums)

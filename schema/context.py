@@ -95,6 +95,12 @@ class Loaders:
         return _loader(self._c.tax.revenue, cache=(self._c.cache, "tax.revenue"))
 
     @cached_property
+    def revenue_by_month(self) -> DataLoader[tuple[str, int], list[Record]]:
+        return _loader(
+            self._c.tax.revenue_by_month, default=[], cache=(self._c.cache, "tax.revenue_by_month")
+        )
+
+    @cached_property
     def registry_summary(self) -> DataLoader[str, Record]:
         return _loader(self._c.registry.summaries, cache=(self._c.cache, "registry.summaries"))
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -27,6 +28,7 @@ from policies import row_scope
 from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
+from schema.revenue import RevenueStatistics, TaxType, revenue_statistics
 
 BANGKOK = timezone(timedelta(hours=7), "Asia/Bangkok")
 
@@ -285,8 +287,7 @@ class District:
 
     @strawberry.field(description="รายได้ภาษีที่ดินและสิ่งปลูกสร้าง / Land-and-building tax revenue.")
     async def tax_revenue(self, info: Info, year: int) -> TaxRevenue | None:
-        if not 2000 <= year <= 2100:
-            raise BadUserInput("`year` is a Gregorian tax year, e.g. 2025", argument="year")
+        _check_tax_year(year)
         r = await context_of(info).loaders.revenue.load((self.code, year))
         return TaxRevenue(
             year=year,
@@ -295,6 +296,26 @@ class District:
             outstanding=Decimal(r["outstanding"]),
             parcel_count=r["parcel_count"],
         )
+
+    @strawberry.field(
+        description="สถิติการจัดเก็บภาษีรายเดือน / Tax collected by month, per tax, against the "
+        "year's estimate."
+    )
+    async def revenue(
+        self,
+        info: Info,
+        year: Annotated[
+            int,
+            strawberry.argument(description="ปีภาษี (ค.ศ.) / Tax year, Gregorian, e.g. 2025."),
+        ],
+        tax_type: Annotated[
+            TaxType | None,
+            strawberry.argument(description="ประเภทภาษี / One tax; both when omitted."),
+        ] = None,
+    ) -> list[RevenueStatistics] | None:
+        _check_tax_year(year)
+        rows = await context_of(info).loaders.revenue_by_month.load((self.code, year))
+        return revenue_statistics(year, rows, tax_type)
 
     @strawberry.field(description="จำนวนกิจการที่เปิดดำเนินการ / Active commercial registrations.")
     async def business_count(self, info: Info) -> int | None:
@@ -342,6 +363,11 @@ class District:
             return connection(Page(rows=[], total=0, has_next=False), BuildingPermit.of, str)
         page = await ctx.connectors.registry.building_permits(self.code, request)
         return connection(page, BuildingPermit.of, lambda r: permit_cursor(r["permit_no"]), after)
+
+
+def _check_tax_year(year: int) -> None:
+    if not 2000 <= year <= 2100:
+        raise BadUserInput("`year` is a Gregorian tax year, e.g. 2025", argument="year")
 
 
 def district_of(code: str | None) -> District | None:

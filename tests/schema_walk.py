@@ -4,6 +4,7 @@ field, so a new field or argument is covered without editing a test."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,14 +116,14 @@ def operation(
     variables: dict[str, GraphQLInputType] | None = None,
 ) -> str:
     """A valid operation selecting ``parent.field(args)``; the field's other required
-    arguments get a sample value."""
+    arguments get the example their description gives, else a sample value."""
     parent_type = schema.type_map[parent]
     assert isinstance(parent_type, GraphQLObjectType)
     target = parent_type.fields[field]
     given = dict(args)
     for name, arg in target.args.items():
         if name not in given and is_required_argument(arg):
-            given[name] = sample(arg.type)
+            given[name] = example(arg) or sample(arg.type)
     written = ", ".join(f"{k}: {v}" for k, v in given.items())
     leaf = is_leaf_type(get_named_type(target.type))
     selection = f"{field}({written})" if given else field
@@ -162,6 +163,16 @@ def input_field(schema: GraphQLSchema, type_name: str, name: str) -> GraphQLInpu
     named = schema.type_map[type_name]
     assert isinstance(named, GraphQLInputObjectType)
     return named.fields[name]
+
+
+def example(arg: GraphQLArgument) -> str | None:
+    """The literal an argument's description gives as its example (``…, e.g. 2025.``), if
+    any: a value the field accepts, where ``sample`` only parses."""
+    found = re.search(r"\be\.g\. ([^\s,;]+?)\.?(?:$|[\s,;])", arg.description or "")
+    if found is None:
+        return None
+    value = found.group(1)
+    return value if get_named_type(arg.type).name in NOT_STRINGS else string_literal(value)
 
 
 def sample(type_: GraphQLInputType) -> str:

@@ -1,6 +1,6 @@
 """The ``bma-gateway`` command: its parser, and the commands that run or check the gateway
-(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit`` and ``cache``
-live in modules of their own."""
+(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache`` and
+``catalog`` live in modules of their own."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.cli import audit as cli_audit
 from gateway.cli import cache as cli_cache
-from gateway.cli import catalog_export as cli_catalog_export
+from gateway.cli import catalog as cli_catalog
 from gateway.cli import credentials as cli_credentials
 
 
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_credentials.add_commands(commands)
     cli_audit.add_commands(commands)
     cli_cache.add_commands(commands)
-    catalog = commands.add_parser("catalog", help="the open-data catalogue (docs/catalog.md)")
-    cli_catalog_export.add_command(catalog.add_subparsers(dest="action", required=True))
+    cli_catalog.add_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -68,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         return cli_cache.run(args)
     if args.command == "catalog":
-        status: int = args.handler(args)
-        return status
+        return cli_catalog.run(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":
@@ -136,9 +134,10 @@ def _config_docs(write: Path | None) -> int:
 
 def _config_check() -> int:
     """Everything `serve` checks before it starts, without starting: settings, the policy
-    against the schema, the key files."""
+    against the schema, the catalogue against both, the key files."""
     from gateway.audit.checkpoints import load_signing_key
     from gateway.audit.store import AuditStoreError, load_key
+    from policies.catalog import CatalogError, load_catalog
     from policies.model import PolicyError, load_policy
     from schema import check_policy, graphql_schema
 
@@ -147,12 +146,17 @@ def _config_check() -> int:
         return 2
     try:
         policy = load_policy(Path(settings.policy_file)) if settings.policy_file else load_policy()
-        check_policy(policy, graphql_schema())
+        schema = graphql_schema()
+        check_policy(policy, schema)
+        catalog = (
+            load_catalog(Path(settings.catalog_file)) if settings.catalog_file else load_catalog()
+        )
+        catalog.check(policy, schema)
         if settings.audit_key_file:
             load_key(settings.audit_key_file)
         if settings.audit_checkpoint_key_file:
             load_signing_key(settings.audit_checkpoint_key_file)
-    except (PolicyError, AuditStoreError) as exc:
+    except (PolicyError, CatalogError, AuditStoreError) as exc:
         print(f"bma-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     audit = (
@@ -162,6 +166,7 @@ def _config_check() -> int:
     )
     print(
         f"configuration ok: policy {len(policy.rules)} fields ({settings.policy_mode}), "
+        f"catalogue {len(catalog.datasets)} datasets, "
         f"audit {audit}, caches in {'Redis' if settings.redis_url else 'memory'}, "
         f"rate limits {'on' if settings.rate_limits else 'off'}, {settings.workers} worker(s)"
     )

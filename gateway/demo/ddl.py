@@ -50,7 +50,10 @@ CREATE TABLE tax.signboards (
     area_cm2                  int NOT NULL CHECK (area_cm2 > 0),
     moving                    boolean NOT NULL,
     tax_year                  int NOT NULL,
-    tax_due                   numeric(12, 2) NOT NULL
+    tax_due                   numeric(12, 2) NOT NULL,
+    status                    text NOT NULL CHECK (status IN ('paid', 'unpaid', 'overdue')),
+    paid_at                   timestamptz,
+    CHECK ((status = 'paid') = (paid_at IS NOT NULL))
 );
 CREATE INDEX signboards_business_idx ON tax.signboards (business_registration_no);
 CREATE INDEX signboards_parcel_idx ON tax.signboards (parcel_id);

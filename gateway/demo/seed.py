@@ -36,9 +36,9 @@ from gateway.demo.ddl import (
 )
 from gateway.demo.tax_rules import land_building_tax, signboard_tax, thai_id_check_digit
 
-SEED_VERSION = (
-    3  # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id
-)
+# 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id;
+# 4: signboard tax is paid (status, paid_at), drawn after every other signboard column.
+SEED_VERSION = 4
 
 Row = tuple[Any, ...]
 BANGKOK = timezone(timedelta(hours=7))
@@ -251,6 +251,9 @@ def build_dataset(scale: SeedScale, rng_seed: int = 2562) -> SeedData:
     )
     signboards += make_branch_signboards(
         _rng(rng_seed, "branch-signboards"), registries, parcels, scale.tax_years, len(signboards)
+    )
+    signboards = with_signboard_payments(
+        _rng(rng_seed, "signboard-payments"), signboards, scale.tax_years
     )
     tickets, contacts = make_tickets(_rng(rng_seed, "traffy"), districts, people, scale.tickets)
     return SeedData(
@@ -501,6 +504,8 @@ SIGNBOARD_COLUMNS = (
     "moving",
     "tax_year",
     "tax_due",
+    "status",
+    "paid_at",
 )
 
 _LAND_USE_MIX: dict[str, dict[str, float]] = {
@@ -662,6 +667,11 @@ def _paid_at(rng: random.Random, year: int) -> datetime:
         day = _random_date(rng, date(year, 4, 1), date(year, 6, 30))
     else:
         day = _random_date(rng, date(year, 7, 1), date(year, 12, 20))
+    return _office_hours(rng, day)
+
+
+def _office_hours(rng: random.Random, day: date) -> datetime:
+    """A moment of ``day`` between 08:30 and 16:30 Bangkok time."""
     seconds = rng.randint(8 * 3600 + 1800, 16 * 3600 + 1800)
     moment = time(seconds // 3600, seconds // 60 % 60, seconds % 60)
     return datetime.combine(day, moment, tzinfo=BANGKOK)
@@ -751,6 +761,34 @@ def _sign_rows(
         )
         for i, year in enumerate(taxed)
     ]
+
+
+def with_signboard_payments(
+    rng: random.Random, signboards: Sequence[Row], years: Sequence[int]
+) -> list[Row]:
+    """Each sign's payment for its year, appended to its row. Drawn from a generator of its
+    own, after every other column, so adding payments left the signs themselves unchanged."""
+    latest = max(years)
+    rows: list[Row] = []
+    for row in signboards:
+        year = row[SIGNBOARD_COLUMNS.index("tax_year")]
+        r = rng.random()
+        if year == latest:
+            status = "paid" if r < 0.7 else "unpaid" if r < 0.88 else "overdue"
+        else:
+            status = "paid" if r < 0.95 else "overdue"
+        rows.append((*row, status, _signboard_paid_at(rng, year) if status == "paid" else None))
+    return rows
+
+
+def _signboard_paid_at(rng: random.Random, year: int) -> datetime:
+    """Office hours in Bangkok; signs are declared by the end of March and the tax is paid
+    within 15 days of the notice, so mostly March to May, late payers until December."""
+    if rng.random() < 0.8:
+        day = _random_date(rng, date(year, 3, 1), date(year, 5, 31))
+    else:
+        day = _random_date(rng, date(year, 6, 1), date(year, 12, 20))
+    return _office_hours(rng, day)
 
 
 # ---------------------------------------------------------------------------- registries

@@ -172,7 +172,7 @@ def create_app(
         page_limits=page_limits,
     )
     catalog = load_catalog(Path(settings.catalog_file)) if settings.catalog_file else load_catalog()
-    publication = Publication(catalog, policy, schema, Tables(executor))
+    publication = Publication(catalog, policy, schema, Tables(executor), settings.public_base_url)
     issuer = (
         EmbeddedIssuer.open(settings.issuer_key_file, audience=settings.jwt_audience)
         if settings.issuer_key_file

@@ -68,6 +68,8 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("Parcel", "signboards"): 10,  # its signs, one row per sign and tax year
     ("Business", "signboards"): 10,
     ("Business", "licences"): 5,  # one per licence kind, renewed
+    ("District", "revenue"): 2,  # one per TaxType
+    ("RevenueStatistics", "months"): 24,  # the tax year's 12, and late payments after it
 }
 
 # The upstream work of a field that reaches an upstream system, per parent, in the unit of

@@ -12,21 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphql import (
-    FieldNode,
     GraphQLField,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
-    SelectionSetNode,
     get_named_type,
     get_nullable_type,
-    get_operation_ast,
     is_enum_type,
     is_list_type,
-    parse,
 )
 
-from policies.catalog import Column, Resource
+from policies.catalog import Column, Resource, column_field
 
 SCALAR_TYPES = {
     "String": "text",
@@ -51,15 +47,22 @@ class Entry:
 
 
 def data_dictionary(resource: Resource, schema: GraphQLSchema) -> list[Entry]:
-    """One entry per column, in the resource's order (an aggregate's count last)."""
-    entries = [_entry(resource, column, schema) for column in resource.columns]
-    if resource.aggregate is None:
-        return entries
-    kept = [e for e in entries if e.column in resource.aggregate.group_by]
-    return [
-        *kept,
-        Entry(resource.aggregate.count, "int", "จำนวนแถวในกลุ่ม", "Rows in the group."),
-    ]
+    """One entry per column of the published table (``Resource.output_columns``): an
+    aggregate's groups, its count, then its sums."""
+    entries = {c.name: _entry(resource, c, schema) for c in resource.columns}
+    if resource.aggregate is not None:
+        count = Entry(resource.aggregate.count, "int", "จำนวนแถวในกลุ่ม", "Rows in the group.")
+        entries[count.column] = count
+        for name in resource.aggregate.sum:  # a sum of integers stays whole
+            summed = entries[name]
+            entries[name] = Entry(
+                name,
+                summed.type if summed.type in ("int", "numeric") else "numeric",
+                f"ผลรวม: {summed.description_th}",
+                f"Sum: {summed.description_en}",
+                summed.unit,
+            )
+    return [entries[name] for name in resource.output_columns]
 
 
 def _entry(resource: Resource, column: Column, schema: GraphQLSchema) -> Entry:
@@ -97,31 +100,11 @@ def _type(column: Column, field: GraphQLField | None) -> str:
 
 
 def field_of(resource: Resource, path: str, schema: GraphQLSchema) -> GraphQLField | None:
-    """The schema field a column's path reaches through the resource's operation: the rows'
-    path first, then the column's (response keys: an alias names its field)."""
-    document = parse(resource.query)
-    operation = get_operation_ast(document)
-    if operation is None or schema.query_type is None:
+    """The schema field a column's path reaches through the resource's operation."""
+    found = column_field(resource, path, schema)
+    if found is None:
         return None
-    parent: GraphQLObjectType = schema.query_type
-    selections: SelectionSetNode | None = operation.selection_set
-    field: GraphQLField | None = None
-    for segment in [*resource.rows.split("."), *path.split(".")]:
-        key = segment.removesuffix("[]")
-        node = _selected(selections, key)
-        if node is None or node.name.value not in parent.fields:
-            return None
-        field = parent.fields[node.name.value]
-        selections = node.selection_set
-        named = get_named_type(field.type)
-        if isinstance(named, GraphQLObjectType):
-            parent = named
+    parent = schema.type_map[found[0]]
+    assert isinstance(parent, GraphQLObjectType)  # column_field walks object types only
+    field: GraphQLField = parent.fields[found[1]]
     return field
-
-
-def _selected(selections: SelectionSetNode | None, key: str) -> FieldNode | None:
-    for selection in selections.selections if selections is not None else ():
-        if isinstance(selection, FieldNode):
-            if (selection.alias or selection.name).value == key:
-                return selection
-    return None

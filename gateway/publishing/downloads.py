@@ -96,7 +96,7 @@ def _csv(resource: Resource) -> Encoder:
         writer.writerow(values)
         return buffer.getvalue().encode()
 
-    names = [c.name for c in _columns(resource)]
+    names = resource.output_columns
     return Encoder(
         head=BOM + line(names),
         row=lambda row, _first: line(csv_cell(row.get(n)) for n in names),
@@ -145,19 +145,6 @@ ENCODERS: dict[str, Callable[[Resource], Encoder]] = {
     "jsonl": _jsonl,
     "geojson": _geojson,
 }
-
-
-def _columns(resource: Resource) -> list[Any]:
-    """The file's columns: the resource's, or an aggregate's groups and its count."""
-    if resource.aggregate is None:
-        return list(resource.columns)
-    kept = [c for c in resource.columns if c.name in resource.aggregate.group_by]
-    return [*kept, _Named(resource.aggregate.count)]
-
-
-@dataclass(frozen=True)
-class _Named:
-    name: str
 
 
 async def encode(

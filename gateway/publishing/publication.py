@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphql import GraphQLSchema
+from starlette.requests import Request
 
 from gateway.publishing.dictionary import Entry, data_dictionary
 from gateway.publishing.tables import Tables
@@ -21,6 +22,8 @@ class Publication:
     policy: Policy
     schema: GraphQLSchema
     tables: Tables
+    # BMA_PUBLIC_BASE_URL: where the gateway is reached; empty: each request's own base.
+    public_base_url: str = ""
     _levels: dict[str, Level] = field(default_factory=dict, repr=False)
     _dictionaries: dict[str, list[Entry]] = field(default_factory=dict, repr=False)
 
@@ -43,3 +46,8 @@ class Publication:
 
     def dictionary(self, resource: Resource) -> list[Entry]:
         return self._dictionaries[resource.id]
+
+    def base_url(self, request: Request) -> str:
+        """The absolute address links in published documents start from, without a trailing
+        slash: the configured public one, else the request's scheme, host and root path."""
+        return self.public_base_url or str(request.base_url).rstrip("/")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import downloads
+from gateway.publishing import dcat, downloads
 from gateway.publishing.publication import Publication
 
 
 def routes(publication: Publication) -> list[BaseRoute]:
-    return [*downloads.routes(publication)]
+    return [
+        *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
+        *downloads.routes(publication),
+    ]

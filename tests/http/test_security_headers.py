@@ -19,11 +19,18 @@ from gateway.demo.embedded import DatabaseUrls
 from gateway.http.app import create_app
 from gateway.http.serving import BackgroundServer
 from gateway.ratelimit.config import RateLimit, RateLimits
+from policies.catalog import load_catalog
 from support import settings_for
 
-# Answers that carry only public data and say themselves how long they may be kept.
-PUBLICLY_CACHEABLE = {"/.well-known/jwks.json"}
 FORGED = {"authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}
+# Values for the routes' path parameters: a dataset of the shipped catalogue, and a file of it.
+_DATASET = next(iter(load_catalog().datasets.values()))
+PARAMETERS = {
+    "dataset": _DATASET.id,
+    "file": f"{_DATASET.resources[0].name}.{_DATASET.resources[0].formats[0]}",
+}
+# Answers that carry only public data and say themselves how long they may be kept.
+PUBLICLY_CACHEABLE = {"/.well-known/jwks.json", "/download/{dataset}/{file}".format(**PARAMETERS)}
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +45,14 @@ def served(db: DatabaseUrls, traffy_url: str) -> Iterator[tuple[list[Route], htt
 
 def requests_for(route: Route) -> list[dict[str, Any]]:
     """Every method of ``route``, anonymous and with a refused credential."""
-    assert not route.param_convertors, f"{route.path}: give this test values for its parameters"
+    missing = set(route.param_convertors) - set(PARAMETERS)
+    assert not missing, f"{route.path}: give this test values for {sorted(missing)}"
+    url = route.path.format(**PARAMETERS)
     asks: list[dict[str, Any]] = []
     for method in sorted(route.methods or {"GET"}):
         body = {"json": {"query": "{ districts { code } }"}} if method == "POST" else {}
-        asks.append({"method": method, "url": route.path, **body})
-        asks.append({"method": method, "url": route.path, "headers": FORGED, **body})
+        asks.append({"method": method, "url": url, **body})
+        asks.append({"method": method, "url": url, "headers": FORGED, **body})
     return asks
 
 

@@ -9,9 +9,9 @@ import csv
 import gzip
 import hashlib
 import io
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from connectors.base import UpstreamUnavailable
 from connectors.cache import DEFAULT_TTLS
 from gateway.http.app import connectors_from
 from gateway.http.serving import free_port
-from gateway.publishing.tables import rows_of
-from policies.catalog import Resource, load_catalog
+from gateway.publishing.tables import page_info, rows_of, walk
+from policies.catalog import Aggregate, Resource, load_catalog
 from support import Gateway, GatewayProcess, settings_for, start_gateway
 
 CATALOG = load_catalog()
@@ -39,29 +39,45 @@ PAGE = 700  # the test walks GraphQL pages of its own size, not the download's
 
 
 def _answer_rows(gw: Gateway, resource: Resource) -> list[dict[str, Any]]:
-    """The resource's rows as the anonymous GraphQL query answers them, page by page (an
-    aggregate's groups counted here, sorted by their columns, nothing last)."""
+    """The resource's rows as the anonymous GraphQL query answers them, page by page, for each
+    of its sets of variables (an aggregate's groups counted and summed here, sorted by their
+    columns, nothing last)."""
     rows: list[dict[str, Any]] = []
-    after = None
-    while True:
-        variables = {"first": PAGE, "after": after} if resource.paged else None
-        data = gw.query(resource.query, variables)
-        connection = data[resource.rows.split(".")[0]]
-        nodes = [e["node"] for e in connection["edges"]] if resource.paged else connection
-        for node in nodes:
-            rows.extend(rows_of(resource, node))
-        if not resource.paged or not connection["pageInfo"]["hasNextPage"]:
-            break
-        after = connection["pageInfo"]["endCursor"]
-    if resource.aggregate is None:
-        return rows
-    group_by = resource.aggregate.group_by
-    counts = Counter(tuple(r[c] for c in group_by) for r in rows)
-    ordered = sorted(counts, key=lambda key: tuple((v is None, str(v)) for v in key))
-    return [
-        {**dict(zip(group_by, k, strict=True)), resource.aggregate.count: counts[k]}
-        for k in ordered
-    ]
+    for given in resource.variables:
+        after = None
+        while True:
+            variables = {**given, "first": PAGE, "after": after} if resource.paged else dict(given)
+            data = gw.query(resource.query, variables or None)
+            for found in walk(data, resource.rows.split(".")):
+                for node in found if isinstance(found, list) else [found]:
+                    rows.extend(rows_of(resource, node))
+            page = page_info(data, resource.rows)
+            if not resource.paged or not page.get("hasNextPage"):
+                break
+            after = page["endCursor"]
+    return rows if resource.aggregate is None else _aggregated(resource.aggregate, rows)
+
+
+def _aggregated(aggregate: Aggregate, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[c] for c in aggregate.group_by), []).append(row)
+    table = []
+    for key in sorted(groups, key=lambda key: tuple((v is None, str(v)) for v in key)):
+        members = groups[key]
+        sums = {
+            name: sum((Decimal(str(r[name])) for r in members if r[name] is not None), Decimal(0))
+            for name in aggregate.sum
+        }
+        table.append(
+            {
+                **dict(zip(aggregate.group_by, key, strict=True)),
+                aggregate.count: len(members),
+                # As the graph writes numbers: whole ones as integers, money as decimal text.
+                **{n: int(v) if v.as_tuple().exponent >= 0 else str(v) for n, v in sums.items()},
+            }
+        )
+    return table
 
 
 _EXPECTED: dict[str, list[dict[str, Any]]] = {}

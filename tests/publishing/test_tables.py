@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gateway import errors
@@ -130,3 +131,44 @@ async def test_a_failing_source_fails_the_table_instead_of_shortening_it(db):
             [row async for row in tables.rows(resource)]
     finally:
         await asyncio.gather(*(c.stop() for c in connectors.all()))
+
+
+@pytest.mark.parametrize("resource_id", [r.id for _d, r in CATALOG.resources()])
+async def test_every_resource_of_the_catalogue_makes_its_table(tables, resource_id):
+    _dataset, resource = CATALOG.resource(resource_id) or (None, None)
+    assert resource is not None
+    rows = [row async for row in tables.rows(resource)]
+    assert rows, resource_id
+    assert {tuple(row) for row in rows} == {resource.output_columns}
+
+
+async def test_a_resource_with_several_variable_sets_runs_each(tables):
+    _dataset, resource = CATALOG.resource("tax-revenue-land-and-building") or (None, None)
+    assert resource is not None
+    rows = [row async for row in tables.rows(resource)]
+    assert len(rows) == 50 * len(resource.variables)
+    caller = Caller(ANONYMOUS, "t", None)
+    for variables in resource.variables:
+        answer = await tables.executor.run(Operation(resource.query, dict(variables)), caller)
+        expected = answer.body["data"]["districts"]
+        got = [r for r in rows if r["tax_year"] == variables["year"]]
+        assert [(r["district_code"], r["collected"]) for r in got] == [
+            (d["code"], d["taxRevenue"]["collected"]) for d in expected
+        ]
+
+
+async def test_an_aggregate_counts_and_sums_as_sql_does(tables, db):
+    _dataset, resource = CATALOG.resource("tax-revenue-signboard") or (None, None)
+    assert resource is not None
+    rows = [row async for row in tables.rows(resource)]
+    conn = await asyncpg.connect(db.tax)
+    try:
+        found = await conn.fetch(
+            "SELECT district_code, tax_year, count(*) AS n, sum(tax_due)::text AS total "
+            "FROM tax.signboards GROUP BY district_code, tax_year"
+        )
+    finally:
+        await conn.close()
+    expected = {(r["district_code"], r["tax_year"]): (r["n"], r["total"]) for r in found}
+    got = {(r["district_code"], r["tax_year"]): (r["signboards"], r["tax_assessed"]) for r in rows}
+    assert got == expected
