@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import ckan, dcat
+from gateway.publishing import ckan, dcat, downloads
 from gateway.publishing.publication import Publication
 
 
@@ -12,4 +12,5 @@ def routes(publication: Publication) -> list[BaseRoute]:
     return [
         *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
         *ckan.routes(publication),
+        *downloads.routes(publication),
     ]

@@ -22,14 +22,17 @@ from gateway.ratelimit.config import RateLimit, RateLimits
 from policies.catalog import load_catalog
 from support import settings_for
 
-# Answers that carry only public data and say themselves how long they may be kept.
-PUBLICLY_CACHEABLE = {"/.well-known/jwks.json"}
 FORGED = {"authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}
-# A value for each path parameter a route may take.
+# A value for each path parameter a route may take: a dataset of the shipped catalogue, a
+# file of it, a CKAN action.
+_DATASET = next(iter(load_catalog().datasets.values()))
 PATH_VALUES = {
-    "dataset": next(iter(load_catalog().datasets)),  # a dataset of the shipped catalogue
-    "action": "status_show",  # /api/3/action/{action} (CKAN)
+    "dataset": _DATASET.id,
+    "file": f"{_DATASET.resources[0].name}.{_DATASET.resources[0].formats[0]}",
+    "action": "status_show",
 }
+# Answers that carry only public data and say themselves how long they may be kept.
+PUBLICLY_CACHEABLE = {"/.well-known/jwks.json", "/download/{dataset}/{file}".format(**PATH_VALUES)}
 
 
 @pytest.fixture(scope="module")
