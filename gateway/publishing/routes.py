@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
+from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
 
 def routes(publication: Publication) -> list[BaseRoute]:
-    return []
+    return [
+        *Pages(publication).routes(),
+    ]

@@ -19,6 +19,7 @@ from gateway.demo.embedded import DatabaseUrls
 from gateway.http.app import create_app
 from gateway.http.serving import BackgroundServer
 from gateway.ratelimit.config import RateLimit, RateLimits
+from policies.catalog import load_catalog
 from support import settings_for
 
 # Answers that carry only public data and say themselves how long they may be kept.
@@ -36,14 +37,20 @@ def served(db: DatabaseUrls, traffy_url: str) -> Iterator[tuple[list[Route], htt
         yield routes, client
 
 
+# A value for each path parameter a route may have (a published dataset's id).
+PARAMETERS = {"dataset": next(iter(load_catalog().datasets))}
+
+
 def requests_for(route: Route) -> list[dict[str, Any]]:
     """Every method of ``route``, anonymous and with a refused credential."""
-    assert not route.param_convertors, f"{route.path}: give this test values for its parameters"
+    unknown = set(route.param_convertors) - set(PARAMETERS)
+    assert not unknown, f"{route.path}: give this test values for its parameters {unknown}"
+    url = route.url_path_for(route.name, **{p: PARAMETERS[p] for p in route.param_convertors})
     asks: list[dict[str, Any]] = []
     for method in sorted(route.methods or {"GET"}):
         body = {"json": {"query": "{ districts { code } }"}} if method == "POST" else {}
-        asks.append({"method": method, "url": route.path, **body})
-        asks.append({"method": method, "url": route.path, "headers": FORGED, **body})
+        asks.append({"method": method, "url": url, **body})
+        asks.append({"method": method, "url": url, "headers": FORGED, **body})
     return asks
 
 
