@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from gateway.publishing import ckan, dcat, downloads
+from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
 
@@ -13,4 +14,5 @@ def routes(publication: Publication) -> list[BaseRoute]:
         *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
         *ckan.routes(publication),
         *downloads.routes(publication),
+        *Pages(publication).routes(),
     ]

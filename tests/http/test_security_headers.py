@@ -49,7 +49,7 @@ def requests_for(route: Route) -> list[dict[str, Any]]:
     """Every method of ``route``, anonymous and with a refused credential."""
     missing = set(route.param_convertors) - set(PATH_VALUES)
     assert not missing, f"{route.path}: give this test values for {missing} in PATH_VALUES"
-    url = route.path.format(**PATH_VALUES)
+    url = route.url_path_for(route.name, **{p: PATH_VALUES[p] for p in route.param_convertors})
     asks: list[dict[str, Any]] = []
     for method in sorted(route.methods or {"GET"}):
         body = {"json": {"query": "{ districts { code } }"}} if method == "POST" else {}
