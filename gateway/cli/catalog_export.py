@@ -19,11 +19,11 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from gateway import errors
+from gateway.publishing import package
 from gateway.publishing.downloads import encode
 from gateway.publishing.publication import Publication
 from policies.catalog import Dataset, Resource
@@ -66,12 +66,9 @@ def export(publication: Publication, connectors: Any, output: Path) -> int:
         (output / dataset.id).mkdir(parents=True, exist_ok=True)
     count = asyncio.run(_files(publication, connectors, output))
     packages = [package_dict(publication, d) for d in catalog.datasets.values()]
-    for package in packages:
-        _write_json(output / package["name"] / "package.json", package)
-    organisations = [
-        {"name": o.id, "title": o.title_th, "title_en": o.title_en, "description": o.description}
-        for o in catalog.organisations.values()
-    ]
+    for found in packages:
+        _write_json(output / found["name"] / "package.json", found)
+    organisations = [package.organization_dict(o) for o in catalog.organisations.values()]
     _write_json(output / "catalog.json", {"organizations": organisations, "packages": packages})
     return count + len(packages) + 1
 
@@ -108,68 +105,17 @@ async def write_file(publication: Publication, resource: Resource, fmt: str, pat
 
 
 def package_dict(publication: Publication, dataset: Dataset) -> dict[str, Any]:
-    """A CKAN package with the thai-gdc fields at its top level (as ckanext-thai-gdc's scheming
-    keeps them), each resource pointing at its file (``upload``, relative to the dataset's
-    folder) and carrying its data dictionary."""
-    organisation = publication.catalog.organisations[dataset.organisation]
-    return {
-        "name": dataset.id,
-        "title": dataset.title_th,
-        "title_en": dataset.title_en,
-        "notes": dataset.notes_th,
-        "notes_en": dataset.notes_en,
-        "owner_org": organisation.id,
-        "organization": {"name": organisation.id, "title": organisation.title_th},
-        "maintainer": dataset.maintainer,
-        "maintainer_email": dataset.maintainer_email,
-        "license_id": dataset.license_id,
-        "tags": [{"name": tag} for tag in dataset.tags],
-        "tag_string": ",".join(dataset.tags),
-        "data_type": dataset.data_type,
-        "objective": dataset.objective,
-        "update_frequency_unit": dataset.update_frequency_unit,
-        "update_frequency_interval": dataset.update_frequency_interval,
-        "geo_coverage": dataset.geo_coverage,
-        "data_source": dataset.data_source,
-        "data_format": list(dataset.data_format),
-        "data_category": dataset.data_category,
-        "data_classification": publication.data_classification(dataset),
-        "accessible_condition": dataset.accessible_condition,
-        "allow_harvest": dataset.allow_harvest,
-        "first_year_of_data": dataset.first_year_of_data,
-        "last_year_of_data": dataset.last_year_of_data,
-        "created_date": _iso(dataset.created_date),
-        "last_updated_date": _iso(dataset.last_updated_date),
-        **dict(dataset.extras),
-        "resources": [
-            {
-                "id": f"{resource.id}-{fmt}",
-                "name": f"{resource.title_th} ({fmt.upper()})",
-                "name_en": resource.title_en,
-                "description": resource.description_th,
-                "description_en": resource.description_en,
-                "format": fmt.upper(),
-                "upload": f"{resource.name}.{fmt}",
-                "url": f"/download/{dataset.id}/{resource.name}.{fmt}",
-                "data_dictionary": [
-                    {
-                        "column": e.column,
-                        "type": e.type,
-                        "description_th": e.description_th,
-                        "description_en": e.description_en,
-                        "unit": e.unit,
-                    }
-                    for e in publication.dictionary(resource)
-                ],
-            }
-            for resource in dataset.resources
-            for fmt in resource.formats
-        ],
+    """The package ``package_show`` answers (gateway.publishing.package), each resource also
+    naming its file (``upload``, relative to the dataset's folder) for a portal's upload."""
+    found = package.package_dict(publication, dataset, publication.public_base_url)
+    uploads = {
+        package.ckan_resource_id(resource, fmt): f"{resource.name}.{fmt}"
+        for resource in dataset.resources
+        for fmt in resource.formats
     }
-
-
-def _iso(value: date | str) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
+    for resource in found["resources"]:
+        resource["upload"] = uploads[resource["id"]]
+    return found
 
 
 def _write_json(path: Path, value: Any) -> None:

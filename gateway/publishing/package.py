@@ -35,7 +35,17 @@ MIMETYPES = {
     "geojson": "application/geo+json",
 }
 # thai-gdc's ``data_format`` choices (how the data is kept), by download format.
-DATA_FORMATS = {"csv": "CSV", "json": "JSON", "jsonl": "JSON", "geojson": "JSON"}
+# Written by package_dict in CKAN's own shape, not taken from Dataset.gdc_fields.
+CORE_FIELDS = (
+    "name",
+    "title",
+    "notes",
+    "owner_org",
+    "maintainer",
+    "maintainer_email",
+    "tag_string",
+    "license_id",
+)
 LICENSE_TITLES = {"Open-Data-Common": "Open Data Common"}
 OPEN_LICENSES = frozenset({"Open-Data-Common", "Open Data Common"})
 
@@ -120,24 +130,16 @@ def package_dict(publication: Publication, dataset: Dataset, base_url: str) -> d
 
 
 def thai_gdc_fields(publication: Publication, dataset: Dataset) -> dict[str, Any]:
-    """The thai-gdc schema's dataset fields, as its CKAN extension stores them."""
+    """The thai-gdc schema's dataset fields (``Dataset.gdc_fields``), shaped as its CKAN
+    extension stores them: ``objective`` a list, the interval text. CKAN's core fields
+    (name, title, organisation …) are the package's own, above."""
+    fields = dataset.gdc_fields(publication.data_classification(dataset))
+    for core in CORE_FIELDS:
+        fields.pop(core, None)
     return {
-        "data_type": dataset.data_type,
+        **fields,
         "objective": [dataset.objective],
-        "update_frequency_unit": dataset.update_frequency_unit,
         "update_frequency_interval": str(dataset.update_frequency_interval),
-        "geo_coverage": dataset.geo_coverage,
-        "data_source": dataset.data_source,
-        "data_format": sorted({DATA_FORMATS[f] for f in dataset.data_format}),
-        "data_category": dataset.data_category,
-        "data_classification": publication.data_classification(dataset),
-        "accessible_condition": dataset.accessible_condition,
-        "allow_harvest": str(dataset.allow_harvest),
-        "first_year_of_data": dataset.first_year_of_data,
-        "last_year_of_data": dataset.last_year_of_data,
-        "created_date": dataset.created_date.isoformat(),
-        "last_updated_date": dataset.last_updated_date.isoformat(),
-        **dict(dataset.extras),
     }
 
 

@@ -41,10 +41,10 @@ def test_export_writes_every_file_as_downloaded_and_the_metadata(
         package = json.loads((out / dataset.id / "package.json").read_text(encoding="utf-8"))
         assert package in catalogue["packages"]
         assert package["title"] == dataset.title_th
-        assert package["owner_org"] == dataset.organisation
+        assert package["organization"]["name"] == dataset.organisation
         assert package["data_classification"] == "เปิดเผย"
         assert package["data_type"] == dataset.data_type
-        assert package["tags"] == [{"name": t} for t in dataset.tags]
+        assert [t["name"] for t in package["tags"]] == list(dataset.tags)
         uploads = sorted(r["upload"] for r in package["resources"])
         assert uploads == sorted(f"{r.name}.{f}" for r in dataset.resources for f in r.formats)
         for resource in package["resources"]:
