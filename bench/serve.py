@@ -1,7 +1,8 @@
 """One server of the benchmark, in its own process: ``python -m bench.serve KIND PORT``.
 
 KIND is ``gateway``, ``gateway-unaudited`` (the gateway with its audit writer replaced by
-one that writes nothing: the baseline of the audit cost), ``baseline`` or ``traffy``; the
+one that writes nothing: the baseline of the audit cost), ``baseline``, ``csv-baseline``
+(the hand-written CSV download of bench/downloads.py) or ``traffy``; the
 upstream URLs come from the gateway's own ``BMA_*`` environment variables.
 """
 
@@ -23,6 +24,12 @@ def main(kind: str, port: int) -> None:
 
         store = asyncio.run(TicketStore.load(os.environ["BMA_TRAFFY_DATABASE_URL"]))
         app = create_traffy_app(store)
+    elif kind == "csv-baseline":
+        import os
+
+        from bench.downloads import create_csv_baseline_app
+
+        app = create_csv_baseline_app(os.environ["BMA_TRAFFY_DATABASE_URL"])
     else:
         settings = Settings.from_env()
         if kind == "gateway":

@@ -1,6 +1,7 @@
 """``bma-gateway catalog check|show``: the open-data catalogue, checked against the policy and
 the schema as the gateway checks it at start, and printed for the data governance committee
-(every dataset, its organisation, classification, resources and their data dictionary)."""
+(every dataset, its organisation, classification, resources and their data dictionary);
+``catalog export`` lives in ``catalog_export``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from graphql import GraphQLSchema
 
+from gateway.cli import catalog_export
 from gateway.publishing.dictionary import Entry, data_dictionary
 from policies.catalog import DEFAULT_CATALOG, Catalog, CatalogError, Dataset, Resource, load_catalog
 from policies.model import DEFAULT_POLICY, Policy, PolicyError, load_policy
@@ -30,6 +32,7 @@ def add_commands(commands: Any) -> None:
     for sub in (check, show):
         sub.add_argument("--file", type=Path, help="a catalogue file (default: the shipped one)")
         sub.add_argument("--policy", type=Path, help="a policy file (default: the shipped one)")
+    catalog_export.add_command(actions)
 
 
 def run(args: argparse.Namespace) -> int:

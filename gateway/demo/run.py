@@ -138,6 +138,7 @@ def run_demo(options: DemoOptions) -> None:
 def _banner(settings: Settings) -> None:
     url = f"http://{settings.host}:{settings.port}/graphql"
     print(f"Gateway          {url}  (GraphiQL in a browser)")
+    print(f"Open data        http://{settings.host}:{settings.port}/catalog  (the catalogue)")
     print(
         f"Access policy    {settings.policy_file or 'policies/policy.toml'}, mode {settings.policy_mode}"
     )

@@ -279,7 +279,8 @@ def _jwks(issuer: EmbeddedIssuer | None) -> Callable[[Request], Awaitable[Respon
 
 
 async def _root(_request: Request) -> Response:
-    return RedirectResponse("/graphql")
+    """The front door is the open-data catalogue (it links to GraphiQL)."""
+    return RedirectResponse("/catalog")
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -19,11 +19,19 @@ from strawberry.http.ides import get_graphql_ide_html
 
 ASSETS = "https://unpkg.com"
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+# The page fills its editor from the ``q`` URL parameter (which it rewrites as one edits);
+# links elsewhere (the catalogue's "try it in GraphiQL") give the operation as ``query``,
+# the GraphQL-over-HTTP name, so the editor takes that too.
+_EDITOR_QUERY = "parameters.q || EXAMPLE_QUERY"
+_EDITOR_QUERY_OR_LINKED = "parameters.q || parameters.query || EXAMPLE_QUERY"
 
 
 @cache
 def graphiql_page() -> str:
-    return get_graphql_ide_html(graphql_ide="graphiql")
+    page = get_graphql_ide_html(graphql_ide="graphiql")
+    if page.count(_EDITOR_QUERY) != 1:  # strawberry changed its page: look again
+        raise RuntimeError("GraphiQL page: cannot find where its editor reads the URL")
+    return page.replace(_EDITOR_QUERY, _EDITOR_QUERY_OR_LINKED)
 
 
 @cache

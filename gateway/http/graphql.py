@@ -245,4 +245,10 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def _wants_html(request: Request) -> bool:
-    return "query" not in request.query_params and "text/html" in request.headers.get("accept", "")
+    """A browser opening the page: it accepts HTML and names no JSON type. A browser's link
+    with a ``query`` (the catalogue's "try it in GraphiQL") opens GraphiQL with it in the
+    editor; a client asking for JSON gets the query's answer, with or without text/html."""
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept:
+        return False
+    return "query" not in request.query_params or not any(t in accept for t in MEDIA_TYPES)

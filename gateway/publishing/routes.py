@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import dcat, fiscal
+from gateway.publishing import ckan, dcat, downloads, fiscal
+from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
 
 def routes(publication: Publication) -> list[BaseRoute]:
     return [
         *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
+        *ckan.routes(publication),
+        *downloads.routes(publication),
+        *Pages(publication).routes(),
         *fiscal.routes(publication),
     ]

@@ -1,10 +1,10 @@
 """Rate limiting by principal: the middleware, and whose bucket a request takes from.
 
-A request to ``/graphql`` takes one token from its caller's bucket (``buckets``); a caller
+A request to ``/graphql`` or for a bulk download (``/download/…``) takes one token from its caller's bucket (``buckets``); a caller
 whose bucket is empty is answered 429 ``RATE_LIMITED`` with ``Retry-After``. Every limited
 response, allowed or not, carries ``RateLimit-Limit``, ``RateLimit-Remaining``,
 ``RateLimit-Reset`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-headers). Health
-endpoints and everything outside ``/graphql`` are never limited.
+endpoints and everything else are never limited.
 
 Buckets are keyed by who is asking, never by what an unverified credential claims:
 
@@ -61,7 +61,8 @@ def client_address(host: str | None) -> str:
 
 
 class RateLimitMiddleware:
-    """ASGI middleware limiting ``paths`` (``/graphql``); other paths pass untouched.
+    """ASGI middleware limiting ``paths`` (``/graphql``, and every path under ``/download/``:
+    a path ending in ``/`` is a prefix); other paths pass untouched.
 
     It reads the principal authentication left on the request (``gateway.auth.middleware``);
     a refused credential is not answered here but passed on (to its 401) after a take from
@@ -74,18 +75,22 @@ class RateLimitMiddleware:
         *,
         limits: RateLimits,
         buckets: Buckets,
-        paths: Iterable[str] = ("/graphql",),
+        paths: Iterable[str] = ("/graphql", "/download/"),
     ) -> None:
         self.app = app
         self.limits = limits
         self.buckets = buckets
-        self.paths = frozenset(paths)
+        self.paths = frozenset(p for p in paths if not p.endswith("/"))
+        self.prefixes = tuple(p for p in paths if p.endswith("/"))
+
+    def _limited(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
             return
-        if scope["type"] != "http" or _route_path(scope) not in self.paths:
+        if scope["type"] != "http" or not self._limited(_route_path(scope)):
             await self.app(scope, receive, send)
             return
         principal = principal_of(scope)

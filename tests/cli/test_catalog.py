@@ -128,6 +128,7 @@ def test_config_check_checks_the_catalogue_the_settings_name(tmp_path, monkeypat
     for name, value in {
         "BMA_TAX_DATABASE_URL": "postgresql://unused",
         "BMA_REGISTRY_DATABASE_URL": "postgresql://unused",
+        "BMA_FINANCE_DATABASE_URL": "postgresql://unused",
         "BMA_TRAFFY_BASE_URL": "http://unused",
     }.items():
         monkeypatch.setenv(name, value)

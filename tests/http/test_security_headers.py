@@ -22,11 +22,17 @@ from gateway.ratelimit.config import RateLimit, RateLimits
 from policies.catalog import load_catalog
 from support import settings_for
 
-# Answers that carry only public data and say themselves how long they may be kept.
-PUBLICLY_CACHEABLE = {"/.well-known/jwks.json"}
 FORGED = {"authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}
-# Values for the routes' path parameters: a dataset of the shipped catalogue.
-PARAMETERS = {"dataset": next(iter(load_catalog().datasets))}
+# A value for each path parameter a route may take: a dataset of the shipped catalogue, a
+# file of it, a CKAN action.
+_DATASET = next(iter(load_catalog().datasets.values()))
+PATH_VALUES = {
+    "dataset": _DATASET.id,
+    "file": f"{_DATASET.resources[0].name}.{_DATASET.resources[0].formats[0]}",
+    "action": "status_show",
+}
+# Answers that carry only public data and say themselves how long they may be kept.
+PUBLICLY_CACHEABLE = {"/.well-known/jwks.json", "/download/{dataset}/{file}".format(**PATH_VALUES)}
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +47,9 @@ def served(db: DatabaseUrls, traffy_url: str) -> Iterator[tuple[list[Route], htt
 
 def requests_for(route: Route) -> list[dict[str, Any]]:
     """Every method of ``route``, anonymous and with a refused credential."""
-    missing = set(route.param_convertors) - set(PARAMETERS)
-    assert not missing, f"{route.path}: give this test values for {sorted(missing)}"
-    url = route.path.format(**PARAMETERS)
+    missing = set(route.param_convertors) - set(PATH_VALUES)
+    assert not missing, f"{route.path}: give this test values for {missing} in PATH_VALUES"
+    url = route.url_path_for(route.name, **{p: PATH_VALUES[p] for p in route.param_convertors})
     asks: list[dict[str, Any]] = []
     for method in sorted(route.methods or {"GET"}):
         body = {"json": {"query": "{ districts { code } }"}} if method == "POST" else {}

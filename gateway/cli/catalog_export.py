@@ -1,0 +1,176 @@
+"""``bma-gateway catalog export --output DIR``: every resource file and the metadata, for an
+offline upload to a CKAN portal.
+
+The files are produced exactly as ``/download/…`` serves them (the same rows, through the
+anonymous principal's plan, and the same encoders), from the upstream systems the ``BMA_*``
+settings name. Written to DIR::
+
+    catalog.json                        the organisations and every dataset's package
+    <dataset>/package.json              one CKAN-style package (thai-gdc fields at top level)
+    <dataset>/<resource>.<format>       every format of every resource
+
+A resource that cannot be produced whole stops the export (exit status 1) and leaves no file
+of it: an offline upload never carries a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from gateway import errors
+from gateway.publishing.downloads import encode
+from gateway.publishing.publication import Publication
+from policies.catalog import Dataset, Resource
+
+
+def add_command(actions: Any) -> None:
+    """``export`` under the ``catalog`` command's actions."""
+    export = actions.add_parser(
+        "export", help="write every resource file and the CKAN metadata into a directory"
+    )
+    export.add_argument("--output", type=Path, required=True, metavar="DIR")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from gateway.http.app import create_app
+    from gateway.settings import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"bma-gateway: configuration error: {problem}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    try:
+        written = export(app.state.publication, app.state.connectors, args.output)
+    except errors.DatasetUnavailable as exc:
+        print(f"bma-gateway: export stopped: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"exported {written} files to {args.output}")
+    return 0
+
+
+def export(publication: Publication, connectors: Any, output: Path) -> int:
+    """Write the catalogue into ``output`` (the connectors started for it); the number of
+    files written."""
+    catalog = publication.catalog
+    for dataset in catalog.datasets.values():
+        (output / dataset.id).mkdir(parents=True, exist_ok=True)
+    count = asyncio.run(_files(publication, connectors, output))
+    packages = [package_dict(publication, d) for d in catalog.datasets.values()]
+    for package in packages:
+        _write_json(output / package["name"] / "package.json", package)
+    organisations = [
+        {"name": o.id, "title": o.title_th, "title_en": o.title_en, "description": o.description}
+        for o in catalog.organisations.values()
+    ]
+    _write_json(output / "catalog.json", {"organizations": organisations, "packages": packages})
+    return count + len(packages) + 1
+
+
+async def _files(publication: Publication, connectors: Any, output: Path) -> int:
+    await asyncio.gather(*(c.start() for c in connectors.all()))
+    try:
+        count = 0
+        for dataset, resource in publication.catalog.resources():
+            for fmt in resource.formats:
+                path = output / dataset.id / f"{resource.name}.{fmt}"
+                await write_file(publication, resource, fmt, path)
+                count += 1
+        return count
+    finally:
+        await asyncio.gather(*(c.stop() for c in connectors.all()))
+        if connectors.cache is not None:
+            await connectors.cache.close()
+
+
+async def write_file(publication: Publication, resource: Resource, fmt: str, path: Path) -> None:
+    """One resource file, written beside and renamed into place once whole."""
+    partial = path.with_name(path.name + ".part")
+    rows = publication.tables.rows(resource, "catalog-export")
+    try:
+        first = await anext(rows, None)
+        with partial.open("wb") as f:
+            async for chunk in encode(resource, fmt, rows, first):
+                f.write(chunk)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+
+
+def package_dict(publication: Publication, dataset: Dataset) -> dict[str, Any]:
+    """A CKAN package with the thai-gdc fields at its top level (as ckanext-thai-gdc's scheming
+    keeps them), each resource pointing at its file (``upload``, relative to the dataset's
+    folder) and carrying its data dictionary."""
+    organisation = publication.catalog.organisations[dataset.organisation]
+    return {
+        "name": dataset.id,
+        "title": dataset.title_th,
+        "title_en": dataset.title_en,
+        "notes": dataset.notes_th,
+        "notes_en": dataset.notes_en,
+        "owner_org": organisation.id,
+        "organization": {"name": organisation.id, "title": organisation.title_th},
+        "maintainer": dataset.maintainer,
+        "maintainer_email": dataset.maintainer_email,
+        "license_id": dataset.license_id,
+        "tags": [{"name": tag} for tag in dataset.tags],
+        "tag_string": ",".join(dataset.tags),
+        "data_type": dataset.data_type,
+        "objective": dataset.objective,
+        "update_frequency_unit": dataset.update_frequency_unit,
+        "update_frequency_interval": dataset.update_frequency_interval,
+        "geo_coverage": dataset.geo_coverage,
+        "data_source": dataset.data_source,
+        "data_format": list(dataset.data_format),
+        "data_category": dataset.data_category,
+        "data_classification": publication.data_classification(dataset),
+        "accessible_condition": dataset.accessible_condition,
+        "allow_harvest": dataset.allow_harvest,
+        "first_year_of_data": dataset.first_year_of_data,
+        "last_year_of_data": dataset.last_year_of_data,
+        "created_date": _iso(dataset.created_date),
+        "last_updated_date": _iso(dataset.last_updated_date),
+        **dict(dataset.extras),
+        "resources": [
+            {
+                "id": f"{resource.id}-{fmt}",
+                "name": f"{resource.title_th} ({fmt.upper()})",
+                "name_en": resource.title_en,
+                "description": resource.description_th,
+                "description_en": resource.description_en,
+                "format": fmt.upper(),
+                "upload": f"{resource.name}.{fmt}",
+                "url": f"/download/{dataset.id}/{resource.name}.{fmt}",
+                "data_dictionary": [
+                    {
+                        "column": e.column,
+                        "type": e.type,
+                        "description_th": e.description_th,
+                        "description_en": e.description_en,
+                        "unit": e.unit,
+                    }
+                    for e in publication.dictionary(resource)
+                ],
+            }
+            for resource in dataset.resources
+            for fmt in resource.formats
+        ],
+    }
+
+
+def _iso(value: date | str) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
