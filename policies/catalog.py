@@ -192,7 +192,8 @@ class Column:
 
     ``path`` is dotted, by the answer's keys (``district.code``, ``location.lat``); a segment
     ending in ``[]`` (``licences[].kind``) is a list, and each of its items makes a row of its
-    own (a row whose list is empty makes none). A resource explodes at most one list.
+    own (a row whose list is empty makes none). A resource explodes one list, and lists
+    within it (``revenue[].months[].collected``: a row per month of each tax).
     ``transform`` turns the value into the column's: ``date`` (the Bangkok date of a time).
     """
 
@@ -211,13 +212,15 @@ class Column:
         return tuple(s.removesuffix("[]") for s in self.path.split("."))
 
     @property
-    def exploded(self) -> str | None:
-        """The path of the list this column explodes (``licences``), or None."""
+    def lists(self) -> tuple[str, ...]:
+        """The paths of the lists this column explodes, outermost first (``revenue``,
+        ``revenue.months``)."""
         parts = self.path.split(".")
-        for i, part in enumerate(parts):
-            if part.endswith("[]"):
-                return ".".join(parts[: i + 1]).removesuffix("[]")
-        return None
+        return tuple(
+            ".".join(p.removesuffix("[]") for p in parts[: i + 1])
+            for i, part in enumerate(parts)
+            if part.endswith("[]")
+        )
 
 
 @dataclass(frozen=True)
@@ -434,11 +437,14 @@ def _shape_problems(
             f"column {column.name}: {p}"
             for p in _column_problems(column, resource, schema, operation, fragments)
         )
-    lists = sorted({c.exploded for c in resource.columns if c.exploded is not None})
-    if len(lists) > 1:
+    lists = {x for c in resource.columns for x in c.lists}
+    # The lists must nest (revenue[], revenue[].months[]): each row is one item of the
+    # innermost; two lists side by side would multiply rows that have nothing to do together.
+    branches = sorted(x for x in lists if not any(y.startswith(x + ".") for y in lists))
+    if len(branches) > 1:
         problems.append(
-            f"columns explode {len(lists)} lists ({', '.join(f'{x}[]' for x in lists)}); "
-            "a resource explodes at most one"
+            f"columns explode {len(branches)} lists ({', '.join(f'{x}[]' for x in branches)}); "
+            "a resource explodes one list, and lists within it"
         )
     if resource.paged:
         problems.extend(_paging_problems(resource, schema, operation, fragments))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import ckan, dcat, downloads
+from gateway.publishing import ckan, dcat, downloads, fiscal
 from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
@@ -15,4 +15,5 @@ def routes(publication: Publication) -> list[BaseRoute]:
         *ckan.routes(publication),
         *downloads.routes(publication),
         *Pages(publication).routes(),
+        *fiscal.routes(publication),
     ]

@@ -146,20 +146,26 @@ def page_info(data: Any, rows: str) -> dict[str, Any]:
 
 def rows_of(resource: Resource, node: Any) -> Iterator[Row]:
     """The rows one row object makes: one, or one per item of the list a ``[]`` column
-    path explodes (none when that list is empty)."""
-    exploding = [c for c in resource.columns if "[]" in c.path]
-    if not exploding:
-        yield {c.name: _value(c, node, c.path) for c in resource.columns}
+    path explodes (none when that list is empty), and per item of a list within it."""
+    order = [c.name for c in resource.columns]
+    for row in _exploded([(c, c.path) for c in resource.columns], node):
+        yield {name: row[name] for name in order}
+
+
+def _exploded(columns: list[tuple[Column, str]], node: Any) -> Iterator[Row]:
+    """Rows of ``node`` for columns at these (remaining) paths: the values outside the
+    first list marked ``[]``, repeated for each row its items make."""
+    lists = [path for _column, path in columns if "[]" in path]
+    if not lists:
+        yield {c.name: _value(c, node, path) for c, path in columns}
         return
-    prefix = exploding[0].path.split("[]")[0]
+    prefix = lists[0].split("[]")[0]
+    inside = [(c, p.split("[].", 1)[1]) for c, p in columns if p.startswith(prefix + "[]")]
+    here = {c.name: _value(c, node, p) for c, p in columns if not p.startswith(prefix + "[]")}
     items = next(walk(node, prefix.split(".")), None) or []
     for item in items if isinstance(items, list) else [items]:
-        yield {
-            c.name: _value(c, item, c.path.split("[].", 1)[1])
-            if c.path.startswith(prefix + "[]")
-            else _value(c, node, c.path)
-            for c in resource.columns
-        }
+        for row in _exploded(inside, item):
+            yield {**here, **row}
 
 
 def _value(column: Column, node: Any, path: str) -> Any:

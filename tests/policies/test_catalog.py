@@ -318,7 +318,7 @@ def test_a_resource_explodes_at_most_one_list(tmp_path):
     )
     assert check_problems(tmp_path, text) == [
         "dataset d, resource r: columns explode 2 lists (complaintStats.byType[], "
-        "populationStats[]); a resource explodes at most one"
+        "populationStats[]); a resource explodes one list, and lists within it"
     ]
 
 
@@ -653,6 +653,7 @@ def _settings(catalog: Path):
     return Settings(
         tax_database_url="postgresql://unused",
         registry_database_url="postgresql://unused",
+        finance_database_url="postgresql://unused",
         traffy_base_url="http://unused",
         catalog_file=str(catalog),
     )

@@ -62,6 +62,33 @@ def test_a_list_column_explodes_into_one_row_per_item():
     assert list(rows_of(resource, {"district": {"code": "1002"}, "licences": []})) == []
 
 
+def test_a_list_within_an_exploded_list_makes_a_row_per_inner_item():
+    resource = _resource(
+        columns=(
+            Column("district", "code"),
+            Column("tax", "revenue[].taxType"),
+            Column("month", "revenue[].months[].month"),
+            Column("collected", "revenue[].months[].collected"),
+        )
+    )
+    node = {
+        "code": "1001",
+        "revenue": [
+            {
+                "taxType": "A",
+                "months": [{"month": "01", "collected": 1}, {"month": "02", "collected": 2}],
+            },
+            {"taxType": "B", "months": [{"month": "01", "collected": 3}]},
+            {"taxType": "C", "months": []},
+        ],
+    }
+    assert list(rows_of(resource, node)) == [
+        {"district": "1001", "tax": "A", "month": "01", "collected": 1},
+        {"district": "1001", "tax": "A", "month": "02", "collected": 2},
+        {"district": "1001", "tax": "B", "month": "01", "collected": 3},
+    ]
+
+
 def test_the_date_transform_takes_the_bangkok_day():
     assert bangkok_date("2026-01-31T18:30:00+00:00") == "2026-02-01"
     assert bangkok_date("2026-01-31T16:59:59+00:00") == "2026-01-31"
