@@ -13,6 +13,8 @@ import logging
 
 import pytest
 from graphql import GraphQLEnumType
+
+import schema
 from schema_walk import (
     InputPosition,
     argument,
@@ -22,8 +24,6 @@ from schema_walk import (
     takes_strings,
     value_at,
 )
-
-import schema
 
 SCHEMA = schema.graphql_schema()
 POSITIONS = list(input_positions(SCHEMA))

@@ -23,7 +23,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
 )
-from schema_walk import InputPosition, argument, input_positions, path_to, value_at
 
 import schema
 from gateway.auth.api_keys import ApiKeyStore
@@ -32,6 +31,7 @@ from gateway.http.app import authenticator_from
 from policies.model import load_policy
 from policies.principal import Principal
 from policies.visibility import visible_schema
+from schema_walk import InputPosition, argument, input_positions, path_to, value_at
 from support import run, settings_for
 
 SCHEMA = schema.graphql_schema()

@@ -57,5 +57,5 @@ def test_a_source_down_stops_the_export_and_leaves_no_short_file(db, tmp_path, m
     out = tmp_path / "export"
     assert main(["catalog", "export", "--output", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "export stopped: resource traffy-complaints-complaints cannot be produced" in err
+    assert "export stopped: resource traffy-complaints-complaints: cannot be produced" in err
     assert not [p for p in out.rglob("*") if p.is_file()]

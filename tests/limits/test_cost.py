@@ -19,15 +19,6 @@ from graphql import (
     get_named_type,
     parse,
 )
-from nesting import (
-    PAGE,
-    SAMPLE_ARGUMENTS,
-    fields_with_resolvers,
-    is_connection,
-    is_list,
-    nestings,
-    select,
-)
 
 import schema
 from gateway.errors import QUERY_TOO_COSTLY, QueryTooCostly
@@ -43,6 +34,15 @@ from gateway.limits.cost import (
     too_costly,
 )
 from gateway.limits.shape import COST_CAP
+from nesting import (
+    PAGE,
+    SAMPLE_ARGUMENTS,
+    fields_with_resolvers,
+    is_connection,
+    is_list,
+    nestings,
+    select,
+)
 from schema.context import Limits
 from schema.upstream import reads_upstream
 

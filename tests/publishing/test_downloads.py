@@ -11,7 +11,6 @@ import hashlib
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from connectors.base import UpstreamUnavailable
 from connectors.cache import DEFAULT_TTLS
 from gateway.http.app import connectors_from
 from gateway.http.serving import free_port
-from gateway.publishing.tables import page_info, rows_of, walk
-from policies.catalog import Aggregate, Resource, load_catalog
+from policies.catalog import Resource, load_catalog
+from published_rows import published_rows
 from support import Gateway, GatewayProcess, settings_for, start_gateway
 
 CATALOG = load_catalog()
@@ -35,58 +34,6 @@ FILES = [
     for d, r in CATALOG.resources()
     for fmt in r.formats
 ]
-PAGE = 700  # the test walks GraphQL pages of its own size, not the download's
-
-
-def _answer_rows(gw: Gateway, resource: Resource) -> list[dict[str, Any]]:
-    """The resource's rows as the anonymous GraphQL query answers them, page by page, for each
-    of its sets of variables (an aggregate's groups counted and summed here, sorted by their
-    columns, nothing last)."""
-    rows: list[dict[str, Any]] = []
-    for given in resource.variables:
-        after = None
-        while True:
-            variables = {**given, "first": PAGE, "after": after} if resource.paged else dict(given)
-            data = gw.query(resource.query, variables or None)
-            for found in walk(data, resource.rows.split(".")):
-                for node in found if isinstance(found, list) else [found]:
-                    rows.extend(rows_of(resource, node))
-            page = page_info(data, resource.rows)
-            if not resource.paged or not page.get("hasNextPage"):
-                break
-            after = page["endCursor"]
-    return rows if resource.aggregate is None else _aggregated(resource.aggregate, rows)
-
-
-def _aggregated(aggregate: Aggregate, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[c] for c in aggregate.group_by), []).append(row)
-    table = []
-    for key in sorted(groups, key=lambda key: tuple((v is None, str(v)) for v in key)):
-        members = groups[key]
-        sums = {
-            name: sum((Decimal(str(r[name])) for r in members if r[name] is not None), Decimal(0))
-            for name in aggregate.sum
-        }
-        table.append(
-            {
-                **dict(zip(aggregate.group_by, key, strict=True)),
-                aggregate.count: len(members),
-                # As the graph writes numbers: whole ones as integers, money as decimal text.
-                **{n: int(v) if v.as_tuple().exponent >= 0 else str(v) for n, v in sums.items()},
-            }
-        )
-    return table
-
-
-_EXPECTED: dict[str, list[dict[str, Any]]] = {}
-
-
-def expected(gw: Gateway, resource: Resource) -> list[dict[str, Any]]:
-    if resource.id not in _EXPECTED:
-        _EXPECTED[resource.id] = _answer_rows(gw, resource)
-    return _EXPECTED[resource.id]
 
 
 def cell(value: Any) -> str:
@@ -137,7 +84,7 @@ def test_every_file_equals_the_graphql_answer_row_for_row(anonymous, dataset, re
     assert "utf-8" in response.headers["content-type"] or fmt != "csv"
     assert parsedate_to_datetime(response.headers["last-modified"]) <= datetime.now(UTC)
     got = parsed(resource, fmt, response.content)
-    want = expected(anonymous, resource)
+    want = published_rows(anonymous, resource)
     if fmt == "csv":
         columns = list(want[0]) if want else []
         assert list(got[0]) == columns
