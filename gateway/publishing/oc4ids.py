@@ -501,12 +501,12 @@ def routes(publication: Publication) -> list[BaseRoute]:
             headers={"content-disposition": 'attachment; filename="bma-oc4ids-projects.jsonl"'},
         )
 
-    served: list[tuple[str, Callable[[Request], Any]]] = [
-        ("/oc4ids/projects", projects),
-        ("/oc4ids/projects.jsonl", lines),  # before /oc4ids/projects/{project}
-        ("/oc4ids/projects/{project}", one),
+    served: list[tuple[str, str, Callable[[Request], Any]]] = [
+        ("/oc4ids/projects", "oc4ids-projects", projects),
+        ("/oc4ids/projects.jsonl", "oc4ids-download", lines),
+        ("/oc4ids/projects/{project}", "oc4ids-project", one),
     ]
-    return [Route(path, endpoint, methods=["GET"]) for path, endpoint in served]
+    return [Route(path, endpoint, methods=["GET"], name=name) for path, name, endpoint in served]
 
 
 def _no_project(given: str) -> Response:

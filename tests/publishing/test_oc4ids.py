@@ -19,16 +19,19 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from connectors.base import UpstreamUnavailable
 from gateway.demo.ddl import registry_schema
 from gateway.demo.embedded import DatabaseUrls
+from gateway.http.app import connectors_from
 from policies.model import load_policy
-from support import Gateway, sql
+from support import Gateway, settings_for, sql, start_gateway
 
 pytestmark = pytest.mark.usefixtures("db")
 
 STANDARD = Path(__file__).parents[2] / "gateway/publishing/standards/oc4ids-0.9.5"
 PREFIX = "oc4ids-bq4ldt-"
 OCDS_PREFIX = "ocds-bq4ldt-"
+STATUS = {"planning": "preparation", "implementation": "implementation", "completed": "completion"}
 
 
 def validator() -> Draft4Validator:
@@ -107,7 +110,7 @@ def test_every_package_validates_and_holds_every_public_work_once(crawl, db: Dat
 def test_a_project_links_its_process_by_ocid_and_its_figures_are_sqls(crawl, db: DatabaseUrls):
     rows = sql(
         db.finance,
-        """SELECT j.id, j.process_id, j.budget, j.status, p.reference_price, p.title,
+        """SELECT j.id, j.process_id, j.budget, j.status, j.sector, p.reference_price, p.title,
                   c.original_value, c.value, c.starts_on, c.ends_on, c.status AS contract_status
              FROM finance.projects j JOIN finance.processes p ON p.id = j.process_id
              LEFT JOIN finance.contracts c ON c.process_id = p.id""",
@@ -124,6 +127,9 @@ def test_a_project_links_its_process_by_ocid_and_its_figures_are_sqls(crawl, db:
         row = by_id[item["id"]]
         assert Decimal(str(item["budget"]["amount"]["amount"])) == row["budget"]
         assert item["budget"]["amount"]["currency"] == "THB"
+        assert item["sector"] == [row["sector"]]
+        assert item["type"] in {"construction", "rehabilitation"}  # every seeded title names one
+        assert item["status"] == STATUS[row["status"]]
         [linked] = item["contractingProcesses"]
         assert linked["id"] == linked["summary"]["ocid"] == OCDS_PREFIX + row["process_id"]
         assert linked["id"].removeprefix(OCDS_PREFIX) in processes
@@ -265,3 +271,50 @@ def test_bad_input_is_refused_with_a_code(anonymous: Gateway, path: str, status:
     response = anonymous.client.get(path)
     assert response.status_code == status, response.text
     assert response.json()["errors"][0]["extensions"]["code"] == code
+
+
+class FailingProjects:
+    """Fault injection: the finance source answers ``good`` pages of projects, then is down."""
+
+    def __init__(self, search: Any, good: int) -> None:
+        self.search, self.good, self.calls = search, good, 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls > self.good:
+            raise UpstreamUnavailable("finance", "connection refused")
+        return await self.search(*args, **kwargs)
+
+
+@pytest.fixture
+def failing(db: DatabaseUrls, traffy_url: str) -> Iterator[tuple[Gateway, FailingProjects]]:
+    settings = settings_for(db, traffy_url)
+    connectors = connectors_from(settings)
+    fault = FailingProjects(connectors.finance.search_projects, good=0)
+    connectors.finance.search_projects = fault  # type: ignore[method-assign]
+    server, gw = start_gateway(settings, connectors)
+    yield gw, fault
+    gw.client.close()
+    server.stop()
+
+
+def test_a_source_down_is_a_503_never_a_short_package(failing):
+    gw, fault = failing
+    for path in ("/oc4ids/projects?fiscalYear=2566", "/oc4ids/projects.jsonl?fiscalYear=2566"):
+        response = gw.client.get(path)
+        assert response.status_code == 503, path
+        assert response.json()["errors"][0]["extensions"]["code"] == "DATASET_UNAVAILABLE"
+    assert fault.calls == 2
+
+
+def test_a_source_failing_mid_download_breaks_the_transfer(failing):
+    gw, fault = failing
+    fault.good = 2  # two pages, then the source fails
+    received = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError):
+        with gw.client.stream("GET", "/oc4ids/projects.jsonl?fiscalYear=2567") as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                received.extend(chunk)
+    assert fault.calls == 3
+    assert received.count(b"\n") == 50  # the two pages sent before the failure, whole lines
