@@ -134,6 +134,7 @@ class BudgetQuery:
 
 @dataclass(frozen=True)
 class ProjectQuery:
+    ids: tuple[str, ...] = ()
     fiscal_years: tuple[int, ...] = ()
     district_codes: tuple[str, ...] = ()  # where the work is
     statuses: tuple[str, ...] = ()
@@ -283,7 +284,8 @@ class FinanceConnector:
                     FROM finance.projects j JOIN finance.processes p ON p.id = j.process_id
                    WHERE (cardinality($1::int[]) = 0 OR p.fiscal_year = ANY($1::int[]))
                      AND (cardinality($2::text[]) = 0 OR j.district_code = ANY($2::text[]))
-                     AND (cardinality($3::text[]) = 0 OR j.status = ANY($3::text[])))
+                     AND (cardinality($3::text[]) = 0 OR j.status = ANY($3::text[]))
+                     AND (cardinality($6::text[]) = 0 OR j.id = ANY($6::text[])))
                 SELECT (SELECT count(*) FROM f) AS _total, g.* FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL (
                     SELECT * FROM f WHERE id > $4 ORDER BY id LIMIT $5) AS g ON true""",
@@ -292,6 +294,7 @@ class FinanceConnector:
             list(where.statuses),
             _text_position("project", page.after),
             page.first + 1,
+            list(where.ids),
         )
         return page_from_rows(rows, page.first, "id")
 

@@ -158,6 +158,9 @@ class BudgetLineFilter:
 
 @strawberry.input(description="ตัวกรองโครงการโครงสร้างพื้นฐาน / Infrastructure project filter.")
 class ProjectFilter:
+    id: strawberry.ID | None = strawberry.field(
+        default=None, description="รหัสโครงการ / One project, by its id."
+    )
     fiscal_year: int | None = strawberry.field(
         default=None, description="ปีงบประมาณ (พ.ศ.) / Fiscal year of its procurement."
     )
@@ -215,6 +218,7 @@ def budget_query(f: BudgetLineFilter | None) -> BudgetQuery:
 def project_query(f: ProjectFilter | None) -> ProjectQuery:
     f = f or ProjectFilter()
     return ProjectQuery(
+        ids=(str(f.id),) if f.id is not None else (),
         fiscal_years=fiscal_year_arg(f.fiscal_year),
         district_codes=_district_arg(f.district),
         statuses=(f.status.value,) if f.status else (),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import ckan, dcat, downloads, fiscal
+from gateway.publishing import ckan, dcat, downloads, fiscal, oc4ids
 from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
@@ -14,6 +14,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
         *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
         *ckan.routes(publication),
         *downloads.routes(publication),
+        *oc4ids.routes(publication),
         *Pages(publication).routes(),
         *fiscal.routes(publication),
     ]

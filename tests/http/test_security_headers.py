@@ -30,6 +30,7 @@ PATH_VALUES = {
     "dataset": _DATASET.id,
     "file": f"{_DATASET.resources[0].name}.{_DATASET.resources[0].formats[0]}",
     "action": "status_show",
+    "project": "oc4ids-bq4ldt-BKK-INF-2566-0001",
 }
 # Answers that carry only public data and say themselves how long they may be kept.
 PUBLICLY_CACHEABLE = {"/.well-known/jwks.json", "/download/{dataset}/{file}".format(**PATH_VALUES)}
