@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import dcat
+from gateway.publishing import dcat, ocds
 from gateway.publishing.publication import Publication
 
 
 def routes(publication: Publication) -> list[BaseRoute]:
     return [
         *dcat.routes(publication),  # before /catalog/{dataset}: its paths end .jsonld/.ttl
+        *ocds.routes(publication),
     ]
