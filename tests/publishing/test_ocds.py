@@ -12,6 +12,7 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -20,9 +21,10 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from faults import TcpProxy
 from gateway.publishing.ocds import compiled
 from policies.model import load_policy
-from support import Gateway, sql
+from support import Gateway, settings_for, sql, start_gateway
 
 STANDARD = Path(__file__).parent.parent / "standards" / "ocds-1.1.5"
 SCHEMA_BASE = "https://standard.open-contracting.org/schema/1__1__5/"
@@ -298,3 +300,23 @@ def test_bad_parameters_are_refused_by_name(anonymous: Gateway, path, query, par
     assert response.status_code == 400
     [error] = response.json()["errors"]
     assert error["extensions"] == {"code": "BAD_REQUEST", "parameter": parameter}
+
+
+def test_a_finance_outage_is_a_503_not_a_short_package(db, server_url, traffy_url):
+    proxy = TcpProxy(server_url).start()
+    finance = proxy.url(urlsplit(db.finance).path.lstrip("/"))
+    server, gw = start_gateway(
+        settings_for(db, traffy_url, finance_database_url=finance, upstream_timeout=2)
+    )
+    try:
+        assert gw.client.get("/ocds/records?fiscalYear=2566").status_code == 200
+        proxy.stop()  # the database goes away: open connections cut, new ones refused
+        for path in ("/ocds/releases", "/ocds/records?fiscalYear=2567", "/ocds/records.jsonl"):
+            response = gw.client.get(path)
+            assert response.status_code == 503, path
+            [error] = response.json()["errors"]
+            assert error["extensions"]["code"] == "DATASET_UNAVAILABLE", path
+    finally:
+        gw.client.close()
+        server.stop()
+        proxy.close()
