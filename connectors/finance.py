@@ -212,7 +212,7 @@ class FinanceConnector:
             list(where.methods),
             list(where.categories),
             list(where.statuses),
-            _process_position(page.after),
+            process_position(page.after),
             page.first + 1,
             where.announced_from,
             where.announced_until,
@@ -326,7 +326,7 @@ def project_cursor(project_id: str) -> str:
     return encode_cursor("project", project_id)
 
 
-def _process_position(cursor: str | None) -> str:
+def process_position(cursor: str | None) -> str:
     value = _text_position("process", cursor)
     if value and not (value.isascii() and value.isdigit() and len(value) <= 20):
         raise InvalidCursor("the cursor is not a process cursor")

@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from connectors.base import InvalidCursor, decode_cursor
+from connectors.base import InvalidCursor
+from connectors.finance import process_position
 from gateway import errors
 from gateway.publishing.publication import Publication
 from gateway.publishing.tables import BANGKOK
@@ -117,7 +118,7 @@ class Selection:
         cursor = params.get("cursor")
         if cursor is not None:
             try:
-                decode_cursor("process", cursor)
+                process_position(cursor)  # refused here, not as an unavailable page
             except InvalidCursor:
                 raise _bad("cursor", "is not one a `links.next` gave") from None
         return cls(where, cursor)

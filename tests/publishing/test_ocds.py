@@ -291,6 +291,7 @@ def test_a_page_links_to_the_next_with_the_same_filter(anonymous: Gateway):
         ("from=20241001", "from"),
         ("to=2024-13-01", "to"),
         ("cursor=not-a-cursor", "cursor"),
+        ("cursor=cHJvY2VzczphYmM", "cursor"),  # process:abc, not an e-GP number
         ("page=2", "page"),
     ],
 )
