@@ -122,6 +122,8 @@ class ProcessQuery:
     methods: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
+    announced_from: date | None = None  # inclusive, both
+    announced_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,9 @@ class FinanceConnector:
                      AND (cardinality($3::text[]) = 0 OR u.district_code = ANY($3::text[]))
                      AND (cardinality($4::text[]) = 0 OR p.method = ANY($4::text[]))
                      AND (cardinality($5::text[]) = 0 OR p.category = ANY($5::text[]))
-                     AND (cardinality($6::text[]) = 0 OR p.status = ANY($6::text[]))),
+                     AND (cardinality($6::text[]) = 0 OR p.status = ANY($6::text[]))
+                     AND ($9::date IS NULL OR p.announced_on >= $9::date)
+                     AND ($10::date IS NULL OR p.announced_on <= $10::date)),
                 page AS (SELECT id FROM f WHERE id > $7 ORDER BY id LIMIT $8)
                 SELECT (SELECT count(*) FROM f) AS _total, b.* FROM (SELECT 1) AS one
                 LEFT JOIN LATERAL ({_BUNDLE} WHERE p.id IN (SELECT id FROM page)) AS b ON true
@@ -209,8 +213,10 @@ class FinanceConnector:
             list(where.methods),
             list(where.categories),
             list(where.statuses),
-            _process_position(page.after),
+            process_position(page.after),
             page.first + 1,
+            where.announced_from,
+            where.announced_until,
         )
         page_rows = page_from_rows(rows, page.first, "id")
         page_rows.rows = [_decoded(r) for r in page_rows.rows]
@@ -323,7 +329,7 @@ def project_cursor(project_id: str) -> str:
     return encode_cursor("project", project_id)
 
 
-def _process_position(cursor: str | None) -> str:
+def process_position(cursor: str | None) -> str:
     value = _text_position("process", cursor)
     if value and not (value.isascii() and value.isdigit() and len(value) <= 20):
         raise InvalidCursor("the cursor is not a process cursor")

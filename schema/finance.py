@@ -138,6 +138,12 @@ class ProcessFilter:
         default=None, description="ประเภท / Category."
     )
     status: ProcessStatus | None = strawberry.field(default=None, description="สถานะ / State.")
+    announced_from: date | None = strawberry.field(
+        default=None, description="ประกาศตั้งแต่วันที่ / Announced on or after this date."
+    )
+    announced_until: date | None = strawberry.field(
+        default=None, description="ประกาศถึงวันที่ / Announced on or before this date."
+    )
 
 
 @strawberry.input(description="ตัวกรองรายการงบประมาณ / Budget line filter.")
@@ -202,6 +208,8 @@ def process_query(f: ProcessFilter | None) -> ProcessQuery:
         methods=(f.method.value,) if f.method else (),
         categories=(f.category.value,) if f.category else (),
         statuses=(f.status.value,) if f.status else (),
+        announced_from=f.announced_from,
+        announced_until=f.announced_until,
     )
 
 

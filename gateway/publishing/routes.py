@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from gateway.publishing import ckan, dcat, downloads, fiscal, oc4ids
+from gateway.publishing import ckan, dcat, downloads, fiscal, oc4ids, ocds
 from gateway.publishing.pages import Pages
 from gateway.publishing.publication import Publication
 
@@ -17,4 +17,5 @@ def routes(publication: Publication) -> list[BaseRoute]:
         *oc4ids.routes(publication),
         *Pages(publication).routes(),
         *fiscal.routes(publication),
+        *ocds.routes(publication),
     ]

@@ -136,8 +136,8 @@ def test_a_page_of_processes_comes_whole_in_one_call(db: DatabaseUrls):
 
 
 def test_a_forged_process_cursor_is_refused(db: DatabaseUrls):
-    from connectors.finance import _process_position
+    from connectors.finance import process_position
 
     with pytest.raises(InvalidCursor):
-        _process_position(process_cursor("1' OR 1=1"))
-    assert _process_position(process_cursor("66019000123")) == "66019000123"
+        process_position(process_cursor("1' OR 1=1"))
+    assert process_position(process_cursor("66019000123")) == "66019000123"

@@ -21,7 +21,9 @@ from policies.catalog import load_catalog
 from support import Gateway, sql
 
 PROFILE = json.loads(
-    (Path(__file__).parent / "standards" / "fiscal-data-package.json").read_text("utf-8")
+    (
+        Path(__file__).parents[1] / "standards" / "fiscal-data-package" / "fiscal-data-package.json"
+    ).read_text("utf-8")
 )
 CATALOG = load_catalog()
 

@@ -1,6 +1,6 @@
 """OC4IDS 0.9.5 project packages of the public works, over HTTP on a real gateway: every
 package the gateway publishes validates against the official schemas (copied unchanged into
-gateway/publishing/standards/oc4ids-0.9.5/), offline; the figures equal SQL's; each project
+tests/standards/oc4ids-0.9.5/), offline; the figures equal SQL's; each project
 links to its procurement process by the OCDS ocid; and nothing personal is published."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from support import Gateway, settings_for, sql, start_gateway
 
 pytestmark = pytest.mark.usefixtures("db")
 
-STANDARD = Path(__file__).parents[2] / "gateway/publishing/standards/oc4ids-0.9.5"
+STANDARD = Path(__file__).parents[1] / "standards" / "oc4ids-0.9.5"
 PREFIX = "oc4ids-bq4ldt-"
 OCDS_PREFIX = "ocds-bq4ldt-"
 STATUS = {"planning": "preparation", "implementation": "implementation", "completed": "completion"}
