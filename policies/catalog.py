@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,22 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class Link:
+    """A file the gateway serves for the dataset outside its tables: the dataset in a
+    transparency standard (OCDS, OC4IDS, a Fiscal Data Package). ``path`` is the gateway's
+    (``/ocds/releases.jsonl``); ``standard`` the URI of the specification it conforms to."""
+
+    path: str
+    format: str  # a label: "OCDS JSON", "JSON Lines", "Fiscal Data Package"
+    media_type: str  # IANA: application/json, application/x-ndjson, …
+    title_th: str
+    title_en: str
+    description_th: str = ""
+    description_en: str = ""
+    standard: str = ""
+
+
+@dataclass(frozen=True)
 class Dataset:
     id: str  # CKAN's package name
     title_th: str
@@ -299,6 +315,7 @@ class Dataset:
     license_id: str = DEFAULT_LICENSE
     allow_harvest: bool = True
     extras: Mapping[str, str] = field(default_factory=dict)  # further thai-gdc fields
+    links: tuple[Link, ...] = ()  # the dataset in the transparency standards
 
     @property
     def data_format(self) -> tuple[str, ...]:
@@ -658,7 +675,11 @@ def _dataset(
     )
     if not resources:
         problems.append(f"{where}: at least one resource is required")
-    known = {"resources", "license_id", "allow_harvest", "extras", *REQUIRED}
+    links = tuple(_link(where, i, lspec, problems) for i, lspec in enumerate(_links(spec), 1))
+    paths = [link.path for link in links]
+    for duplicate in sorted({p for p in paths if paths.count(p) > 1}):
+        problems.append(f"{where}: link {duplicate} is listed twice")
+    known = {"resources", "license_id", "allow_harvest", "extras", "links", *REQUIRED}
     for key in sorted(set(spec) - known - {"data_classification"}):
         problems.append(f"{where}: unknown key `{key}` (thai-gdc fields beyond these go in extras)")
     if missing:
@@ -671,7 +692,31 @@ def _dataset(
         license_id=str(spec.get("license_id", DEFAULT_LICENSE)),
         allow_harvest=bool(spec.get("allow_harvest", True)),
         extras={str(k): str(v) for k, v in spec.get("extras", {}).items()},
+        links=links,
     )
+
+
+def _links(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    links = spec.get("links", [])
+    if not isinstance(links, list):
+        return [{}]  # a lone table, not [[…links]]: reported as missing every key
+    return [link if isinstance(link, Mapping) else {} for link in links]
+
+
+def _link(where: str, position: int, spec: Mapping[str, Any], problems: list[str]) -> Link:
+    where = f"{where}, link {spec.get('path') or position}"
+    for key in ("path", "format", "media_type", "title_th", "title_en"):
+        if not str(spec.get(key, "")).strip():
+            problems.append(f"{where}: `{key}` is required")
+    path = str(spec.get("path", ""))
+    if path and not path.startswith("/"):
+        problems.append(f"{where}: `path` is a path the gateway serves, starting with /")
+    standard = str(spec.get("standard", ""))
+    if standard and not standard.startswith(("https://", "http://")):
+        problems.append(f"{where}: `standard` is the specification's URI, not {standard!r}")
+    for unknown in sorted(set(spec) - {f.name for f in fields(Link)}):
+        problems.append(f"{where}: unknown key `{unknown}`")
+    return Link(**{f.name: str(spec.get(f.name, "")) for f in fields(Link)})
 
 
 # thai-gdc fields the catalogue fills from its own keys (or computes): not extras.

@@ -114,7 +114,8 @@ def package_dict(publication: Publication, dataset: Dataset) -> dict[str, Any]:
         for fmt in resource.formats
     }
     for resource in found["resources"]:
-        resource["upload"] = uploads[resource["id"]]
+        if resource["id"] in uploads:  # a dataset's links stay URLs of the gateway
+            resource["upload"] = uploads[resource["id"]]
     return found
 
 

@@ -9,7 +9,8 @@ ckanext-dcat's) read these; GD-Catalog harvests the CKAN API instead.
 Every IRI is absolute, under the gateway's public base URL (``BMA_PUBLIC_BASE_URL``, else the
 request's): the catalogue is ``<base>/catalog#catalog``, a dataset ``<base>/catalog/<id>#dataset``
 (its landing page is ``<base>/catalog/<id>``), a distribution ``<base>/catalog/<id>#<resource>.<format>``,
-its download ``<base>/download/<id>/<resource>.<format>``. Controlled values come from the EU
+its download ``<base>/download/<id>/<resource>.<format>``; a link of the dataset (its file in a
+transparency standard) ``<base>/catalog/<id>#link<path>``, downloaded at ``<base><path>``. Controlled values come from the EU
 vocabularies DCAT-AP names (frequency, file type, access right, data theme, language); a
 value with no fitting term is left out rather than guessed.
 """
@@ -29,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import errors
 from gateway.publishing.publication import Publication
-from policies.catalog import Dataset, Organisation, Resource
+from policies.catalog import Dataset, Link, Organisation, Resource
 from policies.principal import Level
 
 ADMS = Namespace("http://www.w3.org/ns/adms#")
@@ -251,6 +252,8 @@ def _dataset(graph: Graph, publication: Publication, dataset: Dataset, base: str
             distribution = _download(graph, base, dataset, resource, fmt, license_)
             graph.add((node, DCAT.distribution, distribution))
         graph.add((node, DCAT.distribution, _graphql(graph, base, dataset, resource, license_)))
+    for link in dataset.links:
+        graph.add((node, DCAT.distribution, _link(graph, base, dataset, link, license_)))
     return node
 
 
@@ -285,6 +288,30 @@ def _download(
         graph.add((node, DCTERMS.format, URIRef(EU + "file-type/" + file_type)))
     else:
         graph.add((node, DCTERMS.conformsTo, JSON_LINES))
+    graph.add((node, DCTERMS.license, license_))
+    graph.add((node, DCTERMS.modified, Literal(dataset.last_updated_date, datatype=XSD.date)))
+    return node
+
+
+def link_iri(base: str, dataset: Dataset, link: Link) -> URIRef:
+    return URIRef(f"{base}/catalog/{dataset.id}#link{link.path}")
+
+
+def _link(graph: Graph, base: str, dataset: Dataset, link: Link, license_: URIRef) -> URIRef:
+    """A file of the dataset in a transparency standard, which it ``dct:conformsTo``."""
+    node = link_iri(base, dataset, link)
+    url = URIRef(base + link.path)
+    graph.add((node, RDF.type, DCAT.Distribution))
+    _texts(graph, node, DCTERMS.title, {"th": link.title_th, "en": link.title_en})
+    descriptions = {"th": link.description_th, "en": link.description_en}
+    _texts(graph, node, DCTERMS.description, descriptions)
+    graph.add((node, DCAT.accessURL, url))
+    graph.add((node, DCAT.downloadURL, url))
+    if "/x-" not in link.media_type:  # an unregistered type has no IANA page
+        graph.add((node, DCAT.mediaType, URIRef(IANA + link.media_type)))
+    graph.add((node, DCTERMS.format, Literal(link.format)))
+    if link.standard:
+        graph.add((node, DCTERMS.conformsTo, URIRef(link.standard)))
     graph.add((node, DCTERMS.license, license_))
     graph.add((node, DCTERMS.modified, Literal(dataset.last_updated_date, datatype=XSD.date)))
     return node

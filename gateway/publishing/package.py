@@ -11,7 +11,9 @@ multiple-choice ones, ``objective`` and ``data_format``, as lists; ``allow_harve
 A catalogue resource offered in several formats is one CKAN resource per format, as
 GD-Catalog portals list each downloadable file: its id is the catalogue resource's id for
 the first format offered (that one is ``datastore_active``: ``datastore_search`` reads the
-table by it) and ``<id>-<format>`` for the others.
+table by it) and ``<id>-<format>`` for the others. Each of the dataset's links (its files in a
+transparency standard: OCDS, OC4IDS, a Fiscal Data Package) is one more resource, a URL with
+no DataStore table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from gateway.publishing.dictionary import Entry
 from gateway.publishing.publication import Publication
-from policies.catalog import Dataset, Organisation, Resource
+from policies.catalog import Dataset, Link, Organisation, Resource
 
 # Stable ids: the same catalogue gives the same CKAN ids on every gateway, so a harvester
 # that keys on ``id`` sees an update, not a new dataset, after a restart.
@@ -93,7 +95,7 @@ def package_dict(publication: Publication, dataset: Dataset, base_url: str) -> d
         found
         for resource in dataset.resources
         for found in resource_dicts(publication, dataset, resource, base_url)
-    ]
+    ] + [link_dict(dataset, link, base_url) for link in dataset.links]
     for position, found in enumerate(resources):
         found["position"] = position
     return {
@@ -180,6 +182,33 @@ def resource_dicts(
         }
         for fmt in resource.formats
     ]
+
+
+def link_dict(dataset: Dataset, link: Link, base_url: str) -> dict[str, Any]:
+    """A standard's file as a CKAN resource: a link to download, with no DataStore table."""
+    return {
+        "id": str(uuid.uuid5(NAMESPACE, f"link:{dataset.id}:{link.path}")),
+        "package_id": package_id(dataset),
+        "name": link.title_th,
+        "name_translated": {"th": link.title_th, "en": link.title_en},
+        "description": link.description_th or link.description_en,
+        "description_translated": {"th": link.description_th, "en": link.description_en},
+        "format": link.format,
+        "mimetype": link.media_type,
+        "url": f"{base_url}{link.path}",
+        "url_type": None,
+        "state": "active",
+        "created": timestamp(dataset.created_date),
+        "metadata_modified": timestamp(dataset.last_updated_date),
+        "last_modified": None,
+        "datastore_active": False,
+        "conforms_to": [link.standard] if link.standard else [],
+        "resource_accessible_condition": dataset.accessible_condition,
+        "resource_first_year_of_data": dataset.first_year_of_data,
+        "resource_last_year_of_data": dataset.last_year_of_data,
+        "resource_created_date": dataset.created_date.isoformat(),
+        "resource_last_updated_date": dataset.last_updated_date.isoformat(),
+    }
 
 
 def ckan_resource_id(resource: Resource, fmt: str) -> str:

@@ -303,6 +303,15 @@ def schema_org(
             }
             for resource in dataset.resources
             for fmt in resource.formats
+        ]
+        + [
+            {
+                "@type": "DataDownload",
+                "name": link.title_en,
+                "encodingFormat": link.media_type,
+                "contentUrl": base + link.path,
+            }
+            for link in dataset.links
         ],
     }
 

@@ -22,7 +22,8 @@ def _environment(monkeypatch: pytest.MonkeyPatch, settings) -> None:
 def test_export_writes_every_file_as_downloaded_and_the_metadata(
     anonymous, db, traffy_url, tmp_path, monkeypatch, capsys
 ):
-    _environment(monkeypatch, settings_for(db, traffy_url))
+    settings = settings_for(db, traffy_url)
+    _environment(monkeypatch, settings)
     out = tmp_path / "export"
     assert main(["catalog", "export", "--output", str(out)]) == 0
     files = [(d, r, f) for d, r in CATALOG.resources() for f in r.formats]
@@ -45,11 +46,15 @@ def test_export_writes_every_file_as_downloaded_and_the_metadata(
         assert package["data_classification"] == "เปิดเผย"
         assert package["data_type"] == dataset.data_type
         assert [t["name"] for t in package["tags"]] == list(dataset.tags)
-        uploads = sorted(r["upload"] for r in package["resources"])
+        tables = [r for r in package["resources"] if "upload" in r]
+        uploads = sorted(r["upload"] for r in tables)
         assert uploads == sorted(f"{r.name}.{f}" for r in dataset.resources for f in r.formats)
-        for resource in package["resources"]:
+        for resource in tables:
             assert (out / dataset.id / resource["upload"]).is_file()
             assert resource["data_dictionary"], resource["id"]
+        # The dataset's files in the standards stay links to the gateway, not uploads.
+        links = [r["url"] for r in package["resources"] if "upload" not in r]
+        assert links == [settings.public_base_url + link.path for link in dataset.links]
 
 
 def test_a_source_down_stops_the_export_and_leaves_no_short_file(db, tmp_path, monkeypatch, capsys):

@@ -692,3 +692,89 @@ def test_the_gateway_refuses_to_start_when_a_dataset_lacks_metadata(tmp_path):
     with pytest.raises(CatalogError) as caught:
         create_app(_settings(path))
     assert caught.value.problems == ["dataset tax-revenue: `maintainer_email` is required"]
+
+
+# ------------------------------------------------------------------ links to the standards
+
+LINK = """
+[[datasets.d.links]]
+path = "/ocds/releases"
+format = "OCDS JSON"
+media_type = "application/json"
+title_th = "OCDS release package"
+title_en = "OCDS release package"
+standard = "https://standard.open-contracting.org/1.1/"
+"""
+
+
+def test_a_dataset_lists_its_files_in_the_standards():
+    catalog = load_catalog()
+    procurement = {link.path: link for link in catalog.datasets["procurement"].links}
+    assert set(procurement) == {
+        "/ocds/releases",
+        "/ocds/records",
+        "/ocds/releases.jsonl",
+        "/ocds/records.jsonl",
+    }
+    assert procurement["/ocds/releases"].standard == "https://standard.open-contracting.org/1.1/"
+    assert {link.path for link in catalog.datasets["public-works"].links} == {
+        "/oc4ids/projects",
+        "/oc4ids/projects.jsonl",
+    }
+    budget = [link.path for link in catalog.datasets["budget"].links]
+    assert budget == ["/fiscal/budget/datapackage.json"]
+    revenue = [link.path for link in catalog.datasets["district-revenue"].links]
+    assert revenue == ["/fiscal/revenue/datapackage.json"]
+
+
+def test_a_link_is_read_with_its_optional_keys(tmp_path):
+    text = _catalog_text(resource=LINK + 'description_en = "Releases."\n' + RESOURCE)
+    (link,) = load_catalog(_write(tmp_path, text)).datasets["d"].links
+    assert (link.path, link.format, link.media_type) == (
+        "/ocds/releases",
+        "OCDS JSON",
+        "application/json",
+    )
+    assert (link.description_th, link.description_en) == ("", "Releases.")
+    assert link.standard == "https://standard.open-contracting.org/1.1/"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            'path = "/ocds/releases"',
+            'path = "ocds/releases"',
+            "dataset d, link ocds/releases: `path` is a path the gateway serves, starting with /",
+        ),
+        (
+            'path = "/ocds/releases"',
+            'path = "https://example.org/ocds/releases"',
+            "dataset d, link https://example.org/ocds/releases: `path` is a path the gateway "
+            "serves, starting with /",
+        ),
+        ('format = "OCDS JSON"\n', "", "dataset d, link /ocds/releases: `format` is required"),
+        (
+            'standard = "https://standard.open-contracting.org/1.1/"',
+            'standard = "OCDS 1.1"',
+            "dataset d, link /ocds/releases: `standard` is the specification's URI, not 'OCDS 1.1'",
+        ),
+        (
+            'media_type = "application/json"',
+            'mediatype = "application/json"',
+            "dataset d, link /ocds/releases: `media_type` is required",
+        ),
+    ],
+)
+def test_a_bad_link_is_refused_naming_it(tmp_path, old, new, problem):
+    text = _catalog_text(resource=LINK.replace(old, new) + RESOURCE)
+    assert problem in load_problems(tmp_path, text)
+
+
+def test_a_link_listed_twice_or_not_a_list_is_refused(tmp_path):
+    twice = _catalog_text(resource=LINK + LINK + RESOURCE)
+    assert load_problems(tmp_path, twice) == ["dataset d: link /ocds/releases is listed twice"]
+    table = _catalog_text(
+        resource=LINK.replace("[[datasets.d.links]]", "[datasets.d.links]") + RESOURCE
+    )
+    assert "dataset d, link 1: `path` is required" in load_problems(tmp_path, table)

@@ -51,9 +51,12 @@ def test_ckanapi_lists_shows_and_searches_what_the_catalogue_holds(ckan):
         assert by_name["organization"]["name"] == dataset.organisation
         assert [t["name"] for t in by_name["tags"]] == list(dataset.tags)
         assert by_name["data_classification"] == "เปิดเผย"
-        assert by_name["num_resources"] == sum(len(r.formats) for r in dataset.resources)
-        urls = {r["url"].split("/download/", 1)[1] for r in by_name["resources"]}
-        assert urls == {f"{name}/{r.name}.{f}" for r in dataset.resources for f in r.formats}
+        tables = sum(len(r.formats) for r in dataset.resources)
+        assert by_name["num_resources"] == tables + len(dataset.links)
+        urls = {r["url"].removeprefix(ckan.address) for r in by_name["resources"]}
+        assert urls == {
+            f"/download/{name}/{r.name}.{f}" for r in dataset.resources for f in r.formats
+        } | {link.path for link in dataset.links}
     organisation = next(iter(CATALOG.datasets.values())).organisation
     found = ckan.action.package_search(fq=f"organization:{organisation}", rows=1, start=0)
     expected = sorted(n for n, d in CATALOG.datasets.items() if d.organisation == organisation)
@@ -383,3 +386,19 @@ def test_ckanapi_searches_with_rows_start_sort_and_facets(harvested):
         assert len(capped["results"]) == 250 and capped["count"] == MANY
         default = remote.action.package_search()
         assert len(default["results"]) == 10
+
+
+@pytest.mark.parametrize("dataset_id", [d for d in CATALOG.datasets if CATALOG.datasets[d].links])
+def test_each_link_of_a_dataset_is_a_resource_without_a_datastore_table(ckan, dataset_id):
+    dataset = CATALOG.datasets[dataset_id]
+    package = ckan.action.package_show(id=dataset_id)
+    by_url = {r["url"]: r for r in package["resources"]}
+    for link in dataset.links:
+        found = by_url[ckan.address + link.path]
+        assert found["format"] == link.format and found["mimetype"] == link.media_type
+        assert found["name_translated"] == {"th": link.title_th, "en": link.title_en}
+        assert found["datastore_active"] is False
+        assert found["conforms_to"] == ([link.standard] if link.standard else [])
+        assert ckan.action.resource_show(id=found["id"]) == found
+    positions = [r["position"] for r in package["resources"]]
+    assert positions == list(range(len(positions)))

@@ -115,7 +115,8 @@ def test_every_resource_and_format_has_its_distribution(
         URIRef(f"{base}/download/{dataset.id}/{name}.{fmt}"): fmt
         for name, fmt in downloads(dataset)
     }
-    assert set(by_download) == set(expected)
+    links = {URIRef(base + link.path) for link in dataset.links}
+    assert set(by_download) == set(expected) | links
     for url, fmt in expected.items():
         distribution = by_download[url]
         file_type, media_type, _label = FORMATS[fmt]
@@ -140,6 +141,33 @@ def test_every_resource_and_format_has_its_distribution(
         str(one(catalog, d, DCAT.accessURL)).startswith(f"{base}/graphql?query=")
         for d in through_graphql
     )
+
+
+@pytest.mark.parametrize("dataset", [d for d in DATASETS if d.links], ids=lambda d: d.id)
+def test_each_link_is_a_distribution_conforming_to_its_standard(
+    anonymous: Gateway, catalog: Graph, dataset: Dataset
+):
+    node = dataset_node(anonymous.url, dataset)
+    by_download = {
+        one(catalog, d, DCAT.downloadURL): d
+        for d in catalog.objects(node, DCAT.distribution)
+        if (d, DCAT.downloadURL, None) in catalog
+    }
+    for link in dataset.links:
+        url = URIRef(anonymous.url + link.path)
+        distribution = by_download[url]
+        assert (distribution, RDF.type, DCAT.Distribution) in catalog
+        assert one(catalog, distribution, DCAT.accessURL) == url
+        assert one(catalog, distribution, DCTERMS.format) == Literal(link.format)
+        assert texts(catalog, distribution, DCTERMS.title) == {
+            "th": link.title_th,
+            "en": link.title_en,
+        }
+        media_types = set(catalog.objects(distribution, DCAT.mediaType))
+        registered = "/x-" not in link.media_type
+        assert media_types == ({URIRef(IANA + link.media_type)} if registered else set())
+        standards = set(catalog.objects(distribution, DCTERMS.conformsTo))
+        assert standards == ({URIRef(link.standard)} if link.standard else set())
 
 
 def test_dcat_ap_mandatory_properties(anonymous: Gateway, catalog: Graph):
@@ -230,7 +258,7 @@ def test_each_dataset_has_its_own_document(anonymous: Gateway, catalog: Graph, d
         )
     assert len(list(turtle.subjects(RDF.type, DCAT.Distribution))) == len(
         list(downloads(dataset))
-    ) + len(dataset.resources)
+    ) + len(dataset.resources) + len(dataset.links)
 
 
 @pytest.mark.parametrize("path", ["/catalog/no-such-dataset.jsonld", "/catalog/no-such.ttl"])

@@ -97,6 +97,16 @@ def test_every_dataset_has_a_page_with_every_resources_links_and_dictionary(anon
         assert str(getattr(dataset, key)) in page.words
 
 
+@pytest.mark.parametrize("dataset_id", [d for d in DATASETS if CATALOG.datasets[d].links])
+def test_a_dataset_page_lists_its_files_in_the_standards(anonymous, dataset_id):
+    page = page_of(get(anonymous, f"/catalog/{dataset_id}"))
+    assert "มาตรฐาน" in page.words and "Standards" in page.words
+    for link in CATALOG.datasets[dataset_id].links:
+        assert link.path in page.links
+        assert link.title_th in page.words and link.format in page.words
+        assert not link.standard or link.standard in page.links
+
+
 @pytest.mark.parametrize("dataset_id", DATASETS)
 def test_the_schema_org_json_ld_names_every_distribution(anonymous, dataset_id):
     dataset = CATALOG.datasets[dataset_id]
@@ -117,7 +127,7 @@ def test_the_schema_org_json_ld_names_every_distribution(anonymous, dataset_id):
         (f"{anonymous.url}/download/{dataset_id}/{r.name}.{f}", MEDIA_TYPES[f])
         for r in dataset.resources
         for f in r.formats
-    }
+    } | {(f"{anonymous.url}{link.path}", link.media_type) for link in dataset.links}
     assert all(d["@type"] == "DataDownload" for d in document["distribution"])
 
 
