@@ -20,19 +20,15 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.base import (
-    CallCounter,
     InvalidCursor,
     Page,
     PageRequest,
     Record,
-    SourceHealth,
     decode_cursor,
     decode_position,
     encode_cursor,
 )
-from connectors.observer import QUIET, UpstreamObserver
-from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
-from connectors.resilience import Guard, ResilienceSettings
+from connectors.pg import PgConnector, keyset_page_sql, page_from_rows
 
 # The Public Procurement and Supplies Administration Act B.E. 2560 and its ministerial
 # regulation on procurement values (2560): the specific method (s.56(2)(b)) up to 500,000
@@ -142,31 +138,8 @@ class ProjectQuery:
     statuses: tuple[str, ...] = ()
 
 
-class FinanceConnector:
+class FinanceConnector(PgConnector):
     name = "finance"
-
-    def __init__(
-        self,
-        dsn: str,
-        settings: PoolSettings | None = None,
-        resilience: ResilienceSettings | None = None,
-        observer: UpstreamObserver = QUIET,
-    ) -> None:
-        self.counter = CallCounter(observer)
-        self._pool = PgPool(dsn, settings or PoolSettings())
-        self._db = PgSource(self.name, self._pool, self.counter, resilience)
-
-    async def start(self) -> None:
-        await self._pool.start()
-
-    async def stop(self) -> None:
-        await self._pool.stop()
-
-    async def health(self) -> list[SourceHealth]:
-        return [await self._db.health()]
-
-    def guards(self) -> dict[str, Guard]:
-        return {self.name: self._db.guard}
 
     # -- procurement
 

@@ -15,6 +15,7 @@ from connectors.base import (
     UpstreamUnavailable,
     with_timeout,
 )
+from connectors.observer import QUIET, UpstreamObserver
 from connectors.resilience import Guard, ResilienceSettings
 
 # SQLSTATE classes and codes that mean "this source cannot answer now" rather than "our SQL
@@ -148,3 +149,33 @@ def page_from_rows(rows: list[Record], first: int, key: str, **extra: object) ->
         r.update(extra)
         records.append(r)
     return Page(rows=records[:first], total=total, has_next=len(records) > first)
+
+
+class PgConnector:
+    """An upstream system that is one PostgreSQL database: its pool, its guarded source, and
+    the lifecycle and health every connector answers. Subclasses name it and add queries."""
+
+    name = "pg"
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: PoolSettings | None = None,
+        resilience: ResilienceSettings | None = None,
+        observer: UpstreamObserver = QUIET,
+    ) -> None:
+        self.counter = CallCounter(observer)
+        self._pool = PgPool(dsn, settings or PoolSettings())
+        self._db = PgSource(self.name, self._pool, self.counter, resilience)
+
+    async def start(self) -> None:
+        await self._pool.start()
+
+    async def stop(self) -> None:
+        await self._pool.stop()
+
+    async def health(self) -> list[SourceHealth]:
+        return [await self._db.health()]
+
+    def guards(self) -> dict[str, Guard]:
+        return {self.name: self._db.guard}

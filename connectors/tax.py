@@ -12,17 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import (
-    CallCounter,
     Page,
     PageRequest,
     Record,
-    SourceHealth,
     decode_position,
     encode_cursor,
 )
-from connectors.observer import QUIET, UpstreamObserver
-from connectors.pg import PgPool, PgSource, PoolSettings, keyset_page_sql, page_from_rows
-from connectors.resilience import Guard, ResilienceSettings
+from connectors.pg import PgConnector, keyset_page_sql, page_from_rows
 
 _PARCEL_COLUMNS = """id, title_deed_type, title_deed_number, district_code, land_use,
     area_sqm, appraised_value, lat, lon, owner_id"""
@@ -34,31 +30,8 @@ class ParcelQuery:
     land_uses: tuple[str, ...] = ()
 
 
-class TaxConnector:
+class TaxConnector(PgConnector):
     name = "tax"
-
-    def __init__(
-        self,
-        dsn: str,
-        settings: PoolSettings | None = None,
-        resilience: ResilienceSettings | None = None,
-        observer: UpstreamObserver = QUIET,
-    ) -> None:
-        self.counter = CallCounter(observer)
-        self._pool = PgPool(dsn, settings or PoolSettings())
-        self._db = PgSource(self.name, self._pool, self.counter, resilience)
-
-    async def start(self) -> None:
-        await self._pool.start()
-
-    async def stop(self) -> None:
-        await self._pool.stop()
-
-    async def health(self) -> list[SourceHealth]:
-        return [await self._db.health()]
-
-    def guards(self) -> dict[str, Guard]:
-        return {self.name: self._db.guard}
 
     async def parcels_by_ids(self, ids: Sequence[int]) -> dict[int, Record]:
         rows = await self._db.fetch(

@@ -47,7 +47,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway import errors
-from gateway.publishing.publication import Publication
+from gateway.publishing.publication import Publication, requester
 from gateway.publishing.tables import Row
 from policies.catalog import Dataset, Resource
 
@@ -312,9 +312,7 @@ class Downloads:
         self, resource: Resource, request: Request
     ) -> tuple[AsyncIterator[Row], Row | None]:
         """The rows, their first one already read: a failure here is still a clean 503."""
-        rows = self.publication.tables.rows(
-            resource, _request_id(request), request.client.host if request.client else None
-        )
+        rows = self.publication.tables.rows(resource, *requester(request, "download"))
         return rows, await anext(rows, None)
 
     async def _produce(self, resource: Resource, fmt: str, key: str, request: Request) -> Produced:
@@ -452,8 +450,3 @@ def _headers(
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _request_id(request: Request) -> str:
-    # Set by the request-id middleware (gateway.http, a layer above this one).
-    return str(request.scope.get("bma.request_id", "download"))

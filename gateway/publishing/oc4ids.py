@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,10 +30,20 @@ from starlette.routing import BaseRoute, Route
 from connectors.base import InvalidCursor, decode_cursor
 from connectors.districts import is_district_code
 from gateway import errors
-from gateway.publishing.publication import Publication
+from gateway.publishing.contracting import (
+    AMENDMENT_FIELDS,
+    SUPPLIER_FIELDS,
+    Json,
+    amount,
+    bad_parameter,
+    day_start,
+    fiscal_year,
+    money,
+    supplier_id,
+    unit_id,
+)
+from gateway.publishing.publication import Publication, requester
 from gateway.publishing.tables import BANGKOK
-
-Json = dict[str, Any]
 
 # OC4IDS project ids are `<project identifier prefix>-<local id>`. The prefix is assigned by
 # the OC4IDS Helpdesk; until the BMA registers one, its OCDS prefix's code stands in, so the
@@ -44,13 +53,11 @@ PROJECT_PREFIX = "oc4ids-bq4ldt"
 # counts at their largest), so a page stays under the anonymous principal's operation cost.
 PAGE_SIZE = 25
 VERSION = "0.9"  # the package's `version`: major.minor (schema 0.9.5)
-CURRENCY = "THB"
 LANGUAGE = "th"  # titles, purposes and names are the source's Thai
 PUBLISHER = {
     "name": "กรุงเทพมหานคร (Bangkok Metropolitan Administration)",
     "uri": "https://www.bangkok.go.th",
 }
-FIRST_FISCAL_YEAR, LAST_FISCAL_YEAR = 2500, 2700  # Buddhist era, as the graph accepts
 BANGKOK_REGION = "กรุงเทพมหานคร"
 COUNTRY = "ประเทศไทย"
 
@@ -79,8 +86,6 @@ METHODS: dict[str, tuple[str, str]] = {
     "SPECIFIC": ("direct", "วิธีเฉพาะเจาะจง (specific)"),
 }
 
-_SUPPLIER = "{ id name }"  # public fields only: never nationalId nor address
-_AMENDMENT = "{ id amendedOn rationale valueBefore valueAfter endsBefore endsAfter }"
 QUERY = f"""query Oc4idsProjects($filter: ProjectFilter, $first: Int, $after: String) {{
   infrastructureProjects(filter: $filter, first: $first, after: $after) {{
     pageInfo {{ hasNextPage endCursor }}
@@ -91,13 +96,13 @@ QUERY = f"""query Oc4idsProjects($filter: ProjectFilter, $first: Int, $after: St
       process {{
         id ocid title method budget referencePrice announcedOn status
         buyer {{ code nameTh }}
-        bids {{ supplier {_SUPPLIER} status }}
-        award {{ value awardedOn supplier {_SUPPLIER} }}
+        bids {{ supplier {SUPPLIER_FIELDS} status }}
+        award {{ value awardedOn supplier {SUPPLIER_FIELDS} }}
         contract {{
           id contractNo originalValue value signedOn startsOn originalEndsOn endsOn status
-          supplier {_SUPPLIER}
+          supplier {SUPPLIER_FIELDS}
           payments {{ id paidOn amount }}
-          amendments {_AMENDMENT}
+          amendments {AMENDMENT_FIELDS}
         }}
       }}
     }} }}
@@ -119,38 +124,25 @@ class Selection:
     def of(cls, params: Mapping[str, str]) -> Selection:
         unknown = set(params) - {"fiscalYear", "district", "status", "cursor"}
         if unknown:
-            raise _bad(sorted(unknown)[0], "is not a parameter here")
+            raise bad_parameter(sorted(unknown)[0], "is not a parameter here")
         where: Json = {}
         if "fiscalYear" in params:
-            where["fiscalYear"] = _fiscal_year(params["fiscalYear"])
+            where["fiscalYear"] = fiscal_year(params["fiscalYear"])
         if "district" in params:
             if not is_district_code(params["district"]):
-                raise _bad("district", "is a district code, 1001-1050")
+                raise bad_parameter("district", "is a district code, 1001-1050")
             where["district"] = params["district"]
         if "status" in params:
             if params["status"] not in FILTER_STATUS:
-                raise _bad("status", f"is one of {', '.join(FILTER_STATUS)}")
+                raise bad_parameter("status", f"is one of {', '.join(FILTER_STATUS)}")
             where["status"] = FILTER_STATUS[params["status"]]
         cursor = params.get("cursor")
         if cursor is not None:
             try:
                 decode_cursor("project", cursor)
             except InvalidCursor:
-                raise _bad("cursor", "is not one a `links.next` gave") from None
+                raise bad_parameter("cursor", "is not one a `links.next` gave") from None
         return cls(where, cursor)
-
-
-def _bad(parameter: str, reason: str) -> errors.BadRequest:
-    return errors.BadRequest(f"`{parameter}` {reason}", parameter=parameter)
-
-
-def _fiscal_year(text: str) -> int:
-    if not (text.isascii() and text.isdigit() and len(text) == 4):
-        raise _bad("fiscalYear", "is a Buddhist-era fiscal year, e.g. 2568")
-    year = int(text)
-    if not FIRST_FISCAL_YEAR <= year <= LAST_FISCAL_YEAR:
-        raise _bad("fiscalYear", "is a Buddhist-era fiscal year, e.g. 2568")
-    return year
 
 
 def project_id(local: str) -> str:
@@ -166,30 +158,6 @@ def local_id(oc4ids_id: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------- projects
-
-
-def _time(day: str) -> str:
-    """An RFC 3339 date-time, Bangkok time, of a date the source records (its start)."""
-    return f"{day}T00:00:00+07:00"
-
-
-def _amount(value: str) -> int | float:
-    """A decimal of the graph (text) as a JSON number: whole baht as integers."""
-    number = Decimal(value)
-    return int(number) if number == number.to_integral_value() else float(number)
-
-
-def _value(value: str) -> Json:
-    return {"amount": _amount(value), "currency": CURRENCY}
-
-
-def unit_id(code: str) -> str:
-    return f"TH-BMA-{code}"
-
-
-def supplier_id(record_id: str) -> str:
-    """A supplier's party id: its record id, never a national or juristic id."""
-    return f"TH-BMA-SUPPLIER-{record_id}"
 
 
 def project_type(title: str) -> str | None:
@@ -210,7 +178,7 @@ def project(node: Json) -> Json:
         "sector": [node["sector"]],
         "status": STATUS[node["status"]],
         "locations": [_location(node, district)],
-        "budget": {"amount": _value(node["budget"])},
+        "budget": {"amount": money(node["budget"])},
         "metrics": [_progress(node["progressPct"])],
     }
     kind = project_type(node["title"])
@@ -223,16 +191,16 @@ def project(node: Json) -> Json:
     out["parties"] = _parties(authority, process)
     out["contractingProcesses"] = [_contracting_process(process)]
     contract = process["contract"]
-    out["period"] = {"startDate": _time(process["announcedOn"])}
+    out["period"] = {"startDate": day_start(process["announcedOn"])}
     if contract is not None:
-        out["period"]["endDate"] = _time(contract["endsOn"])
+        out["period"]["endDate"] = day_start(contract["endsOn"])
         out["implementationPeriod"] = _period(contract["startsOn"], contract["endsOn"])
         if node["status"] == "COMPLETED":
             out["completion"] = {
-                "endDate": _time(contract["endsOn"]),
-                "finalValue": _value(contract["value"]),
+                "endDate": day_start(contract["endsOn"]),
+                "finalValue": money(contract["value"]),
             }
-    out["updated"] = _time(last_change(process))
+    out["updated"] = day_start(last_change(process))
     return out
 
 
@@ -270,12 +238,12 @@ def _progress(percent: str) -> Json:
     return {
         "id": "progress",
         "title": "ความก้าวหน้า (ร้อยละของมูลค่าที่เบิกจ่าย) / Progress, % of the value paid",
-        "observations": [{"id": "progress", "measure": _amount(percent), "unit": {"name": "%"}}],
+        "observations": [{"id": "progress", "measure": amount(percent), "unit": {"name": "%"}}],
     }
 
 
 def _period(start: str, end: str) -> Json:
-    return {"startDate": _time(start), "endDate": _time(end)}
+    return {"startDate": day_start(start), "endDate": day_start(end)}
 
 
 def _parties(authority: Json, process: Json) -> list[Json]:
@@ -309,8 +277,8 @@ def _contracting_process(process: Json) -> Json:
     tender: Json = {
         "procurementMethod": method,
         "procurementMethodDetails": details,
-        "datePublished": _time(process["announcedOn"]),
-        "costEstimate": _value(process["referencePrice"]),
+        "datePublished": day_start(process["announcedOn"]),
+        "costEstimate": money(process["referencePrice"]),
         "numberOfTenderers": len(tenderers),
         "procuringEntity": {
             "id": unit_id(process["buyer"]["code"]),
@@ -330,10 +298,10 @@ def _contracting_process(process: Json) -> Json:
     contract = process["contract"]
     if contract is not None:
         summary["suppliers"] = [_party(contract["supplier"])]
-        summary["contractValue"] = _value(contract["originalValue"])
+        summary["contractValue"] = money(contract["originalValue"])
         summary["contractPeriod"] = _period(contract["startsOn"], contract["endsOn"])
         if contract["status"] != "ACTIVE":
-            summary["finalValue"] = _value(contract["value"])
+            summary["finalValue"] = money(contract["value"])
         modifications = [m for a in contract["amendments"] for m in _modifications(a)]
         if modifications:
             summary["modifications"] = modifications
@@ -357,7 +325,7 @@ def _process_status(process: Json) -> str:
 def _modifications(a: Json) -> list[Json]:
     """A contract amendment as the modifications it made: its price, its time, or both (one
     modification each, as OC4IDS types a modification by what it changed)."""
-    common = {"date": _time(a["amendedOn"]), "rationale": a["rationale"]}
+    common = {"date": day_start(a["amendedOn"]), "rationale": a["rationale"]}
     out: list[Json] = []
     if a["valueBefore"] is not None and a["valueAfter"] is not None:
         out.append(
@@ -365,8 +333,8 @@ def _modifications(a: Json) -> list[Json]:
                 "id": f"{a['id']}-value",
                 "type": "value",
                 **common,
-                "oldContractValue": _value(a["valueBefore"]),
-                "newContractValue": _value(a["valueAfter"]),
+                "oldContractValue": money(a["valueBefore"]),
+                "newContractValue": money(a["valueAfter"]),
             }
         )
     if a["endsBefore"] is not None and a["endsAfter"] is not None:
@@ -375,8 +343,8 @@ def _modifications(a: Json) -> list[Json]:
                 "id": f"{a['id']}-duration",
                 "type": "duration",
                 **common,
-                "oldContractPeriod": {"endDate": _time(a["endsBefore"])},
-                "newContractPeriod": {"endDate": _time(a["endsAfter"])},
+                "oldContractPeriod": {"endDate": day_start(a["endsBefore"])},
+                "newContractPeriod": {"endDate": day_start(a["endsAfter"])},
             }
         )
     return out
@@ -385,8 +353,8 @@ def _modifications(a: Json) -> list[Json]:
 def _transaction(process: Json, contract: Json, payment: Json) -> Json:
     return {
         "id": str(payment["id"]),
-        "date": _time(payment["paidOn"]),
-        "value": _value(payment["amount"]),
+        "date": day_start(payment["paidOn"]),
+        "value": money(payment["amount"]),
         "payer": {"id": unit_id(process["buyer"]["code"]), "name": process["buyer"]["nameTh"]},
         "payee": _party(contract["supplier"]),
     }
@@ -442,12 +410,6 @@ def _now() -> str:
     return datetime.now(BANGKOK).replace(microsecond=0).isoformat()
 
 
-def _caller(request: Request) -> tuple[str, str | None]:
-    # The request id the gateway's middleware gave this request, for the logs and metrics.
-    request_id = str(request.scope.get("bma.request_id", "oc4ids"))
-    return request_id, request.client.host if request.client else None
-
-
 def routes(publication: Publication) -> list[BaseRoute]:
     oc4ids = Oc4ids(publication)
 
@@ -455,7 +417,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
         try:
             selection = Selection.of(request.query_params)
             found, following = await oc4ids.page(
-                selection.filter, selection.cursor, *_caller(request)
+                selection.filter, selection.cursor, *requester(request, "oc4ids")
             )
         except errors.GatewayError as exc:
             return exc.response()
@@ -469,7 +431,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
         if local is None:
             return _no_project(request.path_params["project"])
         try:
-            found, _ = await oc4ids.page({"id": local}, None, *_caller(request))
+            found, _ = await oc4ids.page({"id": local}, None, *requester(request, "oc4ids"))
         except errors.GatewayError as exc:
             return exc.response()
         if not found:
@@ -480,7 +442,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
     async def lines(request: Request) -> Response:
         try:
             selection = Selection.of(request.query_params)
-            request_id, client = _caller(request)
+            request_id, client = requester(request, "oc4ids")
             # The first page before the status goes out: an unavailable source is a 503,
             # not a truncated 200.
             first, following = await oc4ids.page(

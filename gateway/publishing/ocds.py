@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,19 +30,27 @@ from starlette.routing import BaseRoute, Route
 from connectors.base import InvalidCursor
 from connectors.finance import process_position
 from gateway import errors
-from gateway.publishing.publication import Publication
+from gateway.publishing.contracting import (
+    AMENDMENT_FIELDS,
+    SUPPLIER_FIELDS,
+    Json,
+    amount,
+    bad_parameter,
+    day_start,
+    fiscal_year,
+    money,
+    supplier_id,
+    unit_id,
+)
+from gateway.publishing.publication import Publication, requester
 from gateway.publishing.tables import BANGKOK
 
-Json = dict[str, Any]
-
 VERSION = "1.1"  # the package's `version`: OCDS 1.1.x (schema 1.1.5)
-CURRENCY = "THB"
 PAGE_SIZE = 100  # processes per package
 PUBLISHER = {
     "name": "กรุงเทพมหานคร (Bangkok Metropolitan Administration)",
     "uri": "https://www.bangkok.go.th",
 }
-FIRST_FISCAL_YEAR, LAST_FISCAL_YEAR = 2500, 2700  # Buddhist era, as the graph accepts
 
 # e-GP methods in OCDS's closed `method` codelist, with their own names kept as details.
 METHODS: dict[str, tuple[str, str, str]] = {
@@ -68,8 +75,6 @@ CONTRACT_DETAILS = {
     "TERMINATED": "บอกเลิกสัญญา / terminated early",
 }
 
-_SUPPLIER = "{ id name }"  # public fields only: never nationalId nor address
-_AMENDMENT = "{ id amendedOn rationale valueBefore valueAfter endsBefore endsAfter }"
 QUERY = f"""query OcdsProcesses($filter: ProcessFilter, $first: Int, $after: String) {{
   procurementProcesses(filter: $filter, first: $first, after: $after) {{
     pageInfo {{ hasNextPage endCursor }}
@@ -77,15 +82,15 @@ QUERY = f"""query OcdsProcesses($filter: ProcessFilter, $first: Int, $after: Str
       id ocid fiscalYear title budgetLineId economicClass method category budget
       referencePrice announcedOn bidDeadline status
       buyer {{ code nameTh nameEn }}
-      bids {{ supplier {_SUPPLIER} submittedOn status }}
-      award {{ id value awardedOn supplier {_SUPPLIER} }}
-      amendments {_AMENDMENT}
+      bids {{ supplier {SUPPLIER_FIELDS} submittedOn status }}
+      award {{ id value awardedOn supplier {SUPPLIER_FIELDS} }}
+      amendments {AMENDMENT_FIELDS}
       contract {{
         id contractNo originalValue value signedOn startsOn originalEndsOn endsOn status
-        supplier {_SUPPLIER}
+        supplier {SUPPLIER_FIELDS}
         milestones {{ seq title dueOn metOn value }}
         payments {{ id paidOn amount milestoneSeq }}
-        amendments {_AMENDMENT}
+        amendments {AMENDMENT_FIELDS}
       }}
     }} }}
   }}
@@ -106,10 +111,10 @@ class Selection:
     def of(cls, params: Mapping[str, str]) -> Selection:
         unknown = set(params) - {"fiscalYear", "buyer", "from", "to", "cursor"}
         if unknown:
-            raise _bad(sorted(unknown)[0], "is not a parameter here")
+            raise bad_parameter(sorted(unknown)[0], "is not a parameter here")
         where: Json = {}
         if "fiscalYear" in params:
-            where["fiscalYear"] = _fiscal_year(params["fiscalYear"])
+            where["fiscalYear"] = fiscal_year(params["fiscalYear"])
         if "buyer" in params:
             where["buyer"] = _buyer(params["buyer"])
         for name, field in (("from", "announcedFrom"), ("to", "announcedUntil")):
@@ -120,29 +125,16 @@ class Selection:
             try:
                 process_position(cursor)  # refused here, not as an unavailable page
             except InvalidCursor:
-                raise _bad("cursor", "is not one a `links.next` gave") from None
+                raise bad_parameter("cursor", "is not one a `links.next` gave") from None
         return cls(where, cursor)
 
     def variables(self, after: str | None) -> Json:
         return {"filter": self.filter, "first": PAGE_SIZE, "after": after}
 
 
-def _bad(parameter: str, reason: str) -> errors.BadRequest:
-    return errors.BadRequest(f"`{parameter}` {reason}", parameter=parameter)
-
-
-def _fiscal_year(text: str) -> int:
-    if not (text.isascii() and text.isdigit() and len(text) == 4):
-        raise _bad("fiscalYear", "is a Buddhist-era fiscal year, e.g. 2568")
-    year = int(text)
-    if not FIRST_FISCAL_YEAR <= year <= LAST_FISCAL_YEAR:
-        raise _bad("fiscalYear", "is a Buddhist-era fiscal year, e.g. 2568")
-    return year
-
-
 def _buyer(code: str) -> str:
     if not (0 < len(code) <= 10 and code.isascii() and code.isalnum()):
-        raise _bad("buyer", "is a unit code like S01 or K1039")
+        raise bad_parameter("buyer", "is a unit code like S01 or K1039")
     return code
 
 
@@ -152,37 +144,15 @@ def _date(name: str, text: str) -> str:
     except ValueError:
         day = None
     if day is None or len(text) != 10:  # YYYY-MM-DD only, not 20241001
-        raise _bad(name, "is a date like 2024-10-01")
+        raise bad_parameter(name, "is a date like 2024-10-01")
     return day.isoformat()
 
 
 # ---------------------------------------------------------------------------- releases
 
 
-def _time(day: str) -> str:
-    """An RFC 3339 date-time, Bangkok time, of a date the source records (its start)."""
-    return f"{day}T00:00:00+07:00"
-
-
 def _amount(value: str | None) -> int | float | None:
-    """A decimal of the graph (text) as a JSON number: whole baht as integers."""
-    if value is None:
-        return None
-    number = Decimal(value)
-    return int(number) if number == number.to_integral_value() else float(number)
-
-
-def _value(value: str) -> Json:
-    return {"amount": _amount(value), "currency": CURRENCY}
-
-
-def unit_id(code: str) -> str:
-    return f"TH-BMA-{code}"
-
-
-def supplier_id(record_id: str) -> str:
-    """A supplier's party id: its record id, never a national or juristic id."""
-    return f"TH-BMA-SUPPLIER-{record_id}"
+    return None if value is None else amount(value)
 
 
 def _reference(party: Json) -> Json:
@@ -237,7 +207,7 @@ class _Releases:
         return {
             "ocid": self.ocid,
             "id": f"{self.ocid}-{suffix}",
-            "date": _time(day),
+            "date": day_start(day),
             "tag": tags,
             "initiationType": "tender",
             "language": "th",
@@ -267,9 +237,9 @@ class _Releases:
         method, th, en = METHODS[p["method"]]
         amended = [a for a in p["amendments"] if a["valueBefore"] is not None]
         budget = amended[0]["valueBefore"] if amended else p["budget"]
-        period: Json = {"startDate": _time(p["announcedOn"])}
+        period: Json = {"startDate": day_start(p["announcedOn"])}
         if p["bidDeadline"]:
-            period["endDate"] = _time(p["bidDeadline"])
+            period["endDate"] = day_start(p["bidDeadline"])
         return self.release(
             "tender",
             p["announcedOn"],
@@ -280,30 +250,30 @@ class _Releases:
                     "id": str(p["budgetLineId"]),
                     "description": f"รายการงบประมาณ {p['budgetLineId']} ปีงบประมาณ "
                     f"{p['fiscalYear']} / budget line, fiscal year {p['fiscalYear']}",
-                    "amount": _value(budget),
+                    "amount": money(budget),
                 }
             },
             tender={
                 "id": self.tender_id,
                 "title": p["title"],
                 "status": "active",
-                "value": _value(budget),
+                "value": money(budget),
                 "procurementMethod": method,
                 "procurementMethodDetails": th,
                 "procurementMethodDetails_en": en,
                 "mainProcurementCategory": CATEGORIES[p["category"]],
                 "tenderPeriod": period,
                 "procuringEntity": self.buyer,
-                "datePublished": _time(p["announcedOn"]),
+                "datePublished": day_start(p["announcedOn"]),
             },
         )
 
     def tender_amendment(self, a: Json) -> tuple[Json, Roles]:
         tender: Json = {"id": self.tender_id, "amendments": [_amendment(a)]}
         if a["valueAfter"] is not None:
-            tender["value"] = _value(a["valueAfter"])
+            tender["value"] = money(a["valueAfter"])
         if a["endsAfter"] is not None:
-            tender["tenderPeriod"] = {"endDate": _time(a["endsAfter"])}
+            tender["tenderPeriod"] = {"endDate": day_start(a["endsAfter"])}
         return self.release(
             f"tender-amendment-{a['id']}", a["amendedOn"], ["tenderAmendment"], [], tender=tender
         )
@@ -351,8 +321,8 @@ class _Releases:
                     "id": str(a["id"]),
                     "title": self.p["title"],
                     "status": "active",
-                    "date": _time(a["awardedOn"]),
-                    "value": _value(a["value"]),
+                    "date": day_start(a["awardedOn"]),
+                    "value": money(a["value"]),
                     "suppliers": [winner],
                 }
             ],
@@ -369,12 +339,12 @@ class _Releases:
                     **_contract_ids(c, self.p),
                     "title": f"สัญญาเลขที่ {c['contractNo']} / contract {c['contractNo']}",
                     "status": "active",
-                    "value": _value(c["originalValue"]),
+                    "value": money(c["originalValue"]),
                     "period": {
-                        "startDate": _time(c["startsOn"]),
-                        "endDate": _time(c["originalEndsOn"]),
+                        "startDate": day_start(c["startsOn"]),
+                        "endDate": day_start(c["originalEndsOn"]),
                     },
-                    "dateSigned": _time(c["signedOn"]),
+                    "dateSigned": day_start(c["signedOn"]),
                     "milestones": [_milestone(c["id"], m, met=False) for m in c["milestones"]],
                 }
             ],
@@ -383,9 +353,9 @@ class _Releases:
     def contract_amendment(self, c: Json, a: Json) -> tuple[Json, Roles]:
         contract: Json = {**_contract_ids(c, self.p), "amendments": [_amendment(a)]}
         if a["valueAfter"] is not None:
-            contract["value"] = _value(a["valueAfter"])
+            contract["value"] = money(a["valueAfter"])
         if a["endsAfter"] is not None:
-            contract["period"] = {"endDate": _time(a["endsAfter"])}
+            contract["period"] = {"endDate": day_start(a["endsAfter"])}
         return self.release(
             f"contract-amendment-{a['id']}",
             a["amendedOn"],
@@ -409,8 +379,8 @@ class _Releases:
         transactions = [
             {
                 "id": str(y["id"]),
-                "date": _time(y["paidOn"]),
-                "value": _value(y["amount"]),
+                "date": day_start(y["paidOn"]),
+                "value": money(y["amount"]),
                 "payer": self.buyer,
                 "payee": _reference(payee),
             }
@@ -446,11 +416,11 @@ def _milestone(contract: str, m: Json, *, met: bool) -> Json:
         "type": "delivery",
         "description": f"งวดที่ {m['seq']} มูลค่า {m['value']} บาท / instalment {m['seq']}, "
         f"{m['value']} baht",
-        "dueDate": _time(m["dueOn"]),
+        "dueDate": day_start(m["dueOn"]),
         "status": "met" if met else "scheduled",
     }
     if met:
-        milestone["dateMet"] = _time(m["metOn"])
+        milestone["dateMet"] = day_start(m["metOn"])
     return milestone
 
 
@@ -465,7 +435,7 @@ def _amendment(a: Json) -> Json:
     ]
     return {
         "id": str(a["id"]),
-        "date": _time(a["amendedOn"]),
+        "date": day_start(a["amendedOn"]),
         "rationale": a["rationale"],
         "description": "; ".join(changes) or "no change of value or end",
     }
@@ -560,10 +530,6 @@ def _package(
     return package
 
 
-def _caller(request: Request) -> tuple[str, str | None]:
-    return "ocds", request.client.host if request.client else None
-
-
 def routes(publication: Publication) -> list[BaseRoute]:
     ocds = Ocds(publication)
     per_process: dict[str, Callable[[Json], list[Json]]] = {
@@ -575,7 +541,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
         async def serve(request: Request) -> Response:
             try:
                 selection = Selection.of(request.query_params)
-                request_id, client = _caller(request)
+                request_id, client = requester(request, "ocds")
                 nodes, following = await ocds.page(selection, selection.cursor, request_id, client)
             except errors.GatewayError as exc:
                 return exc.response()
@@ -589,7 +555,7 @@ def routes(publication: Publication) -> list[BaseRoute]:
         async def serve(request: Request) -> Response:
             try:
                 selection = Selection.of(request.query_params)
-                request_id, client = _caller(request)
+                request_id, client = requester(request, "ocds")
                 # The first page before the status goes out: an unavailable source is a 503,
                 # not a truncated 200.
                 first, following = await ocds.page(selection, selection.cursor, request_id, client)

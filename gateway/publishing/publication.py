@@ -51,3 +51,10 @@ class Publication:
         """The absolute address links in published documents start from, without a trailing
         slash: the configured public one, else the request's scheme, host and root path."""
         return self.public_base_url or str(request.base_url).rstrip("/")
+
+
+def requester(request: Request, default: str) -> tuple[str, str | None]:
+    """The request id the gateway's middleware gave ``request`` (``default`` outside it) and
+    the client's address: what a publication's reads of the graph are logged under."""
+    request_id = str(request.scope.get("bma.request_id", default))
+    return request_id, request.client.host if request.client else None
