@@ -379,6 +379,15 @@ class Settings(BaseSettings):
         "refused whole (HTTP 403) before any upstream call",
         json_schema_extra=_section("general"),
     )
+    compiled_execution: bool = Field(
+        True,
+        description="`true`: each planned operation is compiled once into code made for it "
+        "(gateway/execution/compiler.py) and run by it; `false`: every operation runs on "
+        "graphql-core's generic executor, the reference the compiled code is tested against. "
+        "Operations the compiler does not cover run on the reference either way, counted in "
+        '`bma_executions_total{path="reference"}`',
+        json_schema_extra=_section("general"),
+    )
 
     # --- authentication
     gateway_database_url: str | None = Field(

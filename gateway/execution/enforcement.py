@@ -101,6 +101,17 @@ def enforce_row_scopes(schema: GraphQLSchema, policy: Policy) -> None:
                 field.resolve = _RowScoped(type_name, field_name, field, dimension)
 
 
+def layers(resolve: Any) -> tuple[Any, bool, bool]:
+    """A field's own resolver under the wrappers put on it here, and whether it is
+    restricted and row-scoped (for the compiler, which builds these checks into its code)."""
+    restricted = row_scoped = False
+    while isinstance(resolve, _Restricted | _RowScoped):
+        restricted = restricted or isinstance(resolve, _Restricted)
+        row_scoped = row_scoped or isinstance(resolve, _RowScoped)
+        resolve = resolve.resolve
+    return resolve, restricted, row_scoped
+
+
 def _wrapped_by(field: GraphQLField, kind: type) -> bool:
     """Whether ``field``'s resolver is already behind a wrapper of ``kind`` (wrappers nest)."""
     resolve: Any = field.resolve

@@ -33,6 +33,8 @@ from connectors.cache import StaleUse, stale_uses
 from gateway import errors
 from gateway.audit.trail import AccessTrail, Caller, access_entry
 from gateway.audit.writer import AuditRecorder
+from gateway.execution.compiled import CompiledExecutor, CompiledOperation
+from gateway.execution.compiler import Uncompiled, compile_operation
 from gateway.execution.documents import RULES, Documents, Parsed, Refused
 from gateway.execution.enforcement import (
     FieldGate,
@@ -58,6 +60,7 @@ from schema import Connectors, Limits, RequestContext
 log = logging.getLogger("bma.gateway")
 
 VISIBLE_CACHE_SIZE = 256
+COMPILED_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Executor:
         mode: str = "filter",
         limits: AudienceLimits | None = None,
         page_limits: Limits | None = None,
+        compiled: bool = True,
     ) -> None:
         if mode not in ("filter", "reject"):
             raise ValueError(f"policy mode must be filter or reject, not {mode!r}")
@@ -103,6 +107,11 @@ class Executor:
         enforce_row_scopes(schema, policy)
         # What a principal may see depends only on its grants, not on who it is.
         self._visible: dict[tuple[Any, ...], GraphQLSchema] = {}
+        # Each plan's compiled operation (or why it has none), by document, operation and
+        # grants: what the plan is made of. None when compiling is off.
+        self._compiled: dict[tuple[Any, ...], CompiledOperation | str] | None = (
+            {} if compiled else None
+        )
 
     def visible_to(self, principal: Principal) -> GraphQLSchema:
         schema = self._visible.get(principal.grants)
@@ -232,10 +241,13 @@ class Executor:
         try:
             with gated(FieldGate(plan.audited, trail, principal)):
                 if parsed.parts is None:
+                    compiled = self._compiled_for(parsed, operation, plan, principal)
                     result = await self._execution(
-                        self.schema, parsed.document, operation, context, limits
+                        self.schema, parsed.document, operation, context, limits, compiled, trail
                     )
                 else:
+                    if self._compiled is not None:
+                        metrics.observe_execution("reference", "introspection")
                     result = await self._with_introspection(parsed, operation, context, limits)
         finally:
             stale_uses.reset(token)
@@ -265,6 +277,36 @@ class Executor:
         assert chosen is not None  # picked before planning
         return merged(parsed.document, chosen, data, introspection)
 
+    def _compiled_for(
+        self, parsed: Parsed, operation: Operation, plan: Plan, principal: Principal
+    ) -> CompiledOperation | None:
+        """The plan's compiled operation, compiled on first use; None (counted, with the
+        reason) where it runs on the reference executor."""
+        if self._compiled is None:
+            return None
+        key = (parsed.digest, operation.name, principal.grants)
+        found = self._compiled.get(key)
+        if found is None:
+            chosen = get_operation_ast(parsed.document, operation.name)
+            assert chosen is not None  # picked before planning
+            try:
+                found = compile_operation(
+                    self.schema, parsed.document, chosen, plan.audited, principal.districts is None
+                )
+            except Uncompiled as reason:
+                found = str(reason)
+            except Exception:  # a compiler bug must cost speed, never an answer
+                log.exception("operation %s not compiled", parsed.digest[:12])
+                found = "compiler error"
+            if len(self._compiled) >= COMPILED_CACHE_SIZE:
+                self._compiled.clear()  # like the plans: a flood of documents just resets
+            self._compiled[key] = found
+        if isinstance(found, str):
+            metrics.observe_execution("reference", found)
+            return None
+        metrics.observe_execution("compiled")
+        return found
+
     async def _execution(
         self,
         schema: GraphQLSchema,
@@ -272,15 +314,30 @@ class Executor:
         operation: Operation,
         context: RequestContext,
         limits: OperationLimits,
+        compiled: CompiledOperation | None = None,
+        trail: AccessTrail | None = None,
     ) -> ExecutionResult:
-        result = execute(
-            schema,
-            document,
-            context_value=context,
-            variable_values=operation.variables,
-            operation_name=operation.name,
-            hide_suggestions=not limits.suggestions,
-        )
+        if compiled is None:
+            result = execute(
+                schema,
+                document,
+                context_value=context,
+                variable_values=operation.variables,
+                operation_name=operation.name,
+                hide_suggestions=not limits.suggestions,
+            )
+        else:
+            result = execute(
+                schema,
+                document,
+                context_value=context,
+                variable_values=operation.variables,
+                operation_name=operation.name,
+                hide_suggestions=not limits.suggestions,
+                executor_class=CompiledExecutor,
+                compiled=compiled,
+                trail=trail,
+            )
         return await result if inspect.isawaitable(result) else result
 
     async def _audited(

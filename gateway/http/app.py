@@ -172,6 +172,7 @@ def create_app(
         mode=settings.policy_mode,
         limits=settings.operation_limits,
         page_limits=page_limits,
+        compiled=settings.compiled_execution,
     )
     catalog = load_catalog(Path(settings.catalog_file)) if settings.catalog_file else load_catalog()
     publication = Publication(catalog, policy, schema, Tables(executor), settings.public_base_url)

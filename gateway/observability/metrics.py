@@ -126,6 +126,12 @@ rate_limited = Counter(
     ["audience"],
     registry=REGISTRY,
 )
+executions = Counter(
+    "bma_executions",
+    "Operations executed, by path: compiled, or the reference executor and why (fallback)",
+    ["path", "reason"],
+    registry=REGISTRY,
+)
 breaker_state = Gauge(
     "bma_breaker_state",
     "Circuit breaker state by source: 0 closed, 1 half-open, 2 open",
@@ -192,6 +198,10 @@ def observe_cache(cache: str, result: str, n: int = 1) -> None:
 
 def observe_denial(rule: str, code: str) -> None:
     policy_denials.labels(rule, code).inc()
+
+
+def observe_execution(path: str, reason: str = "") -> None:
+    executions.labels(path, reason).inc()
 
 
 def observe_breaker(source: str, state: str) -> None:
