@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.base import PageRequest
+from connectors.base import PageRequest, UpstreamError
 from connectors.districts import all_districts
 from connectors.tax import ParcelQuery
 from connectors.traffy import ComplaintQuery
+from gateway.errors import code_of
 from schema import Connectors
 
 
@@ -46,6 +47,17 @@ def _parcel_edges(rows: list[Any]) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+async def upstream_error(_request: Request, exc: Exception) -> Response:
+    """An upstream that did not answer (e.g. the connector's concurrency bound timing out
+    under load) as a GraphQL-style error with the gateway's code, so the load client counts
+    it by code, not as a crash."""
+    error = code_of(exc)
+    body = {
+        "errors": [{"message": str(exc), "extensions": {"code": error.code if error else None}}]
+    }
+    return Response(orjson.dumps(body), status_code=503, media_type="application/json")
 
 
 def create_baseline_app(c: Connectors, tax_url: str | None = None) -> Starlette:
@@ -141,4 +153,5 @@ def create_baseline_app(c: Connectors, tax_url: str | None = None) -> Starlette:
             Route("/parcels/plain", parcels_plain),
         ],
         lifespan=lifespan,
+        exception_handlers={UpstreamError: upstream_error},
     )
