@@ -397,8 +397,7 @@ def report(
 
 
 def main() -> None:
-    from bench.common import publish, seeded_databases
-    from bench.run import start
+    from bench.common import publish, seeded_databases, start
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--database-url")

@@ -29,8 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import NullAudit, publish, seeded_databases
-from bench.run import start
+from bench.common import NullAudit, publish, seeded_databases, start
 from connectors.cache import DEFAULT_TTLS
 from gateway.audit import store as audit_store
 from gateway.audit.trail import Caller

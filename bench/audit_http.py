@@ -28,9 +28,8 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import publish, seeded_databases
+from bench.common import cpu_seconds, publish, seeded_databases, start
 from bench.http_load import Result, encode_graphql, graphql_ok, load
-from bench.run import start
 from gateway.audit.store import create_key
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import database_url
@@ -86,12 +85,6 @@ class Arm:
         result = asyncio.run(load(self.url, self.requests, seconds, concurrency, graphql_ok))
         self.cpu_us.append((cpu_seconds(self.pid) - began) / result.requests * 1e6)
         self.results.append(result)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time a process has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

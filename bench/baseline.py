@@ -8,15 +8,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.base import PageRequest
+from connectors.base import PageRequest, UpstreamError
 from connectors.districts import all_districts
+from connectors.tax import ParcelQuery
 from connectors.traffy import ComplaintQuery
+from gateway.errors import code_of
 from schema import Connectors
 
 
@@ -24,8 +27,44 @@ def _key_counts(counter: dict[str, int]) -> list[dict[str, Any]]:
     return [{"key": k, "count": n} for k, n in sorted(counter.items(), key=lambda i: (-i[1], i[0]))]
 
 
-def create_baseline_app(c: Connectors) -> Starlette:
+# What the plain-SQL endpoint asks: the public columns only, no count(*).
+PLAIN_PARCELS_SQL = """SELECT id, title_deed_type, land_use, area_sqm, lat, lon, district_code
+    FROM tax.parcels ORDER BY id LIMIT 1000"""
+
+
+def _parcel_edges(rows: list[Any]) -> list[dict[str, Any]]:
+    """The gateway's public parcel fields (bench.run's parcel query), from table rows."""
+    return [
+        {
+            "node": {
+                "id": str(r["id"]),
+                "titleDeedType": r["title_deed_type"].upper(),
+                "landUse": r["land_use"].upper(),
+                "areaSqm": str(r["area_sqm"]),
+                "location": {"lat": r["lat"], "lon": r["lon"]},
+                "district": {"code": r["district_code"]},
+            }
+        }
+        for r in rows
+    ]
+
+
+async def upstream_error(_request: Request, exc: Exception) -> Response:
+    """An upstream that did not answer (e.g. the connector's concurrency bound timing out
+    under load) as a GraphQL-style error with the gateway's code, so the load client counts
+    it by code, not as a crash."""
+    error = code_of(exc)
+    body = {
+        "errors": [{"message": str(exc), "extensions": {"code": error.code if error else None}}]
+    }
+    return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+
+
+def create_baseline_app(c: Connectors, tax_url: str | None = None) -> Starlette:
+    """The endpoints; ``tax_url`` is the tax database the plain-SQL endpoint reads with its
+    own pool (the others go through the connectors, with the connectors' SQL)."""
     codes = [d.code for d in all_districts()]
+    plain: dict[str, asyncpg.Pool] = {}
 
     async def districts(_request: Request) -> Response:
         stats, revenue, summaries = await asyncio.gather(
@@ -71,6 +110,19 @@ def create_baseline_app(c: Connectors) -> Starlette:
         body = {"data": {"complaints": {"totalCount": page.total, "edges": edges}}}
         return Response(orjson.dumps(body), media_type="application/json")
 
+    async def parcels(_request: Request) -> Response:
+        """The connector's SQL (a keyset page with its count(*)), the gateway's JSON."""
+        page = await c.tax.search_parcels(ParcelQuery(), PageRequest(first=1000))
+        body = {"data": {"parcels": {"totalCount": page.total, "edges": _parcel_edges(page.rows)}}}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def parcels_plain(_request: Request) -> Response:
+        """The same edges from one plain SELECT of the columns asked for: no count(*), no
+        keyset CTE, no connector (so no totalCount in the answer)."""
+        rows = await plain["pool"].fetch(PLAIN_PARCELS_SQL)
+        body = {"data": {"parcels": {"edges": _parcel_edges(rows)}}}
+        return Response(orjson.dumps(body), media_type="application/json")
+
     saved: dict[str, bytes] = {}
 
     async def districts_saved(request: Request) -> Response:
@@ -83,16 +135,23 @@ def create_baseline_app(c: Connectors) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*(x.start() for x in c.all()))
+        if tax_url:
+            plain["pool"] = await asyncpg.create_pool(tax_url, min_size=0, max_size=10)
         try:
             yield
         finally:
             await asyncio.gather(*(x.stop() for x in c.all()))
+            if plain:
+                await plain["pool"].close()
 
     return Starlette(
         routes=[
             Route("/districts", districts),
             Route("/districts/saved", districts_saved),
             Route("/complaints", complaints),
+            Route("/parcels", parcels),
+            Route("/parcels/plain", parcels_plain),
         ],
         lifespan=lifespan,
+        exception_handlers={UpstreamError: upstream_error},
     )

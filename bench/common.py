@@ -1,16 +1,28 @@
-"""What the benchmarks share: a seeded PostgreSQL and writing figures into the docs."""
+"""What the benchmarks share: a seeded PostgreSQL, the servers' processes and their CPU
+time, and writing figures into the docs."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from connectors.cache import DEFAULT_TTLS
 from gateway.demo.embedded import DatabaseUrls, start_embedded
 from gateway.demo.run import prepare_databases
+from gateway.http.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
+# Every cache off: an uncached gateway asks its upstreams for every request.
+CACHES_OFF = json.dumps(dict.fromkeys(DEFAULT_TTLS, 0))
 
 
 class NullAudit:
@@ -54,3 +66,27 @@ def publish(marker: str, script: str, argv: list[str], table: str, write: bool) 
     print(text)
     if write:
         write_section(marker, text)
+
+
+def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``python -m bench.serve KIND PORT`` on a free port; waits until it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve", kind, str(port)], env=env, cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -36,8 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from bench.common import publish, seeded_databases
-from bench.run import CACHES_OFF, start
+from bench.common import CACHES_OFF, publish, seeded_databases, start
 from connectors.traffy import parse_ticket
 
 PATH = "/download/traffy-complaints/complaints.csv"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import orjson
@@ -21,18 +23,28 @@ import orjson
 
 @dataclass
 class Result:
-    requests: int
+    requests: int  # answers received, error answers included
     seconds: float
-    latencies: list[float]
+    latencies: list[float]  # of every answer
+    errors: Counter[str] = field(default_factory=Counter)  # error answers by code
+    failed: int = 0  # answers that carried at least one error
 
     @property
     def throughput(self) -> float:
         return self.requests / self.seconds
 
+    @property
+    def good_throughput(self) -> float:
+        """Answers without an error, per second."""
+        return (self.requests - self.failed) / self.seconds
+
     def percentile(self, p: float) -> float:
-        """The latency below which a fraction ``p`` of the requests fell, in milliseconds."""
+        """The latency below which a fraction ``p`` of the requests fell, in milliseconds
+        (nearest rank; NaN when nothing was answered)."""
+        if not self.latencies:
+            return math.nan
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(len(ordered) * p) - 1))] * 1000
 
 
 class BadResponse(Exception):
@@ -75,27 +87,58 @@ def graphql_ok(status: int, body: bytes) -> bool:
     return status == 200 and b'"errors"' not in body
 
 
+def graphql_error_codes(status: int, body: bytes) -> list[str]:
+    """The distinct ``extensions.code`` values of an answer's errors, sorted; empty for a
+    clean answer. An error without a code counts as ``NO_CODE``; a failed answer without
+    GraphQL errors (or not JSON at all) as ``HTTP <status>``."""
+    if graphql_ok(status, body):
+        return []
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return [f"HTTP {status}"]
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not errors:
+        return [] if status == 200 else [f"HTTP {status}"]
+    return sorted({(e.get("extensions") or {}).get("code") or "NO_CODE" for e in errors})
+
+
+Tally = Callable[[int, bytes], list[str]]
+
+
 async def load(
     url: str,
     requests: Sequence[bytes],
     seconds: float,
     concurrency: int,
     ok=lambda status, body: status == 200,
+    tally: Tally | None = None,
 ) -> Result:
-    """Run the closed loop; the requests are sent in turn, each connection taking the next."""
+    """Run the closed loop; the requests are sent in turn, each connection taking the next.
+
+    Without ``tally`` a wrong answer (``ok`` false) stops the run with ``BadResponse``; with
+    it, every answer counts and ``tally`` names its error codes (``graphql_error_codes``),
+    counted in ``Result.errors``: for loads where some error answers are the finding."""
     target = urlsplit(url)
     turn = itertools.count()
     latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    failed = 0
     stop_at = time.perf_counter() + seconds
 
     async def connection() -> None:
+        nonlocal failed
         reader, writer = await asyncio.open_connection(target.hostname, target.port)
         try:
             while time.perf_counter() < stop_at:
                 began = time.perf_counter()
                 writer.write(requests[next(turn) % len(requests)])
                 status, body = await read_response(reader)
-                if not ok(status, body):
+                if tally is not None:
+                    codes = tally(status, body)
+                    failed += bool(codes)
+                    errors.update(codes)
+                elif not ok(status, body):
                     raise BadResponse(f"{status}: {body[:200]!r}")
                 latencies.append(time.perf_counter() - began)
         finally:
@@ -103,4 +146,4 @@ async def load(
 
     began = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return Result(len(latencies), time.perf_counter() - began, latencies)
+    return Result(len(latencies), time.perf_counter() - began, latencies, errors, failed)

@@ -23,8 +23,7 @@ from typing import Any
 
 from graphql import execute, parse
 
-from bench.common import NullAudit, publish, seeded_databases
-from bench.run import start
+from bench.common import NullAudit, publish, seeded_databases, start
 from connectors.cache import DEFAULT_TTLS
 from gateway.audit.trail import Caller
 from gateway.execution.executor import Executor, Operation

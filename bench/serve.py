@@ -41,7 +41,7 @@ def main(kind: str, port: int) -> None:
         else:
             from bench.baseline import create_baseline_app
 
-            app = create_baseline_app(connectors_from(settings))
+            app = create_baseline_app(connectors_from(settings), settings.tax_database_url)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
