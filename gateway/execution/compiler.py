@@ -16,6 +16,8 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from enum import EnumMeta
 from types import CodeType
 from typing import Any
 
@@ -24,6 +26,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLFloat,
     GraphQLID,
@@ -398,6 +401,9 @@ if is_awaitable(r):
                 return f"{null}if {check}:\n    results[{key!r}] = v\nelse:{slow}"
             coerce = self.name("COERCE", completion.type.coerce_output_value)
             odd = "isinstance(v, Exception)" + (" or is_awaitable(v)" if method else "")
+            known = self._known_values(completion.type)
+            if known is not None:  # the common values' answers, as the type writes them
+                null = f"{null}if {known[0]}:\n    results[{key!r}] = {known[1]}\nel"
             return f"""
 {null}if v is not None:
     try:
@@ -437,6 +443,20 @@ else:{slow}"""
     results[{key!r}] = r
 else:{slow}"""
         return slow.replace("\n    ", "\n")
+
+    def _known_values(self, leaf_type: Any) -> tuple[str, str] | None:
+        """A check and an expression writing a leaf's usual values without calling its
+        coercion: an enum member's name (computed here, by the type's own coercion, for
+        every member) and a Decimal's text (the Decimal scalar's coercion is ``str``)."""
+        if leaf_type.coerce_output_value is str:
+            return f"type(v) is {self.name('DECIMAL', Decimal)}", "str(v)"
+        members = getattr(leaf_type, "wrapped_cls", None)
+        if isinstance(leaf_type, GraphQLEnumType) and isinstance(members, EnumMeta):
+            every: list[Any] = list(members)
+            names = {id(m): leaf_type.coerce_output_value(m) for m in every}
+            cls = self.name("ENUM", members)
+            return f"type(v) is {cls}", f"{self.name('NAMES', names)}[id(v)]"
+        return None
 
     def build(self) -> FieldsFunction:
         head = ["def fields(ex, source, path):", "    results = {}", "    pending = []"]
