@@ -53,8 +53,8 @@ def _selection(
     type_: GraphQLObjectType, rng: random.Random, depth: int, fragments: list[str]
 ) -> str:
     fields = list(type_.fields.items())
-    chosen = rng.sample(fields, rng.randint(1, min(4, len(fields))))
-    if type_.name == "Query" and rng.random() < 0.8:
+    chosen = rng.sample(fields, rng.randint(1, min(3, len(fields))))
+    if type_.name == "Query" and rng.random() < 0.95:
         # All 50 districts, each with its own lists, make a query 50 times the work:
         # kept, but rarer, so that thousands of queries fit in CI.
         chosen = [(n, f) for n, f in chosen if n != "districts"] or chosen
