@@ -188,6 +188,7 @@ class Guard:
         self.queue_timeout = queue_timeout  # longest wait for a slot; None: no limit
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._ended = 0  # calls that ended (released their slot): the queue is moving
         self._rng = rng or random.Random()
 
     async def call(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
@@ -264,16 +265,33 @@ class Guard:
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
+        """A slot of the bound. A call waits as long as the calls ahead of it keep ending:
+        under load (a busy event loop, a slow but answering source) answers come later,
+        not as errors. It gives up when no call has ended for ``queue_timeout`` seconds
+        while it waited: the source is stuck, and queueing more would not help."""
         slots = self._semaphore()
+        # One acquisition, never cancelled while the queue moves: the caller keeps its
+        # place in the semaphore's line.
+        acquiring = asyncio.ensure_future(slots.acquire())
         try:
-            async with asyncio.timeout(self.queue_timeout):
-                await slots.acquire()
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                self.source,
-                f"{self.settings.concurrency} calls in flight for {self.queue_timeout:g} s",
-            ) from exc
+            while True:
+                ended = self._ended
+                done, _ = await asyncio.wait({acquiring}, timeout=self.queue_timeout)
+                if done:
+                    break
+                if self._ended == ended:
+                    raise UpstreamTimeout(
+                        self.source,
+                        f"{self.settings.concurrency} calls in flight, none ended for "
+                        f"{self.queue_timeout:g} s",
+                    )
+        except BaseException:
+            if not acquiring.cancel() and not acquiring.cancelled():
+                slots.release()  # acquired just as we gave up
+            raise
+        acquiring.result()
         try:
             yield
         finally:
+            self._ended += 1
             slots.release()

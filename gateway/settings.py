@@ -280,8 +280,9 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="calls in flight per source (the tax database, each district registry, "
-        "Traffy); a call that cannot get a slot within the timeout fails as "
-        "`UPSTREAM_TIMEOUT` without reaching the source",
+        "Traffy); further calls queue while the calls ahead of them keep ending (under load "
+        "answers come later, not as errors), and fail as `UPSTREAM_TIMEOUT` without reaching "
+        "the source when none has ended for the source's timeout (it is stuck)",
         json_schema_extra=_section("general"),
     )
     breaker_failures: int = Field(
