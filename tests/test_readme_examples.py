@@ -5,7 +5,8 @@ shape checked: the tour cannot drift from the code again.
 Shell commands run in bash, one at a time, with the ``export`` lines written before them in
 the same block (as a reader pasting the block would have them), the demo's address, database
 URL and home directory put in place of the README's, and the virtual environment's
-``bin`` first on PATH. Each command must match exactly one expectation below, so a new
+``bin`` first on PATH; ``bma-gateway`` commands run through its ``main`` in this process, the
+same way (exports, ``~``, the working directory). Each command must match exactly one expectation below, so a new
 example without a check fails here too.
 """
 
@@ -15,6 +16,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,8 +28,10 @@ from typing import Any
 
 import pytest
 
+from connectors.cache import DEFAULT_TTLS
 from gateway.audit.checkpoints import create_signing_key, load_signing_key, sign
-from support import Gateway, audit_key_file, run, with_conn
+from gateway.cli import main
+from support import Gateway, audit_key_file, run, settings_for, start_gateway, with_conn
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -250,7 +254,7 @@ def filled(value: Any) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path, anonymous: Gateway, db: Any) -> Path:
+def home(tmp_path: Path, db: Any) -> Path:
     """A home whose demo state holds the session's audit key and a signed checkpoint of the
     chain's head, as the demo leaves them."""
     state = tmp_path / "home" / ".local" / "share" / "bma-gateway"
@@ -269,8 +273,26 @@ def home(tmp_path: Path, anonymous: Gateway, db: Any) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture(scope="module")
+def gateway(db: Any, traffy_url: str) -> Iterator[Gateway]:
+    """A gateway configured as the demo's (its caches on: a download's conditional GET is
+    answered from the kept copy); rate limits off, as this test asks fast."""
+    server, gw = start_gateway(
+        settings_for(db, traffy_url, cache_ttls=dict(DEFAULT_TTLS), rate_limits=None)
+    )
+    yield gw
+    gw.client.close()
+    server.stop()
+
+
 def test_every_readme_example_answers_as_the_readme_says(
-    anonymous: Gateway, principals: dict[str, dict[str, str]], db: Any, home: Path, tmp_path: Path
+    gateway: Gateway,
+    principals: dict[str, dict[str, str]],
+    db: Any,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ):
     # GraphQL first: the three audiences' reads leave the audit records the DPO then reads
     # and the audit commands then verify and export.
@@ -280,10 +302,10 @@ def test_every_readme_example_answers_as_the_readme_says(
     assert len(answers) == 3
     for operation in operations:
         if THREE_AUDIENCES in operation:
-            _three_audiences(anonymous, principals, operation, answers)
+            _three_audiences(gateway, principals, operation, answers)
             continue
         caller = principals["dpo"] if "accessLog" in operation else {}
-        response = anonymous.post(operation, headers=caller)
+        response = gateway.post(operation, headers=caller)
         assert response.status_code == 200, (operation, response.text)
         body = response.json()
         assert "errors" not in body, (operation, body["errors"])
@@ -300,16 +322,51 @@ def test_every_readme_example_answers_as_the_readme_says(
         check = expectation(command)
         if hasattr(check, "not_run"):
             continue
-        script = "\n".join([*command.exports, command.text])
-        script = (
-            script.replace(DEMO_URL, anonymous.url)
-            .replace("postgresql://…", db.gateway)
-            .replace(".venv/bin/", f"{bin_dir}/")
-        )
-        done = subprocess.run(
-            ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120
-        )
-        check(Ran(done.returncode, done.stdout, done.stderr, work))
+        lines = [
+            line.replace(DEMO_URL, gateway.url).replace("postgresql://…", db.gateway)
+            for line in (*command.exports, command.text)
+        ]
+        if CLI.match(command.text):  # in this process: no interpreter start per command
+            ran = _in_process(lines, env, work, monkeypatch, capsys)
+        else:
+            done = subprocess.run(
+                ["bash", "-c", "\n".join(lines)],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            ran = Ran(done.returncode, done.stdout, done.stderr, work)
+        check(ran)
+
+
+CLI = re.compile(r"^(\.venv/bin/)?bma-gateway ")
+
+
+def _in_process(
+    lines: list[str],
+    env: dict[str, str],
+    work: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Ran:
+    """``export NAME=value`` lines, then one ``bma-gateway`` command, as bash would run them
+    (``~`` is the home given), through the command's ``main``."""
+    with monkeypatch.context() as patched:
+        for name in [n for n in os.environ if n.startswith("BMA_")]:
+            patched.delenv(name)
+        patched.setenv("HOME", env["HOME"])
+        patched.chdir(work)
+        *exports, command = lines
+        for line in exports:
+            name, _, value = shlex.split(line, comments=True)[1].partition("=")
+            patched.setenv(name, os.path.expanduser(value))
+        argv = [os.path.expanduser(a) for a in shlex.split(command, comments=True)[1:]]
+        capsys.readouterr()
+        code = main(argv)
+        captured = capsys.readouterr()
+    return Ran(code, captured.out, captured.err, work)
 
 
 def _three_audiences(
