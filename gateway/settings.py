@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -138,6 +138,39 @@ def _base_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def redacted_url(url: str) -> str:
+    """A database URL for printing: no password, in the user part or in the query."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in ("password", "sslpassword") else f"{key}={value}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+
+
+def _postgresql_url(raw: str | None) -> str | None:
+    """A PostgreSQL URL: every database the gateway reads speaks PostgreSQL (asyncpg)."""
+    if raw is None:
+        return None
+    scheme = urlsplit(raw).scheme.lower()
+    if scheme not in POSTGRESQL_SCHEMES:
+        given = f"a {scheme}:// URL" if scheme else f"{redacted_url(raw)!r}"
+        raise ValueError(
+            f"must be a PostgreSQL URL (postgresql://user:password@host:port/database), not {given}"
+        )
+    return raw
+
+
+PostgresqlUrl = Annotated[str, AfterValidator(_postgresql_url)]
+
+
 def _redis_url(raw: str | None) -> str | None:
     return redis_client.checked_url(raw) if raw else None
 
@@ -179,25 +212,25 @@ class Settings(BaseSettings):
     )
 
     # --- the sources, and the process
-    tax_database_url: str = Field(
+    tax_database_url: PostgresqlUrl = Field(
         min_length=1,
         description="PostgreSQL URL of BMA TAX (schema `tax`: owners, parcels, assessments, "
         "signboards)",
         json_schema_extra=_section("general"),
     )
-    registry_database_url: str = Field(
+    registry_database_url: PostgresqlUrl = Field(
         min_length=1,
         description="PostgreSQL URL hosting the district registries as schemas `d1001` … `d1050`",
         json_schema_extra=_section("general"),
     )
-    finance_database_url: str = Field(
+    finance_database_url: PostgresqlUrl = Field(
         min_length=1,
         description="PostgreSQL URL of the finance and procurement system (schema `finance`: "
         "budget lines, procurement processes, contracts, suppliers, infrastructure projects)",
         json_schema_extra=_section("general"),
     )
     # District code -> database URL, for district offices that run their own database.
-    registry_district_urls: Mapping[str, str] = Field(
+    registry_district_urls: Mapping[str, PostgresqlUrl] = Field(
         default_factory=dict,
         description="a district office that runs its own database, e.g. "
         "`BMA_REGISTRY_DATABASE_URL_1039`; its schema is still `d<code>`",
@@ -391,7 +424,7 @@ class Settings(BaseSettings):
     )
 
     # --- authentication
-    gateway_database_url: str | None = Field(
+    gateway_database_url: PostgresqlUrl | None = Field(
         None,
         description="PostgreSQL URL of the gateway's own database; API keys live in its schema "
         "`gateway`, created at start if missing",
@@ -436,7 +469,7 @@ class Settings(BaseSettings):
     )
 
     # --- audit
-    audit_database_url: str | None = Field(
+    audit_database_url: PostgresqlUrl | None = Field(
         None,
         description="PostgreSQL URL of the audit store (schema `audit`, created at first start "
         "if the user may, else by `bma-gateway audit init`)",
@@ -683,6 +716,8 @@ def problems(error: ValidationError) -> Iterator[str]:
         name = str(loc[0])
         found = [(n, f) for n, f in fields.items() if name in (n, variable(n, f))]
         where = variable(*found[0]) if found else name
+        if name == "registry_district_urls" and len(loc) > 1:  # one variable per district
+            where, loc = f"{DISTRICT_URL}{loc[1]}", loc[1:]
         where += "".join(f".{part}" for part in loc[1:])
         declared = _declared(found[0][1], loc[1:]) if found else None
         yield f"{where} {_what(e, declared)}"

@@ -159,6 +159,12 @@ class Policy:
     def rule(self, type_name: str, field_name: str) -> FieldRule | None:
         return self.rules.get((type_name, field_name))
 
+    def scopes(self) -> frozenset[str]:
+        """Every scope the policy grants something for: its datasets' and its fields' own."""
+        named = [d.scopes | d.personal_scopes for d in self.datasets.values()]
+        named += [r.scopes for r in self.rules.values()]
+        return frozenset().union(*named)
+
     def check(self, schema: GraphQLSchema) -> None:
         """Raise PolicyError naming every unclassified field and every unknown one."""
         problems = []
@@ -265,8 +271,13 @@ class Policy:
 
 
 def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
-    with path.open("rb") as f:
-        raw = tomllib.load(f)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise PolicyError([f"cannot read {str(path)!r}: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError([f"{str(path)!r} is not valid TOML: {exc}"]) from None
     problems: list[str] = []
     purposes = {
         name: _purpose(name, spec, problems) for name, spec in raw.get("purposes", {}).items()

@@ -235,7 +235,10 @@ def test_a_checkpoint_key_that_is_not_one_stops_the_gateway_before_it_starts(tmp
         timeout=60,
     )
     assert done.returncode == 2, done
-    assert f"configuration error: cannot read the checkpoint key from {not_a_key}" in done.stderr
+    assert (
+        f"configuration error: BMA_AUDIT_CHECKPOINT_KEY_FILE: cannot read the checkpoint key from {not_a_key}"
+        in done.stderr
+    )
     assert "Traceback" not in done.stderr
     with pytest.raises(ConfigError, match="audit checkpoint-keygen"):
         Settings.from_env({**REQUIRED_ENV, "BMA_AUDIT_CHECKPOINT_KEY_FILE": str(tmp_path / "no")})

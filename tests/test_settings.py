@@ -71,9 +71,9 @@ def test_settings_given_as_arguments_read_no_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("BMA_PORT", "9999")
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/0")
     settings = Settings(
-        tax_database_url="a",
-        registry_database_url="b",
-        finance_database_url="f",
+        tax_database_url="postgresql://x/a",
+        registry_database_url="postgresql://x/b",
+        finance_database_url="postgresql://x/f",
         traffy_base_url="c",
     )
     assert settings.port == 8000 and settings.redis_url is None

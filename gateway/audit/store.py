@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -287,6 +287,7 @@ class Verification:
     reason: str = ""
     missing: int = 0  # records an anchor proves existed that the log no longer holds
     archived: int = 0  # records in archives that were not read (no archive files given)
+    wrong_key: bool = False  # no record verifies with the key: it is not the chain's
 
     @property
     def intact(self) -> bool:
@@ -399,6 +400,9 @@ class ChainWalk:
         self.anchors = {a.seq: a for a in sorted(anchors, key=lambda a: a.seq)}
         self.archived = start[0]
         self.expected, self.prev, self.checked = start[0] + 1, start[1], 0
+        # The first record walked does not match its hash: an altered record, or a key that
+        # is not the chain's. Set while the rest is searched for one the key does verify.
+        self.first_altered: Verification | None = None
 
     def broken(self, seq: int, reason: str, missing: int = 0) -> Verification:
         return Verification(
@@ -406,6 +410,12 @@ class ChainWalk:
         )
 
     def step(self, row: Mapping[str, Any]) -> Verification | None:
+        if self.first_altered is not None:
+            # A record whose own hash holds under the key proves it the chain's key.
+            own = chain_hash(
+                self.key, bytes(row["prev_hash"]), row["seq"], row["at"], orjson.loads(row["entry"])
+            )
+            return self.first_altered if hmac.compare_digest(own, bytes(row["hash"])) else None
         seq, expected = row["seq"], self.expected
         if seq < expected:
             return self.broken(
@@ -419,7 +429,13 @@ class ChainWalk:
             )
         digest = chain_hash(self.key, self.prev, seq, row["at"], orjson.loads(row["entry"]))
         if not hmac.compare_digest(digest, bytes(row["hash"])):
-            return self.broken(seq, f"record {seq} was altered: its contents do not match its hash")
+            altered = self.broken(
+                seq, f"record {seq} was altered: its contents do not match its hash"
+            )
+            if self.checked > 0:
+                return altered
+            self.first_altered = altered
+            return None
         anchor = self.anchors.get(seq)
         if anchor is not None and not hmac.compare_digest(digest, anchor.hash):
             return self.broken(
@@ -431,6 +447,13 @@ class ChainWalk:
         return None
 
     def end(self) -> Verification:
+        if self.first_altered is not None:  # no record holds under this key
+            return replace(
+                self.first_altered,
+                wrong_key=True,
+                reason="the key does not match the chain: no record's hash verifies with it (it "
+                "is not the key the chain was written with, or every record was rewritten)",
+            )
         last, head = self.expected - 1, self.head_seq
         beyond = [a for a in self.anchors.values() if a.seq > last]
         if beyond:  # the newest records are gone, the head perhaps moved back to match

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import asyncpg
 import orjson
 
 from gateway.audit import archives, checkpoints
 from gateway.audit import store as audit_store
 from gateway.cli.credentials import on_database
+from gateway.cli.failures import CommandError
 
 EXPORT_COLUMNS = (
     "seq",
@@ -116,11 +116,10 @@ def run(args: argparse.Namespace) -> int:
         status: int = args.handler(args)
         return status
     except (ValueError, audit_store.AuditStoreError) as exc:
-        print(f"bma-gateway: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"bma-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
+    except OSError as exc:  # a file to read or write (keys, checkpoints, archives, --output)
+        where = f" {exc.filename}" if exc.filename else ""
+        raise CommandError(f"cannot use{where}: {exc.strerror or exc}") from None
 
 
 def _env_path(name: str) -> Path | None:
@@ -191,6 +190,12 @@ def _verify(args: argparse.Namespace) -> int:
         if args.checkpoints:
             print(f"{len(anchors)} checkpoints match the log", file=sys.stderr)
         return 0
+    if result.wrong_key:
+        raise CommandError(
+            f"the key in {args.key_file} does not match the audit chain: no record's hash "
+            "verifies with it; give the key the gateway writes the chain with (--key-file or "
+            "BMA_AUDIT_KEY_FILE)"
+        )
     print(f"audit chain BROKEN at record {result.broken_at}: {result.reason}")
     print(f"({result.records} records verified before it)", file=sys.stderr)
     return 1

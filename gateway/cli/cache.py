@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from connectors import redis_client
 from connectors.cache import CONNECTORS, DEFAULT_TTLS, CacheSettings, CacheStore
 
 CHOICES = (*CONNECTORS, "response")
@@ -45,6 +46,11 @@ def _clear(args: argparse.Namespace) -> int:
             "memory and expire within their TTL; restart the processes to empty them now",
             file=sys.stderr,
         )
+        return 2
+    try:
+        redis_client.checked_url(redis_url)
+    except ValueError as exc:
+        print(f"bma-gateway: REDIS_URL {exc}", file=sys.stderr)
         return 2
     names = names_for(args.connector)
 

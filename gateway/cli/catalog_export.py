@@ -39,16 +39,10 @@ def add_command(actions: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from gateway.http import preflight
     from gateway.http.app import create_app
-    from gateway.settings import ConfigError, Settings
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"bma-gateway: configuration error: {problem}", file=sys.stderr)
-        return 2
-    app = create_app(settings)
+    app = create_app(preflight.checked().settings)  # ConfigError: every problem, exit 2
     try:
         written = export(app.state.publication, app.state.connectors, args.output)
     except errors.DatasetUnavailable as exc:

@@ -13,12 +13,15 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from gateway.auth.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
 from gateway.auth.issuer import MAX_TOKEN_LIFETIME, EmbeddedIssuer
 from gateway.auth.trust import DEFAULT_AUDIENCE
+from gateway.cli.failures import FAILED, CommandError, unreachable
+from gateway.settings import POSTGRESQL_SCHEMES, redacted_url
 from policies.principal import Level
 
 _TTL = re.compile(r"(\d+)([smhd]?)")
@@ -91,11 +94,10 @@ def run(args: argparse.Namespace) -> int:
         status: int = args.handler(args)
         return status
     except ValueError as exc:
-        print(f"bma-gateway: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"bma-gateway: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
+    except OSError as exc:  # a key file that cannot be read or written
+        where = f" {exc.filename}" if exc.filename else ""
+        raise CommandError(f"cannot use{where}: {exc.strerror or exc}") from None
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -103,14 +105,27 @@ def run(args: argparse.Namespace) -> int:
 
 def on_database(url: str | None, variable: str, operation: Any) -> Any:
     """Run ``operation(conn)`` on one connection to ``url`` (the CLI's database commands);
-    without a URL, say which option or variable gives it."""
+    without a URL, say which option or variable gives it; a URL that is not PostgreSQL's, a
+    server that cannot be reached or refuses the login, or a statement it refuses: one line."""
     if not url:
-        raise ValueError(f"give --database-url or set {variable}")
+        raise CommandError(f"give --database-url or set {variable}")
+    if urlsplit(url).scheme.lower() not in POSTGRESQL_SCHEMES:
+        raise CommandError(
+            f"--database-url or {variable}: not a PostgreSQL URL ({redacted_url(url)}); "
+            "use postgresql://user:password@host:port/database"
+        )
 
     async def call() -> Any:
-        conn = await asyncpg.connect(url)
+        try:
+            conn = await asyncpg.connect(url, timeout=10)
+        except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
+            raise unreachable(f"the database of {variable}", url, exc) from None
         try:
             return await operation(conn)
+        except asyncpg.PostgresError as exc:
+            raise CommandError(
+                f"the database at {redacted_url(url)} refused: {exc}", FAILED
+            ) from None
         finally:
             await conn.close()
 
@@ -173,16 +188,68 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 # --- tokens -------------------------------------------------------------------------------
 
 
-def _issuer(args: argparse.Namespace) -> EmbeddedIssuer:
+def _issuer(args: argparse.Namespace, *, create: bool = True) -> EmbeddedIssuer:
+    """The issuer of the key file; a missing file is created with a first key, and said so
+    (a gateway trusts that key only if its BMA_ISSUER_KEY_FILE names the same file)."""
     audience = os.environ.get("BMA_JWT_AUDIENCE", "").strip() or DEFAULT_AUDIENCE
-    return EmbeddedIssuer.open(args.key_file or default_key_file(), audience=audience)
+    path = (args.key_file or default_key_file()).expanduser()
+    if path.exists():
+        return EmbeddedIssuer.open(path, audience=audience)
+    if not create:
+        raise CommandError(
+            f"no issuer key file at {path}; give --key-file or set BMA_ISSUER_KEY_FILE"
+        )
+    issuer = EmbeddedIssuer.open(path, audience=audience)
+    print(
+        f"bma-gateway: note: there was no issuer key file at {path}, so a new signing key "
+        f"({issuer.current.kid}) was created there; gateways accept its tokens only if their "
+        "BMA_ISSUER_KEY_FILE names this file",
+        file=sys.stderr,
+    )
+    return issuer
+
+
+def _known(args: argparse.Namespace) -> tuple[frozenset[str], frozenset[str]]:
+    """The scopes and purposes a token may carry: those the policy (``BMA_POLICY_FILE``, else
+    the shipped one) names, and the gateway's own ``metrics:read``."""
+    from gateway.http.preflight import POLICY_VARIABLE
+    from gateway.http.probes import METRICS_SCOPE
+    from policies.model import DEFAULT_POLICY, PolicyError, load_policy
+
+    configured = os.environ.get(POLICY_VARIABLE, "").strip()
+    path = Path(configured).expanduser() if configured else DEFAULT_POLICY
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        raise CommandError(f"{POLICY_VARIABLE} {path}: {'; '.join(exc.problems)}") from None
+    return policy.scopes() | {METRICS_SCOPE}, frozenset(policy.purposes)
+
+
+def checked_scopes(text: str, known: frozenset[str]) -> str:
+    """``--scopes`` as the token will carry it (space-separated), every scope one the policy
+    names: a misspelt one, or a comma-separated list, grants nothing and is refused."""
+    scopes = text.split()
+    unknown = [s for s in scopes if s not in known]
+    if not unknown:
+        return " ".join(scopes)
+    hint = " (scopes are separated by spaces, not commas)" if any("," in s for s in unknown) else ""
+    raise CommandError(
+        f"--scopes: unknown scope {unknown[0]!r}{hint}; the policy's scopes are "
+        f"{', '.join(sorted(known))}"
+    )
 
 
 def _token_issue(args: argparse.Namespace) -> int:
+    scopes, purposes = _known(args)
+    if args.purpose is not None and args.purpose not in purposes:
+        raise CommandError(
+            f"--purpose: unknown purpose {args.purpose!r}; the policy's purposes are "
+            f"{', '.join(sorted(purposes))}"
+        )
     token = _issuer(args).issue(
         args.audience,
         args.org,
-        args.scopes,
+        checked_scopes(args.scopes, scopes),
         args.clearance,
         district=_district(args.district),
         purpose=args.purpose,
@@ -211,7 +278,7 @@ def _token_rotate(args: argparse.Namespace) -> int:
 
 
 def _token_retire(args: argparse.Namespace) -> int:
-    issuer = _issuer(args)
+    issuer = _issuer(args, create=False)
     issuer.retire(args.kid)
     print(f"Retired {args.kid}; tokens it signed are refused once gateways reload their keys.")
     return 0

@@ -1,4 +1,6 @@
-"""Every request gets an id, and every response says it (``X-Request-Id``).
+"""Every request gets an id, and every response says it (``X-Request-Id``) and how long the
+gateway took to begin answering (``Server-Timing: app;dur=<ms>``, unless the route measured
+its own, as ``/graphql`` does) — refusals (404, 405, 429 …) too.
 
 The caller's own ``X-Request-Id`` is kept when it is a sane token (it goes into the logs and
 the audit record), else a new one is made. The id is on the request's scope for whatever
@@ -9,6 +11,7 @@ with a reference here, with its id, before any other error handler would.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -32,10 +35,15 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope[_REQUEST_ID] = _request_id(Headers(scope=scope).get("x-request-id"))
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["x-request-id"] = request_id
+                if "server-timing" not in headers:
+                    elapsed_ms = (time.perf_counter() - began) * 1000
+                    headers["server-timing"] = f"app;dur={elapsed_ms:.2f}"
             await send(message)
 
         started = False

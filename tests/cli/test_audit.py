@@ -55,14 +55,32 @@ def test_audit_verify_names_the_altered_record(
     assert "intact" not in done.out
 
 
-def test_audit_verify_with_the_wrong_key_fails_at_record_1(
+def test_audit_verify_with_the_wrong_key_says_the_key_does_not_match(
     make_chain: Callable[[str], Chain], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ):
+    """Not "record 1 was altered": no record verifies with another key, so it is the key."""
     chain = make_chain("cli_wrong_key")
-    done = chain.cli_verify(capsys, write_key(tmp_path / "other.key", OTHER_CHAIN_KEY))
+    other = write_key(tmp_path / "other.key", OTHER_CHAIN_KEY)
+    done = chain.cli_verify(capsys, other)
+    assert done.code == 2, done
+    assert done.out == ""
+    [line] = done.err.splitlines()
+    assert f"the key in {other} does not match the audit chain" in line, line
+    assert "BMA_AUDIT_KEY_FILE" in line and "altered" not in line
+    assert chain.verify(OTHER_CHAIN_KEY).wrong_key
+
+
+def test_audit_verify_with_the_right_key_still_names_an_altered_first_record(
+    make_chain: Callable[[str], Chain], capsys: pytest.CaptureFixture[str]
+):
+    chain = make_chain("cli_first_altered")
+    chain.tamper(
+        'UPDATE audit.records SET entry = entry || \'{"outcome": "denied"}\' WHERE seq = 1'
+    )
+    done = chain.cli_verify(capsys)
     assert done.code == 1, done
-    assert "BROKEN at record 1:" in done.out
-    assert chain.verify(OTHER_CHAIN_KEY).broken_at == 1
+    assert "BROKEN at record 1: record 1 was altered" in done.out
+    assert not chain.verify().wrong_key
 
 
 @pytest.mark.parametrize(

@@ -139,5 +139,7 @@ def test_config_check_checks_the_catalogue_the_settings_name(tmp_path, monkeypat
     monkeypatch.setenv("BMA_CATALOG_FILE", str(broken))
     assert main(["config", "check"]) == 2
     err = capsys.readouterr().err
-    assert "configuration error: catalogue problems:" in err
-    assert "dataset traffy-complaints: `geo_coverage` is required" in err
+    assert (
+        f"configuration error: BMA_CATALOG_FILE {broken}: dataset traffy-complaints: "
+        "`geo_coverage` is required" in err
+    )

@@ -94,3 +94,45 @@ def test_token_retire_by_cli(tmp_path, capsys):
     assert (
         cli(["token", "retire", f"--kid={new_kid}", "--key-file", str(key_file)]) == 2
     )  # the only key
+
+
+@pytest.mark.parametrize(
+    ("scopes", "unknown", "hint"),
+    [
+        ("tax:reed", "tax:reed", ""),
+        ("tax:read,tax:personal", "tax:read,tax:personal", "separated by spaces"),
+        ("tax:read registry:raed", "registry:raed", ""),
+    ],
+)
+def test_token_issue_refuses_a_scope_the_policy_does_not_name(
+    tmp_path, capsys, monkeypatch, scopes, unknown, hint
+):
+    monkeypatch.delenv("BMA_POLICY_FILE", raising=False)
+    key_file = tmp_path / "k.pem"
+    EmbeddedIssuer.open(key_file)
+    args = ["token", "issue", "--audience", "partner", "--org", "p", "--key-file", str(key_file)]
+    assert cli([*args, "--scopes", scopes]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert f"--scopes: unknown scope {unknown!r}" in line and hint in line
+    # The valid ones listed: the policy's, and the gateway's own metrics:read.
+    assert "tax:read, tax:personal" not in line  # sorted, not echoed
+    for valid in ("audit:read", "metrics:read", "registry:read", "tax:personal", "tax:read"):
+        assert valid in line
+    assert cli([*args, "--scopes", "tax:read  metrics:read"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token_claims(token)["scope"] == "tax:read metrics:read"
+
+
+def test_token_issue_says_when_it_creates_a_signing_key(tmp_path, capsys):
+    key_file = tmp_path / "fresh" / "issuer-key.pem"
+    args = ["token", "issue", "--audience", "partner", "--org", "p", "--key-file", str(key_file)]
+    assert cli(args) == 0
+    created = capsys.readouterr()
+    kid = EmbeddedIssuer.open(key_file).current.kid
+    assert created.out.count(".") == 2  # the token alone on stdout
+    assert f"no issuer key file at {key_file}" in created.err and kid in created.err
+    assert "BMA_ISSUER_KEY_FILE" in created.err
+    assert cli(args) == 0  # the key exists now: nothing to say
+    assert capsys.readouterr().err == ""
