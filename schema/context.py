@@ -111,6 +111,16 @@ class Loaders:
         return _page_loader(self._c.tax.signboards_by_parcels)
 
     @cached_property
+    def licences_of_page(self) -> DataLoader[tuple[str, ...], Mapping[str, Any]]:
+        return _page_loader(self._c.registry.licences_by_numbers)
+
+    @cached_property
+    def business_signboards_of_page(
+        self,
+    ) -> DataLoader[tuple[str, ...], Mapping[str, list[Record]]]:
+        return _page_loader(self._c.tax.signboards_by_businesses)
+
+    @cached_property
     def assessments(self) -> DataLoader[int, list[Record]]:
         return _loader(self._c.tax.assessments_by_parcels, default=[])
 

@@ -45,6 +45,16 @@ def prefetched(related: Related, name: str) -> Mapping[Any, Any] | None:
     return found
 
 
+def rows_of(found: Mapping[Any, Any], key: Any) -> list[Any]:
+    """One row's records in a page's: a source that failed for this row (one district's
+    registry) answers its error, as the row's own load would have."""
+    rows = found.get(key, [])
+    if isinstance(rows, Exception):
+        raise rows
+    rows_found: list[Any] = rows
+    return rows_found
+
+
 async def related_records(loads: Mapping[str, Awaitable[Mapping[Any, Any]]]) -> Related:
     """Await a page's loads together; a failed one is kept as its error, for its fields."""
     if not loads:

@@ -30,7 +30,14 @@ from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
 from schema.revenue import RevenueStatistics, TaxType, revenue_statistics
-from schema.selection import NOTHING_RELATED, Related, list_selection, prefetched, related_records
+from schema.selection import (
+    NOTHING_RELATED,
+    Related,
+    list_selection,
+    prefetched,
+    related_records,
+    rows_of,
+)
 
 if TYPE_CHECKING:
     from schema.finance import Contract, DistrictSpending
@@ -731,9 +738,11 @@ class Business:
     status: BusinessStatus = strawberry.field(description="สถานะ / Status.")
     owner: BusinessOwner | None = strawberry.field(description="เจ้าของ / Owner.")
     district_code: strawberry.Private[str]
+    # Records of the whole page loaded with it (``businesses_page``), shared by its rows.
+    related: strawberry.Private[Related]
 
     @classmethod
-    def of(cls, r: Record) -> Business:
+    def of(cls, r: Record, related: Related = NOTHING_RELATED) -> Business:
         return cls(
             registration_no=r["registration_no"],
             name=r["business_name"],
@@ -747,27 +756,38 @@ class Business:
                 registration_no=r["registration_no"],
             ),
             district_code=r["district_code"],
+            related=related,
         )
 
     @strawberry.field(description="เขต / District.")
     def district(self) -> District | None:
         return district_of(self.district_code)
 
-    @strawberry.field(description="ใบอนุญาต / Licences (district registry).")
-    async def licences(self, info: Info) -> list[Licence] | None:
-        rows = await context_of(info).loaders.licences.load(self.registration_no)
-        return [
-            Licence(
-                licence_no=r["licence_no"],
-                kind=LicenceKind(r["kind"]),
-                issued_on=r["issued_on"],
-                expires_on=r["expires_on"],
-            )
-            for r in rows
-        ]
+    # As a parcel's: answered at once when the page loaded them, else through DataLoaders.
 
-    @strawberry.field(description="ป้ายที่เสียภาษี / Signboards taxed to this business (BMA TAX).")
-    async def signboards(self, info: Info) -> list[Signboard] | None:
+    @strawberry.field(
+        description="ใบอนุญาต / Licences (district registry).", graphql_type=list[Licence] | None
+    )
+    def licences(self, info: Info) -> list[Licence] | Awaitable[list[Licence]]:
+        found = prefetched(self.related, "licences")
+        if found is None:
+            return self._licences(info)
+        return _licences_of(rows_of(found, self.registration_no))
+
+    async def _licences(self, info: Info) -> list[Licence]:
+        return _licences_of(await context_of(info).loaders.licences.load(self.registration_no))
+
+    @strawberry.field(
+        description="ป้ายที่เสียภาษี / Signboards taxed to this business (BMA TAX).",
+        graphql_type=list[Signboard] | None,
+    )
+    def signboards(self, info: Info) -> list[Signboard] | Awaitable[list[Signboard]]:
+        found = prefetched(self.related, "signboards")
+        if found is None:
+            return self._signboards(info)
+        return [Signboard.of(r) for r in rows_of(found, self.registration_no)]
+
+    async def _signboards(self, info: Info) -> list[Signboard]:
         rows = await context_of(info).loaders.business_signboards.load(self.registration_no)
         return [Signboard.of(r) for r in rows]
 
@@ -781,6 +801,18 @@ class Business:
         from schema.finance import business_contracts
 
         return await business_contracts(info, self.registration_no)
+
+
+def _licences_of(rows: list[Record]) -> list[Licence]:
+    return [
+        Licence(
+            licence_no=r["licence_no"],
+            kind=LicenceKind(r["kind"]),
+            issued_on=r["issued_on"],
+            expires_on=r["expires_on"],
+        )
+        for r in rows
+    ]
 
 
 @strawberry.type(description="ใบอนุญาตก่อสร้างอาคาร / A building permit.")
@@ -819,7 +851,8 @@ async def businesses_page(
 ) -> Connection[Business]:
     """A page across district sources; failed sources become partial errors, not a failure."""
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after, count=list_selection(info).total)
+    selection = list_selection(info)
+    request = page_request(ctx.limits, first, after, count=selection.total)
     codes = row_scope.narrowed(ctx.principal, where.district_codes)
     if codes is None:
         return connection(Page(rows=[], total=0, has_next=False), Business.of, str)
@@ -828,4 +861,25 @@ async def businesses_page(
     )
     for failure in page.failures:
         ctx.add_partial_error(info, failure)
-    return connection(page, Business.of, lambda r: business_cursor(r["registration_no"]), after)
+    related = await _businesses_related(info, selection.node, page.rows)
+    return connection(
+        page,
+        lambda r: Business.of(r, related),
+        lambda r: business_cursor(r["registration_no"]),
+        after,
+    )
+
+
+async def _businesses_related(info: Info, node: frozenset[str], rows: list[Record]) -> Related:
+    """The licences and signboards of a page's businesses, each in one load, when its nodes
+    select them and the operation resolves them."""
+    ctx = context_of(info)
+    if not rows:
+        return NOTHING_RELATED
+    numbers = tuple(r["registration_no"] for r in rows)
+    loads: dict[str, Awaitable[Mapping[Any, Any]]] = {}
+    if "licences" in node and ctx.resolves("Business", "licences"):
+        loads["licences"] = ctx.loaders.licences_of_page.load(numbers)
+    if "signboards" in node and ctx.resolves("Business", "signboards"):
+        loads["signboards"] = ctx.loaders.business_signboards_of_page.load(numbers)
+    return await related_records(loads)

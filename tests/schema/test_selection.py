@@ -9,6 +9,7 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from gateway.http.app import connectors_from
 from policies.model import load_policy
 from policies.principal import ANONYMOUS, Level, Principal
 from schema import Connectors, graphql_schema
-from schema.types import Assessment, Owner, Parcel
+from schema.types import Assessment, Business, Owner, Parcel
 from support import settings_for, sql
 
 
@@ -227,6 +228,53 @@ def expected_related(db) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def expected_businesses(db) -> dict[str, Any]:
+    businesses = sql(
+        db.registry,
+        "SELECT registration_no FROM d1039.commercial_registrations ORDER BY registration_no "
+        "LIMIT 30",
+    )
+    numbers = [b["registration_no"] for b in businesses]
+    licences = sql(
+        db.registry,
+        "SELECT registration_no, licence_no FROM d1039.licences "
+        "WHERE registration_no = ANY($1::text[]) ORDER BY issued_on, licence_no",
+        numbers,
+    )
+    signs = sql(
+        db.tax,
+        "SELECT business_registration_no AS n, id FROM tax.signboards "
+        "WHERE business_registration_no = ANY($1::text[]) ORDER BY id",
+        numbers,
+    )
+    return {
+        n: {
+            "licences": [x["licence_no"] for x in licences if x["registration_no"] == n],
+            "signs": [str(x["id"]) for x in signs if x["n"] == n],
+        }
+        for n in numbers
+    }
+
+
+async def test_a_page_of_businesses_loads_licences_and_signboards_once(logged, expected_businesses):
+    data = await logged.data(
+        '{ businesses(first: 30, filter: {district: "1039"}) { edges { node { registrationNo '
+        "licences { licenceNo } signboards { id } } } } }"
+    )
+    found = {
+        e["node"]["registrationNo"]: {
+            "licences": [x["licenceNo"] for x in e["node"]["licences"]],
+            "signs": [x["id"] for x in e["node"]["signboards"]],
+        }
+        for e in data["businesses"]["edges"]
+    }
+    assert found == expected_businesses
+    assert any(v["licences"] for v in found.values()) and any(v["signs"] for v in found.values())
+    assert len(logged.statements["registry"]) == 2  # the page, its licences
+    assert sum("tax.signboards" in s for s in logged.statements["tax"]) == 1
+
+
 async def test_a_page_loads_its_parcels_related_records_in_one_call_each(logged, expected_related):
     data = await logged.data(RELATED, principal=FINANCE_OFFICER)
     nodes = [e["node"] for e in data["parcels"]["edges"]]
@@ -327,6 +375,25 @@ def test_a_parcel_on_its_own_loads_its_related_records_later():
     for pending in (parcel.owner(None), parcel.assessments(None), parcel.signboards(None)):  # type: ignore[arg-type]
         assert inspect.iscoroutine(pending)
         pending.close()
+
+
+def test_a_district_that_failed_fails_its_businesses_licences():
+    row = {
+        "registration_no": "1039-2566-00001",
+        "business_name": "ร้านทดสอบ",
+        "business_type": "ร้านอาหาร",
+        "address": "1 ถนนทดสอบ",
+        "registered_on": date(2023, 1, 5),
+        "status": "active",
+        "owner_name": "สมชาย ใจดี",
+        "owner_id": "1101700000011",
+        "district_code": "1039",
+    }
+    failure = UpstreamUnavailable("registry:1039", "connection refused")
+    business = Business.of(row, {"licences": {row["registration_no"]: failure}, "signboards": {}})
+    with pytest.raises(UpstreamUnavailable):
+        business.licences(None)  # type: ignore[arg-type]
+    assert business.signboards(None) == []  # type: ignore[arg-type]
 
 
 def test_a_failed_load_of_the_page_fails_each_parcels_field():
