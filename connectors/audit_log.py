@@ -79,6 +79,7 @@ class AuditLogConnector:
             key="seq",
             after="$11",
             limit="$12",
+            count=page.count,
         )
         rows = await self._db.fetch(
             sql,

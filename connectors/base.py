@@ -47,18 +47,22 @@ class InvalidCursor(ValueError):
 
 @dataclass(frozen=True)
 class PageRequest:
-    """At most ``first`` rows after the opaque position ``after`` (a key or an offset)."""
+    """At most ``first`` rows after the opaque position ``after`` (a key or an offset), and
+    the total matching the filter when ``count`` (a SQL source skips its ``count(*)``
+    otherwise; a source whose answer carries the total anyway gives it either way)."""
 
     first: int
     after: str | None = None
+    count: bool = True
 
 
 @dataclass
 class Page:
-    """One page of records, the total matching the filter, and whether more follow."""
+    """One page of records, the total matching the filter (None: not counted, as asked),
+    and whether more follow."""
 
     rows: list[Record]
-    total: int
+    total: int | None
     has_next: bool
     # Sources that failed while building a fan-out page; the rows are from the others.
     failures: list[UpstreamError] = field(default_factory=list)

@@ -125,27 +125,35 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def keyset_page_sql(columns: str, table: str, where: str, key: str, after: str, limit: str) -> str:
-    """One round trip for a keyset page and the filter's total.
+def keyset_page_sql(
+    columns: str, table: str, where: str, key: str, after: str, limit: str, count: bool = True
+) -> str:
+    """One round trip for a keyset page, and the filter's total when ``count``.
 
     The total ignores the cursor (it counts every match) and comes back even when the page
-    is empty: the page is LEFT JOINed to a single row carrying the count.
+    is empty: the page is LEFT JOINed to a single row carrying the count. Without ``count``
+    the page alone is read: no ``count(*)`` over every match.
     """
-    return f"""WITH f AS (SELECT {columns} FROM {table} WHERE {where})
+    filtered = f"WITH f AS (SELECT {columns} FROM {table} WHERE {where})"
+    page = f"SELECT * FROM f WHERE {key} > {after} ORDER BY {key} LIMIT {limit}"
+    if not count:
+        return f"{filtered} {page}"
+    return f"""{filtered}
         SELECT (SELECT count(*) FROM f) AS _total, p.* FROM (SELECT 1) AS one
-        LEFT JOIN LATERAL (
-            SELECT * FROM f WHERE {key} > {after} ORDER BY {key} LIMIT {limit}
-        ) AS p ON true"""
+        LEFT JOIN LATERAL ({page}) AS p ON true"""
 
 
 def page_from_rows(rows: list[Record], first: int, key: str, **extra: object) -> Page:
-    """Turn ``keyset_page_sql`` rows (fetched with limit first + 1) into a Page."""
-    total = rows[0]["_total"] if rows else 0
+    """Turn ``keyset_page_sql`` rows (fetched with limit first + 1) into a Page; its total
+    is None when the rows carry none (not counted)."""
+    counted = bool(rows) and "_total" in rows[0]
+    total = rows[0]["_total"] if counted else None
     records = []
     for r in rows:
         if r[key] is None:  # the empty page's placeholder row
             continue
-        del r["_total"]
+        if counted:
+            del r["_total"]
         r.update(extra)
         records.append(r)
     return Page(rows=records[:first], total=total, has_next=len(records) > first)

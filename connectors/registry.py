@@ -197,6 +197,7 @@ class RegistryConnector:
             key="permit_no",
             after="$1",
             limit="$2",
+            count=page.count,
         )
         rows = await d.db.fetch(sql, after, page.first + 1)
         return page_from_rows(rows, page.first, "permit_no", district_code=code)
@@ -219,6 +220,7 @@ class RegistryConnector:
                 key="registration_no",
                 after="$3",
                 limit="$4",
+                count=page.count,
             )
             rows = await d.db.fetch(
                 sql, list(where.types), list(where.statuses), after, page.first + 1
@@ -302,7 +304,7 @@ def _merge(results: dict[str, Page | UpstreamError], first: int) -> Page:
     has_next = len(merged) > first or any(p.has_next for p in pages)
     return Page(
         rows=merged[:first],
-        total=sum(p.total for p in pages),
+        total=None if any(p.total is None for p in pages) else sum(p.total or 0 for p in pages),
         has_next=has_next,
         failures=failures,
     )

@@ -125,6 +125,7 @@ class TaxConnector(PgConnector):
             key="id",
             after="$3",
             limit="$4",
+            count=page.count,
         )
         rows = await self._db.fetch(
             sql,

@@ -184,6 +184,10 @@ def _proxies(raw: str) -> str:
     return ",".join(entries)
 
 
+# Generation 0's threshold (Python's default: 700); measured in docs/operations.md.
+GC_THRESHOLD = 10_000
+
+
 def _section(name: str, default: str | None = None) -> dict[str, Any]:
     """Where a setting is documented, and its default as the docs say it when the value
     alone would not tell."""
@@ -263,6 +267,16 @@ class Settings(BaseSettings):
         le=600,
         description="how long start waits for every source to answer; then the gateway starts "
         "anyway, logging `starting without N source(s): …` (partial results, not no gateway)",
+        json_schema_extra=_section("general"),
+    )
+    gc_threshold: int = Field(
+        GC_THRESHOLD,
+        ge=0,
+        le=1_000_000,
+        description="generation-0 threshold of Python's cyclic garbage collector, set as the "
+        "gateway starts, when what start-up built is frozen out of the collector's walks "
+        "(`gc.freeze`); higher means fewer collections per request for some more memory "
+        "(figures in docs/operations.md); `0` leaves the collector as Python sets it",
         json_schema_extra=_section("general"),
     )
     tracing: bool = Field(

@@ -18,6 +18,7 @@ from connectors.base import Record
 from schema.context import context_of
 from schema.errors import BadUserInput
 from schema.pagination import Connection, connection, page_request
+from schema.selection import list_selection
 
 MAX_FILTER_TEXT = 200
 
@@ -132,7 +133,9 @@ async def access_log(
         since=_aware(f.since),
         until=_aware(f.until),
     )
-    page = await reader.search(where, page_request(ctx.limits, first, after))
+    page = await reader.search(
+        where, page_request(ctx.limits, first, after, count=list_selection(info).total)
+    )
     return connection(page, AccessRecord.of, lambda r: audit_cursor(r["seq"]), after)
 
 

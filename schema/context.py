@@ -65,6 +65,24 @@ def _loader(
     return DataLoader(load_fn=load)
 
 
+def _page_loader(
+    fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]],
+) -> DataLoader[tuple[K, ...], Mapping[K, V]]:
+    """A DataLoader whose key is every key of one page (a tuple): the pages that ask in the
+    same turn of the loop are read in one upstream call, and each gets the found records
+    by key. One future per page, not one per row."""
+
+    async def load(pages: list[tuple[K, ...]]) -> Sequence[Mapping[K, V]]:
+        found = await fetch(list(dict.fromkeys(k for page in pages for k in page)))
+        return [found] * len(pages)
+
+    return DataLoader(load_fn=load)
+
+
+def _no_field(type_name: str, field_name: str) -> bool:
+    return False
+
+
 class Loaders:
     """One DataLoader per batch read; created per request so nothing leaks between users,
     and each only when a resolver first asks for it (most operations use two or three)."""
@@ -79,6 +97,28 @@ class Loaders:
     @cached_property
     def owner(self) -> DataLoader[int, Record | None]:
         return _loader(self._c.tax.owners_by_ids)
+
+    @cached_property
+    def owners_of_page(self) -> DataLoader[tuple[int, ...], Mapping[int, Record]]:
+        return _page_loader(self._c.tax.owners_by_ids)
+
+    @cached_property
+    def assessments_of_page(self) -> DataLoader[tuple[int, ...], Mapping[int, list[Record]]]:
+        return _page_loader(self._c.tax.assessments_by_parcels)
+
+    @cached_property
+    def signboards_of_page(self) -> DataLoader[tuple[int, ...], Mapping[int, list[Record]]]:
+        return _page_loader(self._c.tax.signboards_by_parcels)
+
+    @cached_property
+    def licences_of_page(self) -> DataLoader[tuple[str, ...], Mapping[str, Any]]:
+        return _page_loader(self._c.registry.licences_by_numbers)
+
+    @cached_property
+    def business_signboards_of_page(
+        self,
+    ) -> DataLoader[tuple[str, ...], Mapping[str, list[Record]]]:
+        return _page_loader(self._c.tax.signboards_by_businesses)
 
     @cached_property
     def assessments(self) -> DataLoader[int, list[Record]]:
@@ -154,6 +194,12 @@ class RequestContext:
     principal: Principal = ANONYMOUS
     request_id: str = ""  # the X-Request-Id answered, recorded in the audit log
     client: str | None = None  # the caller's address, recorded in the audit log
+    # What each list field of the document selects (schema.selection), by its field nodes.
+    selections: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    # Whether a field's resolver runs in this operation (open, or allowed or masked by its
+    # plan): a list loads a related record for its whole page only for such a field, never
+    # for one the policy refuses. Without a plan, none: each field loads its own.
+    resolves: Callable[[str, str], bool] = _no_field
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.connectors)

@@ -39,6 +39,7 @@ from connectors.finance import (
 from schema.context import context_of
 from schema.errors import BadUserInput
 from schema.pagination import Connection, connection, page_request
+from schema.selection import list_selection
 
 if TYPE_CHECKING:
     from schema.types import Business, District, GeoPoint
@@ -764,7 +765,7 @@ async def processes_page(
     info: Info, where: ProcessQuery, first: int | None, after: str | None
 ) -> Connection[ProcurementProcess]:
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after)
+    request = page_request(ctx.limits, first, after, count=list_selection(info).total)
     page = await ctx.connectors.finance.search_processes(where, request)
     return connection(page, ProcurementProcess.of, lambda r: process_cursor(r["id"]), after)
 
@@ -773,7 +774,7 @@ async def budget_lines_page(
     info: Info, where: BudgetQuery, first: int | None, after: str | None
 ) -> Connection[BudgetLine]:
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after)
+    request = page_request(ctx.limits, first, after, count=list_selection(info).total)
     page = await ctx.connectors.finance.search_budget_lines(where, request)
     return connection(page, BudgetLine.of, lambda r: budget_line_cursor(r["id"]), after)
 
@@ -782,6 +783,6 @@ async def projects_page(
     info: Info, where: ProjectQuery, first: int | None, after: str | None
 ) -> Connection[InfrastructureProject]:
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after)
+    request = page_request(ctx.limits, first, after, count=list_selection(info).total)
     page = await ctx.connectors.finance.search_projects(where, request)
     return connection(page, InfrastructureProject.of, lambda r: project_cursor(r["id"]), after)

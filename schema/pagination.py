@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -28,17 +28,29 @@ class Edge(Generic[T]):
     node: T = strawberry.field(description="ข้อมูล / The row.")
 
 
+def _total_count(root: Connection[Any]) -> int:
+    if root.total is None:  # list resolvers count whenever the selection asks for this
+        raise RuntimeError("the total of this list was not counted")
+    return root.total
+
+
 @strawberry.type(description="หน้าหนึ่งของรายการ / One page of a list, with its total.")
 class Connection(Generic[T]):
     total_count: int = strawberry.field(
-        description="จำนวนทั้งหมดตามตัวกรอง / Rows matching the filter, over all pages."
+        resolver=_total_count,
+        description="จำนวนทั้งหมดตามตัวกรอง / Rows matching the filter, over all pages.",
     )
     edges: list[Edge[T]] = strawberry.field(description="แถวในหน้านี้ / Rows of this page.")
     page_info: PageInfo = strawberry.field(description="ข้อมูลหน้า / Paging state.")
+    # The filter's total; None when the selection did not ask for it (not counted).
+    total: strawberry.Private[int | None]
 
 
-def page_request(limits: Limits, first: int | None, after: str | None) -> PageRequest:
-    """Validate ``first`` against the configured default and maximum page size."""
+def page_request(
+    limits: Limits, first: int | None, after: str | None, *, count: bool = True
+) -> PageRequest:
+    """Validate ``first`` against the configured default and maximum page size; ``count``:
+    whether the filter's total is wanted (``totalCount`` selected)."""
     size = limits.default_page_size if first is None else first
     if size < 0:
         raise BadUserInput("`first` must not be negative", argument="first")
@@ -48,7 +60,7 @@ def page_request(limits: Limits, first: int | None, after: str | None) -> PageRe
             argument="first",
             max=limits.max_page_size,
         )
-    return PageRequest(first=size, after=after)
+    return PageRequest(first=size, after=after, count=count)
 
 
 def connection(
@@ -62,7 +74,7 @@ def connection(
     edges = [Edge(cursor=cursor(r), node=node(r)) for r in page.rows]
     end = edges[-1].cursor if edges else after
     return Connection(
-        total_count=page.total,
+        total=page.total,
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=end),
     )

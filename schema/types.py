@@ -8,11 +8,12 @@ fails, only they become null (with an error naming the source), not the object a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -29,6 +30,14 @@ from schema.context import context_of
 from schema.errors import BadUserInput, UnknownDistrict
 from schema.pagination import Connection, connection, page_request
 from schema.revenue import RevenueStatistics, TaxType, revenue_statistics
+from schema.selection import (
+    NOTHING_RELATED,
+    Related,
+    list_selection,
+    prefetched,
+    related_records,
+    rows_of,
+)
 
 if TYPE_CHECKING:
     from schema.finance import Contract, DistrictSpending
@@ -372,7 +381,7 @@ class District:
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> Connection[BuildingPermit] | None:
         ctx = context_of(info)
-        request = page_request(ctx.limits, first, after)
+        request = page_request(ctx.limits, first, after, count=list_selection(info).total)
         if not row_scope.admits(ctx.principal, self.code):
             return connection(Page(rows=[], total=0, has_next=False), BuildingPermit.of, str)
         page = await ctx.connectors.registry.building_permits(self.code, request)
@@ -450,6 +459,7 @@ async def complaints_page(
     info: Info, where: ComplaintQuery, first: int | None, after: str | None
 ) -> Connection[Complaint]:
     ctx = context_of(info)
+    # Traffy Fondue answers its total with every page: nothing to skip, one cache entry.
     request = page_request(ctx.limits, first, after)
     traffy = ctx.connectors.traffy
     page = await cached_call(
@@ -570,9 +580,11 @@ class Parcel:
     location: GeoPoint = strawberry.field(description="พิกัด / Where.")
     district_code: strawberry.Private[str]
     owner_id: strawberry.Private[int]
+    # Records of the whole page loaded with it (``parcels_page``), shared by its parcels.
+    related: strawberry.Private[Related]
 
     @classmethod
-    def of(cls, r: Record) -> Parcel:
+    def of(cls, r: Record, related: Related = NOTHING_RELATED) -> Parcel:
         return cls(
             id=strawberry.ID(str(r["id"])),
             title_deed_type=TitleDeedType(r["title_deed_type"]),
@@ -583,26 +595,59 @@ class Parcel:
             location=GeoPoint(lat=r["lat"], lon=r["lon"]),
             district_code=r["district_code"],
             owner_id=r["owner_id"],
+            related=related,
         )
 
     @strawberry.field(description="เขต / District.")
     def district(self) -> District | None:
         return district_of(self.district_code)
 
-    @strawberry.field(description="ผู้ถือกรรมสิทธิ์ / Owner.")
-    async def owner(self, info: Info) -> Owner | None:
+    # The related records below answer at once when the page loaded them (no future, no
+    # task per row), else through the request's DataLoaders.
+
+    @strawberry.field(description="ผู้ถือกรรมสิทธิ์ / Owner.", graphql_type=Owner | None)
+    def owner(self, info: Info) -> Owner | None | Awaitable[Owner | None]:
+        found = prefetched(self.related, "owner")
+        if found is None:
+            return self._owner(info)
+        r = found.get(self.owner_id)
+        return Owner.of(r) if r else None
+
+    async def _owner(self, info: Info) -> Owner | None:
         r = await context_of(info).loaders.owner.load(self.owner_id)
         return Owner.of(r) if r else None
 
-    @strawberry.field(description="การประเมินภาษีรายปี / Assessments, oldest year first.")
-    async def assessments(self, info: Info, year: int | None = None) -> list[Assessment] | None:
+    @strawberry.field(
+        description="การประเมินภาษีรายปี / Assessments, oldest year first.",
+        graphql_type=list[Assessment] | None,
+    )
+    def assessments(
+        self, info: Info, year: int | None = None
+    ) -> list[Assessment] | Awaitable[list[Assessment]]:
+        found = prefetched(self.related, "assessments")
+        if found is None:
+            return self._assessments(info, year)
+        return self._assessments_of(found.get(int(self.id), []), year)
+
+    async def _assessments(self, info: Info, year: int | None) -> list[Assessment]:
         rows = await context_of(info).loaders.assessments.load(int(self.id))
+        return self._assessments_of(rows, year)
+
+    def _assessments_of(self, rows: list[Record], year: int | None) -> list[Assessment]:
         return [
             Assessment.of(r, self.owner_id) for r in rows if year is None or r["tax_year"] == year
         ]
 
-    @strawberry.field(description="ป้ายบนแปลงนี้ / Signboards on this parcel.")
-    async def signboards(self, info: Info) -> list[Signboard]:
+    @strawberry.field(
+        description="ป้ายบนแปลงนี้ / Signboards on this parcel.", graphql_type=list[Signboard]
+    )
+    def signboards(self, info: Info) -> list[Signboard] | Awaitable[list[Signboard]]:
+        found = prefetched(self.related, "signboards")
+        if found is None:
+            return self._signboards(info)
+        return [Signboard.of(r) for r in found.get(int(self.id), [])]
+
+    async def _signboards(self, info: Info) -> list[Signboard]:
         rows = await context_of(info).loaders.parcel_signboards.load(int(self.id))
         return [Signboard.of(r) for r in rows]
 
@@ -629,12 +674,36 @@ async def parcels_page(
     info: Info, where: ParcelQuery, first: int | None, after: str | None
 ) -> Connection[Parcel]:
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after)
+    selection = list_selection(info)
+    request = page_request(ctx.limits, first, after, count=selection.total)
     codes = row_scope.narrowed(ctx.principal, where.district_codes)
     if codes is None:
         return connection(Page(rows=[], total=0, has_next=False), Parcel.of, str)
     page = await ctx.connectors.tax.search_parcels(replace(where, district_codes=codes), request)
-    return connection(page, Parcel.of, lambda r: parcel_cursor(r["id"]), after)
+    related = await _parcels_related(info, selection.node, page.rows)
+    return connection(
+        page, lambda r: Parcel.of(r, related), lambda r: parcel_cursor(r["id"]), after
+    )
+
+
+async def _parcels_related(info: Info, node: frozenset[str], rows: list[Record]) -> Related:
+    """The owners, assessments and signboards of a page's parcels, each in one call, when
+    its nodes select them and the operation resolves them."""
+    ctx = context_of(info)
+    loaders = ctx.loaders
+    loads: dict[str, Awaitable[Mapping[Any, Any]]] = {}
+    if not rows:
+        return NOTHING_RELATED
+    ids = tuple(r["id"] for r in rows)
+    if "owner" in node and ctx.resolves("Parcel", "owner"):
+        loads["owner"] = loaders.owners_of_page.load(
+            tuple(dict.fromkeys(r["owner_id"] for r in rows))
+        )
+    if "assessments" in node and ctx.resolves("Parcel", "assessments"):
+        loads["assessments"] = loaders.assessments_of_page.load(ids)
+    if "signboards" in node and ctx.resolves("Parcel", "signboards"):
+        loads["signboards"] = loaders.signboards_of_page.load(ids)
+    return await related_records(loads)
 
 
 # ---------------------------------------------------------------------------- registries
@@ -669,9 +738,11 @@ class Business:
     status: BusinessStatus = strawberry.field(description="สถานะ / Status.")
     owner: BusinessOwner | None = strawberry.field(description="เจ้าของ / Owner.")
     district_code: strawberry.Private[str]
+    # Records of the whole page loaded with it (``businesses_page``), shared by its rows.
+    related: strawberry.Private[Related]
 
     @classmethod
-    def of(cls, r: Record) -> Business:
+    def of(cls, r: Record, related: Related = NOTHING_RELATED) -> Business:
         return cls(
             registration_no=r["registration_no"],
             name=r["business_name"],
@@ -685,27 +756,38 @@ class Business:
                 registration_no=r["registration_no"],
             ),
             district_code=r["district_code"],
+            related=related,
         )
 
     @strawberry.field(description="เขต / District.")
     def district(self) -> District | None:
         return district_of(self.district_code)
 
-    @strawberry.field(description="ใบอนุญาต / Licences (district registry).")
-    async def licences(self, info: Info) -> list[Licence] | None:
-        rows = await context_of(info).loaders.licences.load(self.registration_no)
-        return [
-            Licence(
-                licence_no=r["licence_no"],
-                kind=LicenceKind(r["kind"]),
-                issued_on=r["issued_on"],
-                expires_on=r["expires_on"],
-            )
-            for r in rows
-        ]
+    # As a parcel's: answered at once when the page loaded them, else through DataLoaders.
 
-    @strawberry.field(description="ป้ายที่เสียภาษี / Signboards taxed to this business (BMA TAX).")
-    async def signboards(self, info: Info) -> list[Signboard] | None:
+    @strawberry.field(
+        description="ใบอนุญาต / Licences (district registry).", graphql_type=list[Licence] | None
+    )
+    def licences(self, info: Info) -> list[Licence] | Awaitable[list[Licence]]:
+        found = prefetched(self.related, "licences")
+        if found is None:
+            return self._licences(info)
+        return _licences_of(rows_of(found, self.registration_no))
+
+    async def _licences(self, info: Info) -> list[Licence]:
+        return _licences_of(await context_of(info).loaders.licences.load(self.registration_no))
+
+    @strawberry.field(
+        description="ป้ายที่เสียภาษี / Signboards taxed to this business (BMA TAX).",
+        graphql_type=list[Signboard] | None,
+    )
+    def signboards(self, info: Info) -> list[Signboard] | Awaitable[list[Signboard]]:
+        found = prefetched(self.related, "signboards")
+        if found is None:
+            return self._signboards(info)
+        return [Signboard.of(r) for r in rows_of(found, self.registration_no)]
+
+    async def _signboards(self, info: Info) -> list[Signboard]:
         rows = await context_of(info).loaders.business_signboards.load(self.registration_no)
         return [Signboard.of(r) for r in rows]
 
@@ -719,6 +801,18 @@ class Business:
         from schema.finance import business_contracts
 
         return await business_contracts(info, self.registration_no)
+
+
+def _licences_of(rows: list[Record]) -> list[Licence]:
+    return [
+        Licence(
+            licence_no=r["licence_no"],
+            kind=LicenceKind(r["kind"]),
+            issued_on=r["issued_on"],
+            expires_on=r["expires_on"],
+        )
+        for r in rows
+    ]
 
 
 @strawberry.type(description="ใบอนุญาตก่อสร้างอาคาร / A building permit.")
@@ -757,7 +851,8 @@ async def businesses_page(
 ) -> Connection[Business]:
     """A page across district sources; failed sources become partial errors, not a failure."""
     ctx = context_of(info)
-    request = page_request(ctx.limits, first, after)
+    selection = list_selection(info)
+    request = page_request(ctx.limits, first, after, count=selection.total)
     codes = row_scope.narrowed(ctx.principal, where.district_codes)
     if codes is None:
         return connection(Page(rows=[], total=0, has_next=False), Business.of, str)
@@ -766,4 +861,25 @@ async def businesses_page(
     )
     for failure in page.failures:
         ctx.add_partial_error(info, failure)
-    return connection(page, Business.of, lambda r: business_cursor(r["registration_no"]), after)
+    related = await _businesses_related(info, selection.node, page.rows)
+    return connection(
+        page,
+        lambda r: Business.of(r, related),
+        lambda r: business_cursor(r["registration_no"]),
+        after,
+    )
+
+
+async def _businesses_related(info: Info, node: frozenset[str], rows: list[Record]) -> Related:
+    """The licences and signboards of a page's businesses, each in one load, when its nodes
+    select them and the operation resolves them."""
+    ctx = context_of(info)
+    if not rows:
+        return NOTHING_RELATED
+    numbers = tuple(r["registration_no"] for r in rows)
+    loads: dict[str, Awaitable[Mapping[Any, Any]]] = {}
+    if "licences" in node and ctx.resolves("Business", "licences"):
+        loads["licences"] = ctx.loaders.licences_of_page.load(numbers)
+    if "signboards" in node and ctx.resolves("Business", "signboards"):
+        loads["signboards"] = ctx.loaders.business_signboards_of_page.load(numbers)
+    return await related_records(loads)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -148,3 +151,24 @@ def test_a_bad_config_file_names_the_line_or_setting(tmp_path: Path, content: st
         Settings.from_env(env)
     with pytest.raises(ConfigError, match="cannot read"):
         Settings.from_env({**env, "BMA_CONFIG_FILE": str(tmp_path / "missing.env")})
+
+
+# ---------------------------------------------------------------------------- the collector
+
+GC_STATE = (
+    "import gc; from gateway.http.app import create_app_from_env; create_app_from_env(); "
+    "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)"
+)
+
+
+@pytest.mark.parametrize(("setting", "state"), [("4321", "4321 True"), ("0", "700 False")])
+def test_serving_freezes_start_up_and_sets_the_collectors_threshold(
+    db: DatabaseUrls, traffy_url: str, setting: str, state: str
+):
+    """What each serving process (one per worker) builds at start is frozen out of the
+    collector's walks, and generation 0 gets BMA_GC_THRESHOLD; 0 leaves Python's defaults."""
+    env = {**os.environ, **settings_for(db, traffy_url).to_env(), "BMA_GC_THRESHOLD": setting}
+    shown = subprocess.run(
+        [sys.executable, "-c", GC_STATE], env=env, capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split("\n")[-2] == state, shown.stderr

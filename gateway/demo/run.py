@@ -37,6 +37,7 @@ from gateway.demo.seed import SeedScale, ensure_seeded
 from gateway.demo.traffy_standin import TicketStore, create_traffy_app
 from gateway.http import preflight
 from gateway.http.app import create_app
+from gateway.http.lifecycle import tune_collector
 from gateway.http.serving import BackgroundServer, server_options
 from gateway.observability import tracing
 from gateway.settings import DISTRICT_URL, Settings, redacted_url
@@ -206,7 +207,9 @@ def run_demo(options: DemoOptions) -> None:
     _print_credentials(settings, issuer, [api_key_credential(api_key), *demo_tokens(issuer)])
     print("Ctrl-C stops everything.")
     try:
-        uvicorn.run(create_app(settings), **server_options(settings), log_level="info")
+        app = create_app(settings)
+        tune_collector(settings.gc_threshold)
+        uvicorn.run(app, **server_options(settings), log_level="info")
     finally:
         traffy.stop()
         del embedded

@@ -76,6 +76,21 @@ def gated(gate: FieldGate) -> Iterator[None]:
         _gate.reset(token)
 
 
+def resolving(policy: Policy, verdicts: Mapping[Coordinate, Verdict]) -> Callable[[str, str], bool]:
+    """Whether a field's resolver runs under an operation's verdicts: an open field's always,
+    a restricted one's when allowed or masked; a refused one's never, nor one the plan did
+    not reach. List resolvers ask before they load related records for a whole page."""
+
+    def resolves(type_name: str, field_name: str) -> bool:
+        rule = policy.rules.get((type_name, field_name))
+        if rule is not None and rule.open:
+            return True
+        verdict = verdicts.get((type_name, field_name))
+        return verdict is not None and verdict.decision in (Decision.ALLOW, Decision.MASK)
+
+    return resolves
+
+
 def enforce_restricted_fields(schema: GraphQLSchema, policy: Policy) -> None:
     """Put every restricted field of ``schema`` behind the gate (idempotent)."""
     for (type_name, field_name), rule in policy.rules.items():

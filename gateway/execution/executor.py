@@ -41,6 +41,7 @@ from gateway.execution.enforcement import (
     enforce_restricted_fields,
     enforce_row_scopes,
     gated,
+    resolving,
 )
 from gateway.execution.input_values import variable_refusals
 from gateway.execution.introspection import merged
@@ -233,6 +234,7 @@ class Executor:
             principal=principal,
             request_id=caller.request_id,
             client=caller.client,
+            resolves=resolving(self.policy, plan.audited),
         )
         # Cached values served in place of a failed upstream, noted by the caches (the
         # DataLoaders' tasks inherit this context when execution creates them).

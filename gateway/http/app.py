@@ -42,7 +42,7 @@ from gateway.auth.trust import trust_for
 from gateway.execution.executor import Executor
 from gateway.http import probes
 from gateway.http.graphql import GraphQLHTTP
-from gateway.http.lifecycle import wait_for_sources
+from gateway.http.lifecycle import tune_collector, wait_for_sources
 from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.security_headers import SecurityHeadersMiddleware
 from gateway.observability import tracing
@@ -301,4 +301,6 @@ def create_app_from_env() -> Starlette:
     settings = Settings.from_env()
     if settings.tracing:
         tracing.enable()
-    return create_app(settings)
+    app = create_app(settings)
+    tune_collector(settings.gc_threshold)  # what start-up built stays: out of the GC's walks
+    return app
