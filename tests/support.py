@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from graphql import build_client_schema, get_introspection_query, print_schema
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -104,6 +105,19 @@ class Gateway:
             connector.counter.reset()
 
 
+INTROSPECTION = get_introspection_query(descriptions=True, input_value_deprecation=True)
+
+
+def introspected_sdl(gateway: Gateway, headers: dict[str, str]) -> str:
+    """print_schema of the schema the caller's introspection answers over HTTP: what
+    ``schema print`` and ``/graphql/schema.graphql`` must give it."""
+    response = gateway.post(INTROSPECTION, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return print_schema(build_client_schema(body["data"]))
+
+
 @cache
 def issuer_key_file() -> Path:
     """The embedded issuer's key file every test gateway of this session trusts."""
@@ -142,13 +156,20 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     )
 
 
+# What a GraphQL-over-HTTP client sends (the spec's advice to one that does not know the
+# server): the tests' client reads the status codes of application/graphql-response+json.
+# tests/http/test_graphql_over_http.py covers the legacy application/json answers.
+GRAPHQL_ACCEPT = "application/graphql-response+json, application/json;q=0.9"
+
+
 def start_gateway(
     settings: Settings, connectors: Connectors | None = None
 ) -> tuple[BackgroundServer, Gateway]:
-    """A gateway for ``settings`` on a loopback port (over ``connectors`` when given)."""
+    """A gateway for ``settings`` on a loopback port (over ``connectors`` when given), and a
+    client asking for ``GRAPHQL_ACCEPT``."""
     app = create_app(settings, connectors)
     server = BackgroundServer(app).start()
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = httpx.Client(base_url=server.url, timeout=30, headers={"accept": GRAPHQL_ACCEPT})
     return server, Gateway(server.url, app.state.connectors, client)
 
 
