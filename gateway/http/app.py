@@ -2,9 +2,9 @@
 
 A request passes the security headers (``security_headers``), the client address from a
 trusted proxy (``BMA_TRUSTED_PROXIES``), the request id (``request_id``), authentication
-(``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route: GraphQL (``graphql``), the
-caller's schema as SDL (``published_schema``), the probes (``probes``) or the embedded
-issuer's JWKS. The connectors, the audit writer and the API key
+(``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route:
+GraphQL (``graphql``), the caller's schema as SDL (``published_schema``), the probes
+(``probes``) or the embedded issuer's JWKS. The connectors, the audit writer and the API key
 store start and stop with the app (its lifespan).
 """
 

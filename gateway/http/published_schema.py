@@ -13,6 +13,7 @@ often send the ``Accept`` of their GraphQL requests, and the answer is ``text/pl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -32,6 +33,7 @@ VARY = "Accept, Authorization, X-API-Key"
 
 def endpoint(executor: Executor) -> Callable[[Request], Awaitable[Response]]:
     async def published_schema(request: Request) -> Response:
+        began = time.perf_counter()
         try:
             media_type = negotiate(request.headers.get("accept"), SDL_TYPES) or SDL_TYPES[0]
             principal = authenticated(request.scope)
@@ -45,6 +47,7 @@ def endpoint(executor: Executor) -> Callable[[Request], Awaitable[Response]]:
         else:
             response = Response(sdl, headers={"content-type": f"{media_type}; charset=utf-8"})
         response.headers["vary"] = VARY
+        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.2f}"
         return response
 
     return published_schema

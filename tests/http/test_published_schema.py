@@ -36,6 +36,7 @@ def test_each_caller_gets_the_schema_its_introspection_answers(anonymous, princi
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["vary"] == "Accept, Authorization, X-API-Key"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["server-timing"].startswith("app;dur=")
     assert "default-src 'none'" in response.headers["content-security-policy"]
 
 
