@@ -40,6 +40,7 @@ from gateway.cli import main as cli_main
 from gateway.demo.embedded import DatabaseUrls
 from gateway.errors import Unauthenticated
 from gateway.http.app import create_app
+from gateway.http.media_types import CLIENT_ACCEPT
 from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
 from policies.principal import Principal
@@ -156,10 +157,10 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     )
 
 
-# What a GraphQL-over-HTTP client sends (the spec's advice to one that does not know the
-# server): the tests' client reads the status codes of application/graphql-response+json.
-# tests/http/test_graphql_over_http.py covers the legacy application/json answers.
-GRAPHQL_ACCEPT = "application/graphql-response+json, application/json;q=0.9"
+# What a GraphQL-over-HTTP client sends: the tests' client reads the status codes of
+# application/graphql-response+json. tests/http/test_graphql_over_http.py covers the legacy
+# application/json answers.
+GRAPHQL_ACCEPT = CLIENT_ACCEPT
 
 
 def start_gateway(

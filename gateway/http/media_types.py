@@ -35,6 +35,8 @@ from gateway import errors
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = errors.JSON
+# What the spec tells a client that does not know the server to send.
+CLIENT_ACCEPT = f"{GRAPHQL_RESPONSE}, {JSON};q=0.9"
 
 
 @dataclass(frozen=True)
