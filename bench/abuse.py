@@ -36,7 +36,9 @@ from gateway.limits.config import DEFAULTS
 ANONYMOUS = DEFAULTS["anonymous"]
 GATEWAY_MAX_BATCH = 10  # BMA_MAX_BATCH's default: anonymous callers keep it
 NORMAL_QUERY = "{ districts { code nameEn } }"
-JSON_HEADERS = {"content-type": "application/json"}
+# The refusals are checked by status: asked for in the media type whose status says how the
+# request went (application/json answers an operation's request errors with 200).
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/graphql-response+json"}
 
 
 @dataclass(frozen=True)

@@ -50,22 +50,24 @@ def seeded_databases(database_url: str | None) -> tuple[DatabaseUrls, Any]:
     return prepare_databases(database_url)[0], handle
 
 
-def write_section(marker: str, table: str) -> None:
+def write_section(marker: str, table: str, doc: Path = DOC) -> None:
     """Replace what stands between ``<!-- MARKER:START -->`` and ``<!-- MARKER:END -->``."""
     start, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
-    head, _, rest = DOC.read_text(encoding="utf-8").partition(start)
+    head, _, rest = doc.read_text(encoding="utf-8").partition(start)
     _, _, tail = rest.partition(end)
-    DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
+    doc.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
 
 
-def publish(marker: str, script: str, argv: list[str], table: str, write: bool) -> None:
+def publish(
+    marker: str, script: str, argv: list[str], table: str, write: bool, doc: Path = DOC
+) -> None:
     """Print the figures with the command that produced them, and put them in the docs."""
     shown = [a for a in argv if "://" not in a and not a.startswith("--database-url")]
     command = " ".join(["python -m", script, *shown])
     text = f"Command: `{command}`  \n{table}"
     print(text)
     if write:
-        write_section(marker, text)
+        write_section(marker, text, doc)
 
 
 def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.http.media_types import CLIENT_ACCEPT
+
 
 @dataclass
 class Result:
@@ -59,9 +61,9 @@ def encode_graphql(
     url: str, query: str, variables: dict | None = None, headers: dict[str, str] | None = None
 ) -> bytes:
     body = orjson.dumps({"query": query, "variables": variables})
-    return _encode(
-        "POST", url, "/graphql", body, {"content-type": "application/json", **(headers or {})}
-    )
+    # A GraphQL-over-HTTP client's Accept: a request error is a 4xx, which stops the load.
+    sent = {"content-type": "application/json", "accept": CLIENT_ACCEPT, **(headers or {})}
+    return _encode("POST", url, "/graphql", body, sent)
 
 
 def _encode(method: str, url: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:

@@ -8,6 +8,7 @@ here, and raised by name::
     GatewayError                          raised by the gateway
     ├── BadRequest                        BAD_REQUEST 400
     ├── UnsupportedMediaType              UNSUPPORTED_MEDIA_TYPE 415
+    ├── NotAcceptable                     NOT_ACCEPTABLE 406
     ├── PayloadTooLarge                   PAYLOAD_TOO_LARGE 413
     ├── BatchTooLarge                     BATCH_TOO_LARGE 400
     ├── NotFound                          NOT_FOUND 404
@@ -95,6 +96,9 @@ CATALOGUE: dict[str, ErrorCode] = {}
 BAD_REQUEST = _code("BAD_REQUEST", 400, message="the body is not a GraphQL request")
 UNSUPPORTED_MEDIA_TYPE = _code(
     "UNSUPPORTED_MEDIA_TYPE", 415, message="send the operation as application/json"
+)
+NOT_ACCEPTABLE = _code(
+    "NOT_ACCEPTABLE", 406, message="the Accept header accepts no type this endpoint answers in"
 )
 PAYLOAD_TOO_LARGE = _code("PAYLOAD_TOO_LARGE", 413, message="the body is too large")
 BATCH_TOO_LARGE = _code("BATCH_TOO_LARGE", 400, message="the batch holds too many operations")
@@ -206,6 +210,10 @@ class BadRequest(GatewayError):
 
 class UnsupportedMediaType(GatewayError):
     error = UNSUPPORTED_MEDIA_TYPE
+
+
+class NotAcceptable(GatewayError):
+    error = NOT_ACCEPTABLE
 
 
 class PayloadTooLarge(GatewayError):

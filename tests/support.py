@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from graphql import build_client_schema, get_introspection_query, print_schema
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,6 +40,7 @@ from gateway.cli import main as cli_main
 from gateway.demo.embedded import DatabaseUrls
 from gateway.errors import Unauthenticated
 from gateway.http.app import create_app
+from gateway.http.media_types import CLIENT_ACCEPT
 from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
 from policies.principal import Principal
@@ -104,6 +106,19 @@ class Gateway:
             connector.counter.reset()
 
 
+INTROSPECTION = get_introspection_query(descriptions=True, input_value_deprecation=True)
+
+
+def introspected_sdl(gateway: Gateway, headers: dict[str, str]) -> str:
+    """print_schema of the schema the caller's introspection answers over HTTP: what
+    ``schema print`` and ``/graphql/schema.graphql`` must give it."""
+    response = gateway.post(INTROSPECTION, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return print_schema(build_client_schema(body["data"]))
+
+
 @cache
 def issuer_key_file() -> Path:
     """The embedded issuer's key file every test gateway of this session trusts."""
@@ -142,13 +157,20 @@ def settings_for(db: DatabaseUrls, traffy_url: str, **overrides: Any) -> Setting
     )
 
 
+# What a GraphQL-over-HTTP client sends: the tests' client reads the status codes of
+# application/graphql-response+json. tests/http/test_graphql_over_http.py covers the legacy
+# application/json answers.
+GRAPHQL_ACCEPT = CLIENT_ACCEPT
+
+
 def start_gateway(
     settings: Settings, connectors: Connectors | None = None
 ) -> tuple[BackgroundServer, Gateway]:
-    """A gateway for ``settings`` on a loopback port (over ``connectors`` when given)."""
+    """A gateway for ``settings`` on a loopback port (over ``connectors`` when given), and a
+    client asking for ``GRAPHQL_ACCEPT``."""
     app = create_app(settings, connectors)
     server = BackgroundServer(app).start()
-    client = httpx.Client(base_url=server.url, timeout=30)
+    client = httpx.Client(base_url=server.url, timeout=30, headers={"accept": GRAPHQL_ACCEPT})
     return server, Gateway(server.url, app.state.connectors, client)
 
 

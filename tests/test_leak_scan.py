@@ -30,7 +30,7 @@ from graphql import FragmentDefinitionNode, get_introspection_query, parse, prin
 from gateway.auth.api_keys import create_key, ensure_schema
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
-from support import Gateway, run, sql
+from support import GRAPHQL_ACCEPT, Gateway, run, sql
 
 MIN_LENGTH = 6
 ALL_SCOPES = "tax:read tax:personal registry:read registry:personal traffy:personal audit:read"
@@ -353,6 +353,8 @@ def run_battery(gw: Gateway, headers: dict[str, str], s: Samples) -> list[Answer
     answers: list[Answer] = []
     # No keep-alive: one failed request must not take the next one's connection down.
     limits = httpx.Limits(max_keepalive_connections=0)
+    # The status codes the battery expects are those of application/graphql-response+json.
+    headers = {"accept": GRAPHQL_ACCEPT, **headers}
     with httpx.Client(base_url=gw.url, timeout=60, limits=limits, headers=headers) as client:
 
         def post(label: str, payload: Any) -> httpx.Response:

@@ -1,6 +1,6 @@
 """The ``bma-gateway`` command: its parser, and the commands that run or check the gateway
-(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache`` and
-``catalog`` live in modules of their own."""
+(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache``,
+``catalog`` and ``schema`` live in modules of their own."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.cli import audit as cli_audit
 from gateway.cli import cache as cli_cache
 from gateway.cli import catalog as cli_catalog
 from gateway.cli import credentials as cli_credentials
+from gateway.cli import schema as cli_schema
 from gateway.cli.failures import FAILED, CommandError, Parser, report
 from gateway.http import preflight
 from gateway.http.preflight import POLICY_VARIABLE
@@ -97,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
     cli_audit.add_commands(commands)
     cli_cache.add_commands(commands)
     cli_catalog.add_commands(commands)
+    cli_schema.add_commands(commands)
     return parser
 
 
@@ -118,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_cache.run(args)
     if args.command == "catalog":
         return cli_catalog.run(args)
+    if args.command == "schema":
+        return cli_schema.run(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":

@@ -2,7 +2,8 @@
 
 A request passes the security headers (``security_headers``), the client address from a
 trusted proxy (``BMA_TRUSTED_PROXIES``), the request id (``request_id``), authentication
-(``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route: GraphQL (``graphql``), the probes
+(``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route:
+GraphQL (``graphql``), the caller's schema as SDL (``published_schema``), the probes
 (``probes``) or the embedded issuer's JWKS. The connectors, the audit writer and the API key
 store start and stop with the app (its lifespan).
 """
@@ -40,7 +41,7 @@ from gateway.auth.issuer import EmbeddedIssuer, embedded_trust
 from gateway.auth.middleware import AuthenticationMiddleware
 from gateway.auth.trust import trust_for
 from gateway.execution.executor import Executor
-from gateway.http import probes
+from gateway.http import probes, published_schema
 from gateway.http.graphql import GraphQLHTTP
 from gateway.http.lifecycle import tune_collector, wait_for_sources
 from gateway.http.request_id import RequestIdMiddleware
@@ -239,6 +240,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route(published_schema.PATH, published_schema.endpoint(executor), methods=["GET"]),
             Route("/healthz", probes.healthz),
             Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
             Route("/readyz", probes.readyz(connectors)),

@@ -11,6 +11,10 @@ the batch size are limits of its audience (``gateway.limits``). A batch over the
 refused before any of its operations is parsed. Every answer carries
 ``Server-Timing: app;dur=<ms>``, the time from the request reaching this handler to its
 response being ready, and the request leaves one log line.
+
+Answers are encoded in the media type the client's ``Accept`` asks for,
+``application/graphql-response+json`` or ``application/json``, with that type's status
+codes (``gateway.http.media_types``); an ``Accept`` that takes neither is answered 406.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gateway.auth.middleware import authenticated, principal_of
 from gateway.execution.executor import Executor, Operation
 from gateway.execution.outcome import Outcome
 from gateway.http.graphiql import graphiql_response
+from gateway.http.media_types import GRAPHQL_RESPONSE, LEGACY, Answer, graphql_answer
 from gateway.http.request_id import request_id_of
 from gateway.limits.config import OperationLimits
 from gateway.observability import tracing
@@ -38,7 +43,7 @@ from gateway.observability.upstream import counting_calls
 
 log = logging.getLogger("bma.gateway")
 
-MEDIA_TYPES = (errors.JSON, "application/graphql-response+json")
+MEDIA_TYPES = (errors.JSON, GRAPHQL_RESPONSE)
 
 
 class GraphQLHTTP:
@@ -60,26 +65,34 @@ class GraphQLHTTP:
                 response = await self._answer(request, operations)
         elapsed_ms = (time.perf_counter() - began) * 1000
         response.headers["server-timing"] = f"app;dur={elapsed_ms:.2f}"
+        response.headers.add_vary_header("accept")
         log_request(_request_line(request, response, elapsed_ms, operations, dict(calls)))
         return response
 
     async def _answer(self, request: Request, operations: list[dict[str, Any]]) -> Response:
+        answer = LEGACY  # until Accept is read: a 406 is answered in plain JSON
         try:
             if request.method == "GET" and self.graphiql and _wants_html(request):
                 return graphiql_response()
+            answer = graphql_answer(request.headers.get("accept"))
             limits = self.executor.limits.of(authenticated(request.scope).kind)
             if request.method == "GET":
-                return await self._single(request, _from_query_params(request, limits), operations)
-            return await self._post(request, limits, operations)
+                payload = _from_query_params(request, limits)
+                return await self._single(request, payload, operations, answer)
+            return await self._post(request, limits, operations, answer)
         except errors.GatewayError as refusal:
-            return refusal.response()
+            return answer.refusal(refusal)
         except Exception:  # a bug: answer with a reference, keep the stack in the log
             bug = errors.InternalError()
             log.exception("internal error %s", bug.reference)
-            return bug.response()
+            return answer.refusal(bug)
 
     async def _post(
-        self, request: Request, limits: OperationLimits, operations: list[dict[str, Any]]
+        self,
+        request: Request,
+        limits: OperationLimits,
+        operations: list[dict[str, Any]],
+        answer: Answer,
     ) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in MEDIA_TYPES:
@@ -87,16 +100,18 @@ class GraphQLHTTP:
         max_body = limits.body_bytes(self.max_body_bytes)
         payload = _json(await _body(request, max_body), limits)
         if isinstance(payload, list):
-            return await self._batch(request, payload, limits.batch(self.max_batch), operations)
-        return await self._single(request, payload, operations)
+            max_batch = limits.batch(self.max_batch)
+            return await self._batch(request, payload, max_batch, operations, answer)
+        return await self._single(request, payload, operations, answer)
 
     async def _single(
-        self, request: Request, payload: Any, operations: list[dict[str, Any]]
+        self, request: Request, payload: Any, operations: list[dict[str, Any]], answer: Answer
     ) -> Response:
         outcome = await self._run(request, payload, operations)
+        status = answer.status(outcome.status)
         if outcome.encoded is None:
-            return errors.json_response(outcome.body, outcome.status)
-        response = Response(outcome.encoded, status_code=outcome.status, media_type=errors.JSON)
+            return answer.response(outcome.body, status)
+        response = answer.response(outcome.encoded, status)
         response.headers["x-cache"] = outcome.cache or "miss"
         return response
 
@@ -106,13 +121,14 @@ class GraphQLHTTP:
         payloads: list[Any],
         max_batch: int,
         operations: list[dict[str, Any]],
+        answer: Answer,
     ) -> Response:
         if not payloads:
             raise errors.BadRequest("a batch needs at least one operation")
         if len(payloads) > max_batch:  # before any operation is parsed
             raise errors.BatchTooLarge(max_batch, len(payloads))
         answers = [await self._batch_item(request, p, operations) for p in payloads]
-        return errors.json_response(answers)
+        return answer.response(answers)
 
     async def _batch_item(
         self, request: Request, payload: Any, operations: list[dict[str, Any]]
@@ -174,6 +190,9 @@ def _operation(payload: Any) -> Operation:
     name = payload.get("operationName")
     if name is not None and not isinstance(name, str):
         raise errors.BadRequest("`operationName` must be a string")
+    extensions = payload.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise errors.BadRequest("`extensions` must be a JSON object")
     return Operation(query, variables, name)
 
 

@@ -1,6 +1,7 @@
 """Rate limiting by principal: the middleware, and whose bucket a request takes from.
 
-A request to ``/graphql`` or for a bulk download (``/download/…``) takes one token from its caller's bucket (``buckets``); a caller
+A request to ``/graphql``, for the caller's schema (``/graphql/schema.graphql``) or for a
+bulk download (``/download/…``) takes one token from its caller's bucket (``buckets``); a caller
 whose bucket is empty is answered 429 ``RATE_LIMITED`` with ``Retry-After``. Every limited
 response, allowed or not, carries ``RateLimit-Limit``, ``RateLimit-Remaining``,
 ``RateLimit-Reset`` and ``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-headers). Health
@@ -61,8 +62,9 @@ def client_address(host: str | None) -> str:
 
 
 class RateLimitMiddleware:
-    """ASGI middleware limiting ``paths`` (``/graphql``, and every path under ``/download/``:
-    a path ending in ``/`` is a prefix); other paths pass untouched.
+    """ASGI middleware limiting ``paths`` (``/graphql``, ``/graphql/schema.graphql``, and
+    every path under ``/download/``: a path ending in ``/`` is a prefix); other paths pass
+    untouched.
 
     It reads the principal authentication left on the request (``gateway.auth.middleware``);
     a refused credential is not answered here but passed on (to its 401) after a take from
@@ -75,7 +77,7 @@ class RateLimitMiddleware:
         *,
         limits: RateLimits,
         buckets: Buckets,
-        paths: Iterable[str] = ("/graphql", "/download/"),
+        paths: Iterable[str] = ("/graphql", "/graphql/schema.graphql", "/download/"),
     ) -> None:
         self.app = app
         self.limits = limits
