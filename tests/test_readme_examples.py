@@ -149,6 +149,17 @@ def _exported(ran: Ran) -> None:
     assert rows and all(r["seq"] and r["hash"] for r in rows)
 
 
+def _sdl(name: str, present: str, absent: str) -> Callable[[Ran], None]:
+    """A caller's schema saved to ``name``: it holds ``present``, never ``absent``."""
+
+    def check(ran: Ran) -> None:
+        assert ran.code == 0, ran
+        sdl = (ran.cwd / name).read_text(encoding="utf-8")
+        assert "type Query" in sdl and present in sdl and absent not in sdl, sdl[:300]
+
+    return check
+
+
 def _not_run(why: str) -> Callable[[Ran], None]:
     def check(_ran: Ran) -> None:
         raise AssertionError(why)
@@ -178,6 +189,8 @@ EXPECTATIONS: list[tuple[str, Callable[[Ran], None]]] = [
     (r"complaints\(first: 1000\)", _too_costly),
     (r"^bma-gateway policy show --format markdown$", lambda ran: "| Owner | nationalId |" in ran.out or _fail(ran)),
     (r"^bma-gateway catalog check$", lambda ran: ran.out.startswith("catalogue ok") or _fail(ran)),
+    (r"schema\.graphql .*> partner\.graphql", _sdl("partner.graphql", "appraisedValue", "accessLog")),
+    (r"schema print --audience agency", _sdl("finance.graphql", "nationalId", "accessLog")),
 ]  # fmt: skip
 
 
@@ -316,6 +329,8 @@ def test_every_readme_example_answers_as_the_readme_says(
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env = {k: v for k, v in env.items() if not k.startswith("BMA_")}
+    # The partner's token, as the demo prints it for the README's `$BMA_PARTNER_TOKEN`.
+    env["BMA_PARTNER_TOKEN"] = principals["partner"]["Authorization"].removeprefix("Bearer ")
     work = tmp_path / "work"
     work.mkdir()
     for command in commands:
@@ -326,7 +341,8 @@ def test_every_readme_example_answers_as_the_readme_says(
             line.replace(DEMO_URL, gateway.url).replace("postgresql://…", db.gateway)
             for line in (*command.exports, command.text)
         ]
-        if CLI.match(command.text):  # in this process: no interpreter start per command
+        if CLI.match(command.text) and ">" not in command.text:  # in this process: no
+            # interpreter start per command (bash runs those that redirect their output)
             ran = _in_process(lines, env, work, monkeypatch, capsys)
         else:
             done = subprocess.run(

@@ -18,7 +18,8 @@ from typing import Any, get_args
 from graphql import GraphQLSchema
 
 from gateway.execution.sdl import schema_sdl
-from policies.model import DEFAULT_POLICY, Policy, load_policy
+from gateway.http import preflight
+from policies.model import Policy
 from policies.principal import AudienceKind, Level, Principal
 from policies.visibility import visible_schema
 
@@ -68,39 +69,27 @@ def principal_for(audience: str, scopes: str, clearance: str, policy: Policy) ->
             f"an {audience} caller holds no scopes and reads public fields only: "
             "drop --scopes and --clearance, or choose --audience partner or agency"
         )
-    unknown = held - defined_scopes(policy)
+    unknown = held - policy.scopes()
     if unknown:
         raise ValueError(
             f"unknown scope(s) {', '.join(sorted(unknown))}: the policy defines "
-            f"{', '.join(sorted(defined_scopes(policy)))}"
+            f"{', '.join(sorted(policy.scopes()))}"
         )
     kind: AudienceKind = audience  # type: ignore[assignment]  # argparse chose from AUDIENCES
     return Principal(kind=kind, subject=f"schema-print:{audience}", clearance=level, scopes=held)
 
 
-def defined_scopes(policy: Policy) -> frozenset[str]:
-    """Every scope a field of the policy asks for."""
-    found: set[str] = set()
-    for dataset in policy.datasets.values():
-        found |= dataset.scopes | dataset.personal_scopes
-    for rule in policy.rules.values():
-        found |= rule.scopes
-    return frozenset(found)
-
-
 def _policy(file: Path | None, schema: GraphQLSchema) -> Policy:
-    """The policy the gateway would run with, checked against ``schema`` as it would be."""
-    from schema import check_policy
-
-    configured = os.environ.get("BMA_POLICY_FILE", "").strip()
-    path = file or (Path(configured) if configured else DEFAULT_POLICY)
-    try:
-        policy = load_policy(path)
-    except OSError as exc:
-        raise ValueError(f"cannot read the policy file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # a PolicyError, or TOML that does not parse
-        raise ValueError(f"the policy file {path} is not valid: {exc}") from None
-    check_policy(policy, schema)
+    """The policy the gateway would run with, checked against ``schema`` as it would be;
+    its problems on one line, each naming where the file came from."""
+    problems: list[str] = []
+    if file is not None:
+        policy = preflight.policy_problems(file, "--file", schema, problems)
+    else:
+        configured = os.environ.get(preflight.POLICY_VARIABLE, "").strip()
+        policy = preflight.policy_problems(configured, preflight.POLICY_VARIABLE, schema, problems)
+    if policy is None:
+        raise ValueError("; ".join(problems))
     return policy
 
 
