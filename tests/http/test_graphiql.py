@@ -17,6 +17,8 @@ import gzip
 import hashlib
 import json
 import re
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -26,7 +28,7 @@ import pytest
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
 from gateway.http.app import create_app
-from gateway.http.graphiql import ASSET_CACHE, ASSETS_PATH, SCRIPTS, STATIC, STYLES
+from gateway.http.graphiql import ASSET_CACHE, ASSETS_PATH, HERE, SCRIPTS, STATIC, STYLES
 from schema import graphql_schema
 from support import Gateway, LoopbackPage, bearer, settings_for
 
@@ -128,6 +130,20 @@ def test_each_shipped_package_carries_its_licence_and_is_named_in_the_notice():
         assert (folder / "LICENSE").read_text().startswith("MIT License"), folder.name
         package, version = folder.name.rsplit("-", 1)
         assert f"| {version} |" in readme and package in readme, folder.name
+
+
+def test_a_wheel_carries_the_page_its_assets_and_their_licences():
+    """Every file the page needs matches the package data of pyproject.toml (a non-editable
+    install, checked by hand with ``pip install .`` into a fresh venv, carries them)."""
+    pyproject = tomllib.loads((HERE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["gateway.http"]
+    needed = ["templates/graphiql.html", "static/graphiql/README.md"] + [
+        f"static/graphiql/{name}" for name in SCRIPTS + STYLES
+    ]
+    needed += [f"static/graphiql/{Path(n).parent}/LICENSE" for n in SCRIPTS + STYLES]
+    for name in needed:
+        assert (HERE / name).is_file(), name
+        assert any(fnmatch(name, p) for p in patterns), f"{name} is not package data"
 
 
 def test_without_graphiql_no_asset_is_served(db: DatabaseUrls, traffy_url: str):
