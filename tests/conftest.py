@@ -11,11 +11,13 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -31,6 +33,7 @@ from gateway.observability.logs import JsonFormatter
 from support import (
     Chain,
     Gateway,
+    LoopbackPage,
     bearer,
     build_chain,
     issuer_key_file,
@@ -309,3 +312,60 @@ def row_path_values(db: DatabaseUrls, tickets: list[dict[str, Any]]) -> dict[str
         "Query.procurementProcess.id": processes,
         "Parcel.nearbyComplaints.radiusMeters": [300],
     }
+
+
+# ---------------------------------------------------------------------------- the browser
+# The pages in a real browser: the system's headless Chromium, driven by Playwright
+# (tests/publishing/test_catalog_browser.py, tests/http/test_graphiql.py). Skipped, with the
+# reason, where no Chromium or no Playwright is installed; in CI (``.ci/run`` installs
+# Chromium) that is a failure instead.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+try:
+    from playwright.sync_api import Browser, Request, Route, sync_playwright
+except ImportError:  # pragma: no cover - the test extra installs it
+    sync_playwright = None
+
+
+def _browser_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: .ci/run installs it, so CI must run this test")
+    pytest.skip(reason)
+
+
+# Module-scoped: Playwright's sync API runs an event loop in this thread while it is open,
+# and session fixtures that run their own (``run(...)``) must be set up before it or after.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        _browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
+    if CHROMIUM is None:
+        _browser_unavailable("no Chromium on this machine (Debian: apt-get install chromium)")
+    with sync_playwright() as playwright:
+        # The system's browser: Playwright's own browser downloads are never used.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def loopback_page(anonymous: Gateway, browser: Browser) -> Iterator[LoopbackPage]:
+    gateway_host = urlsplit(anonymous.url).hostname
+    assert gateway_host == "127.0.0.1"
+    opened = LoopbackPage(page=None, refused=[], errors=[])  # type: ignore[arg-type]
+    context = browser.new_context(accept_downloads=True)
+
+    def only_the_gateway(route: Route, request: Request) -> None:
+        if urlsplit(request.url).hostname == gateway_host:
+            route.continue_()
+        else:
+            opened.refused.append(request.url)
+            route.abort()
+
+    context.route("**/*", only_the_gateway)
+    opened.page = context.new_page()
+    opened.page.on("console", lambda m: opened.errors.append(m.text) if m.type == "error" else None)
+    opened.page.on("pageerror", lambda e: opened.errors.append(str(e)))
+    yield opened
+    context.close()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import httpx
@@ -44,6 +44,9 @@ from gateway.http.media_types import CLIENT_ACCEPT
 from gateway.http.serving import BackgroundServer
 from gateway.settings import Settings
 from policies.principal import Principal
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 from schema import Connectors
 
 
@@ -189,6 +192,17 @@ def fresh_database(server_url: str, name: str) -> str:
 
     run(create())
     return database_url(server_url, name)
+
+
+@dataclass
+class LoopbackPage:
+    """A browser page that may reach the gateway's address only, with the requests it
+    refused (anything else: the pages must work on a closed network) and the errors the
+    pages logged (a Content-Security-Policy refusal is logged as one)."""
+
+    page: Page
+    refused: list[str]
+    errors: list[str]
 
 
 class GatewayProcess:

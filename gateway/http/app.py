@@ -42,6 +42,7 @@ from gateway.auth.middleware import AuthenticationMiddleware
 from gateway.auth.trust import trust_for
 from gateway.execution.executor import Executor
 from gateway.http import probes, published_schema
+from gateway.http.graphiql import ASSETS_PATH, graphiql_asset
 from gateway.http.graphql import GraphQLHTTP
 from gateway.http.lifecycle import tune_collector, wait_for_sources
 from gateway.http.request_id import RequestIdMiddleware
@@ -241,6 +242,7 @@ def create_app(
         routes=[
             Route("/graphql", graphql.handle, methods=["GET", "POST"]),
             Route(published_schema.PATH, published_schema.endpoint(executor), methods=["GET"]),
+            *_graphiql_assets(settings.graphiql),
             Route("/healthz", probes.healthz),
             Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
             Route("/readyz", probes.readyz(connectors)),
@@ -258,6 +260,13 @@ def create_app(
     app.state.audit = audit
     app.state.publication = publication
     return app
+
+
+def _graphiql_assets(graphiql: bool) -> list[Route]:
+    """GraphiQL's scripts and style sheets, served from the package (no CDN)."""
+    if not graphiql:
+        return []
+    return [Route(ASSETS_PATH + "/{asset:path}", graphiql_asset, methods=["GET"])]
 
 
 def _client_from_proxy(trusted_proxies: str) -> list[Middleware]:

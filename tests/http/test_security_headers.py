@@ -32,9 +32,14 @@ PATH_VALUES = {
     "action": "status_show",
     "project": "oc4ids-bq4ldt-BKK-INF-2566-0001",
     "package": "budget",  # /fiscal/{package}/…
+    "asset": "graphiql-3.8.3/graphiql.min.css",  # /graphql/assets/{asset}: GraphiQL's
 }
 # Answers that carry only public data and say themselves how long they may be kept.
-PUBLICLY_CACHEABLE = {"/.well-known/jwks.json", "/download/{dataset}/{file}".format(**PATH_VALUES)}
+PUBLICLY_CACHEABLE = {
+    "/.well-known/jwks.json",
+    "/download/{dataset}/{file}".format(**PATH_VALUES),
+    "/graphql/assets/{asset}".format(**PATH_VALUES),
+}
 
 
 @pytest.fixture(scope="module")

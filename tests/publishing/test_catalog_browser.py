@@ -10,74 +10,21 @@ failure instead.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import pytest
 
 from gateway.publishing.dictionary import data_dictionary
 from policies.catalog import load_catalog
 from schema import graphql_schema
+from support import LoopbackPage
 
 CATALOG = load_catalog()
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: .ci/run installs it, so CI must run this test")
-    pytest.skip(reason)
-
-
-try:
-    from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
-except ImportError:  # pragma: no cover - the test extra installs it
-    sync_playwright = None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        _unavailable("Playwright is not installed (pip install -e '.[test]')")
-    if CHROMIUM is None:
-        _unavailable("no Chromium on this machine (Debian: apt-get install chromium)")
-    with sync_playwright() as playwright:
-        # The system's browser: Playwright's own browser downloads are never used.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser, anonymous) -> Iterator[tuple[Page, list[str], list[str]]]:
-    """A page that may reach the gateway only; with the requests it refused and the
-    errors the pages logged."""
-    gateway_host = urlsplit(anonymous.url).hostname
-    assert gateway_host == "127.0.0.1"
-    refused: list[str] = []
-    errors: list[str] = []
-    context = browser.new_context(accept_downloads=True)
-
-    def only_the_gateway(route: Route, request: Request) -> None:
-        if urlsplit(request.url).hostname == gateway_host:
-            route.continue_()
-        else:
-            refused.append(request.url)
-            route.abort()
-
-    context.route("**/*", only_the_gateway)
-    page = context.new_page()
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page, refused, errors
-    context.close()
-
-
-def test_search_open_a_dataset_and_download_it(page, anonymous, tmp_path: Path):
-    page, refused, errors = page
+def test_search_open_a_dataset_and_download_it(
+    loopback_page: LoopbackPage, anonymous, tmp_path: Path
+):
+    page, refused, errors = loopback_page.page, loopback_page.refused, loopback_page.errors
     dataset = next(iter(CATALOG.datasets.values()))
     resource = next(r for r in dataset.resources if "csv" in r.formats)
 
