@@ -1,6 +1,6 @@
 """Benchmarks: the gateway against a hand-written Starlette endpoint, in the same run.
 
-    python -m bench.run [--database-url URL] [--seconds 10] [--concurrency 8]
+    python -m bench.run [--database-url URL] [--seconds 10] [--concurrency 8] [--only SCENARIO]
 
 Starts PostgreSQL (embedded unless ``--database-url``), seeds it, then the Traffy stand-in,
 two gateways — one with its caches off, one with its defaults (response cache and connector
@@ -66,10 +66,16 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
 
 
 def measure(
-    gateways: dict[str, str], baseline: str, seconds: float, concurrency: int
+    gateways: dict[str, str],
+    baseline: str,
+    seconds: float,
+    concurrency: int,
+    only: list[str] | None = None,
 ) -> list[tuple[str, Result, Result]]:
     rows = []
     for name, (query, path, which) in SCENARIOS.items():
+        if only and name not in only:
+            continue
         gateway = gateways[which]
         via_gateway = [encode_graphql(gateway, query)]
         via_baseline = [encode_get(baseline, path)]
@@ -111,6 +117,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-write", action="store_true", help="print, don't update the docs")
+    parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run this scenario only (repeatable)"
+    )
     args = parser.parse_args()
 
     urls, handle = seeded_databases(args.database_url)
@@ -133,7 +142,7 @@ def main() -> None:
             processes.append(gateway)
         baseline, baseline_url = start("baseline", env)
         processes.append(baseline)
-        rows = measure(gateways, baseline_url, args.seconds, args.concurrency)
+        rows = measure(gateways, baseline_url, args.seconds, args.concurrency, args.only)
     finally:
         for process in processes:
             process.terminate()

@@ -237,7 +237,7 @@ def create_app(
         )
     app = Starlette(
         routes=[
-            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=["GET", "POST"], name="graphql"),
             Route("/healthz", probes.healthz),
             Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
             Route("/readyz", probes.readyz(connectors)),
