@@ -36,6 +36,8 @@ from policies.principal import ANONYMOUS, Level, Principal
 MAX_TOKEN_BYTES = 8 * 1024
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud"]
 TIME_CLAIMS = ("exp", "nbf", "iat")
+# The headers authentication reads; the middleware hands it these only.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-purpose")
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def _presented(headers: Mapping[str, str]) -> _Presented:
     Two Authorization headers could be read differently by a proxy and by the gateway, so
     neither is chosen.
     """
-    seen: dict[str, list[str]] = {"authorization": [], "x-api-key": [], "x-purpose": []}
+    seen: dict[str, list[str]] = {name: [] for name in CREDENTIAL_HEADERS}
     for name, value in headers.items():
         values = seen.get(name.lower())
         if values is not None:

@@ -16,6 +16,7 @@ from typing import Protocol
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.auth.authenticator import CREDENTIAL_HEADERS
 from gateway.errors import AuthenticationUnavailable, Unauthenticated
 from policies.principal import Principal
 
@@ -23,10 +24,13 @@ _PRINCIPAL = "bma.principal"
 _REFUSAL = "bma.authentication_refused"
 
 Refusal = Unauthenticated | AuthenticationUnavailable
+_CREDENTIALS = frozenset(name.encode() for name in CREDENTIAL_HEADERS)
 
 
 class Authenticating(Protocol):
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal: ...
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The principal the credential headers (``CREDENTIAL_HEADERS``) prove."""
+        ...
 
 
 class AuthenticationMiddleware:
@@ -36,8 +40,11 @@ class AuthenticationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # The credential headers only (ASGI names are lower case): the others are not
+            # decoded for nothing on every request.
+            presented = Headers(raw=[h for h in scope["headers"] if h[0] in _CREDENTIALS])
             try:
-                scope[_PRINCIPAL] = await self.authenticator.authenticate(Headers(scope=scope))
+                scope[_PRINCIPAL] = await self.authenticator.authenticate(presented)
             except (Unauthenticated, AuthenticationUnavailable) as refusal:
                 scope[_REFUSAL] = refusal
         await self.app(scope, receive, send)

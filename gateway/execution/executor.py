@@ -35,7 +35,7 @@ from gateway.audit.trail import AccessTrail, Caller, access_entry
 from gateway.audit.writer import AuditRecorder
 from gateway.execution.compiled import CompiledExecutor, CompiledOperation
 from gateway.execution.compiler import Uncompiled, compile_operation
-from gateway.execution.documents import RULES, Documents, Parsed, Refused
+from gateway.execution.documents import CACHEABLE_LENGTH, RULES, Documents, Parsed, Refused
 from gateway.execution.enforcement import (
     FieldGate,
     enforce_restricted_fields,
@@ -46,7 +46,7 @@ from gateway.execution.enforcement import (
 from gateway.execution.input_values import variable_refusals
 from gateway.execution.introspection import merged
 from gateway.execution.outcome import Outcome, executed, refused, with_code
-from gateway.execution.response_cache import ResponseCache, answer_scope
+from gateway.execution.response_cache import OpenOperation, ResponseCache, answer_scope
 from gateway.limits.config import AUDIENCES, AudienceLimits, OperationLimits
 from gateway.limits.cost import CostModel, too_costly
 from gateway.limits.scan import nested_deeper_than, variables_too_deep
@@ -142,6 +142,23 @@ class Executor:
         metrics.observe_request(label, audience, outcome.label, time.perf_counter() - began)
         return outcome
 
+    async def cached(self, operation: Operation, caller: Caller) -> Outcome | None:
+        """The operation's answer from the response cache, counted as ``run`` counts it,
+        when the operation is known to be open data for the caller's grants (a request with
+        these grants went the whole way: ``ResponseCache.known``) and its answer is stored;
+        else None, and ``run`` answers it."""
+        began = time.perf_counter()
+        principal = caller.principal
+        known = self.responses.known(operation.query, operation.name, principal.grants)
+        if known is None:
+            return None
+        outcome = await self._hit(known, operation, principal, self.limits.of(principal.kind))
+        if outcome is not None:
+            audience = principal.kind
+            label = metrics.operation_label(operation_name(known.operation), audience)
+            metrics.observe_request(label, audience, outcome.label, time.perf_counter() - began)
+        return outcome
+
     async def _run(self, operation: Operation, caller: Caller) -> Outcome:
         principal = caller.principal
         limits = self.limits.of(principal.kind)
@@ -158,6 +175,40 @@ class Executor:
         outcome = await self._execute(parsed, operation, caller, limits)
         outcome.document_hash = parsed.digest
         return outcome
+
+    async def _hit(
+        self,
+        known: OpenOperation,
+        operation: Operation,
+        principal: Principal,
+        limits: OperationLimits,
+    ) -> Outcome | None:
+        """The cached answer of an operation known to be open for the principal's grants,
+        checking only what the request's variables change; None when there is no entry or
+        a check refuses (the whole way then answers, refusal or miss, as it would anyway)."""
+        variables = operation.variables
+        if variables or known.takes_variables:
+            if variables and nested_deeper_than(variables, limits.max_variable_depth):
+                return None
+            if variable_refusals(
+                self.visible_to(principal),
+                known.operation,
+                variables,
+                hide_suggestions=not limits.suggestions,
+            ):
+                return None
+            cost = known.static_cost
+            if cost is None:
+                cost = self.documents.cost.cost(known.document, known.operation, variables or {})
+            if cost > limits.max_cost:
+                return None
+        cached = await self.responses.get(known.key_for(variables))
+        if cached is None:
+            return None
+        metrics.observe_cache("response", "hit")
+        return Outcome(
+            {}, cache="hit", encoded=cached, operation=known.operation, document_hash=known.digest
+        )
 
     def _invalid(
         self, document: DocumentNode, principal: Principal, limits: OperationLimits
@@ -196,8 +247,15 @@ class Executor:
         # Open data only: the same bytes for everyone, so the response cache may answer.
         cache_key = None
         if plan.open_only and not parsed.introspects and self.responses.enabled:
-            scope = answer_scope(caller.principal, self.pages_of(caller.principal))
-            cache_key = ResponseCache.key(parsed.digest, operation.name, operation.variables, scope)
+            principal = caller.principal
+            scope = answer_scope(principal, self.pages_of(principal))
+            static_cost = parsed.static_costs.get(operation_name(chosen))
+            known = self.responses.open_operation(
+                parsed.digest, parsed.document, chosen, operation.name, static_cost, scope
+            )
+            if len(operation.query) <= CACHEABLE_LENGTH:  # as documents are
+                self.responses.remember(operation.query, operation.name, principal.grants, known)
+            cache_key = known.key_for(operation.variables)
             cached = await self.responses.get(cache_key)
             metrics.observe_cache("response", "miss" if cached is None else "hit")
             if cached is not None:

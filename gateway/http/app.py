@@ -240,7 +240,7 @@ def create_app(
         )
     app = Starlette(
         routes=[
-            Route("/graphql", graphql.handle, methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=["GET", "POST"], name="graphql"),
             Route(published_schema.PATH, published_schema.endpoint(executor), methods=["GET"]),
             *_graphiql_assets(settings.graphiql),
             Route("/healthz", probes.healthz),

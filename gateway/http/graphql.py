@@ -25,8 +25,10 @@ import time
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import request_response
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway import errors
 from gateway.audit.trail import Caller
@@ -38,15 +40,21 @@ from gateway.http.media_types import GRAPHQL_RESPONSE, LEGACY, Answer, graphql_a
 from gateway.http.request_id import request_id_of
 from gateway.limits.config import OperationLimits
 from gateway.observability import tracing
-from gateway.observability.logs import log_request
+from gateway.observability.logs import REQUEST_LOG, log_request
 from gateway.observability.upstream import counting_calls
 
 log = logging.getLogger("bma.gateway")
 
 MEDIA_TYPES = (errors.JSON, GRAPHQL_RESPONSE)
+X_CACHE_HIT = (b"x-cache", b"hit")
+X_CACHE_MISS = (b"x-cache", b"miss")
+VARY_ACCEPT = (b"vary", b"accept")
 
 
 class GraphQLHTTP:
+    """``/graphql``, an ASGI app: a POST whose answer is in the response cache goes the thin
+    way (``_from_cache``), every other request through ``handle`` as a Starlette endpoint."""
+
     def __init__(
         self, executor: Executor, *, max_body_bytes: int, max_batch: int, graphiql: bool
     ) -> None:
@@ -54,6 +62,77 @@ class GraphQLHTTP:
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
         self.graphiql = graphiql
+        self._endpoint = request_response(self.handle)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST" and self.executor.responses.enabled:
+            read = await self._from_cache(scope, receive, send)
+            if read is None:  # answered
+                return
+            if read:  # the body's messages, read for nothing: given again to the endpoint
+                receive = _replaying(read, receive)
+        await self._endpoint(scope, receive, send)
+
+    async def _from_cache(self, scope: Scope, receive: Receive, send: Send) -> list[Message] | None:
+        """A POST of one operation answered from the response cache as a hand-written
+        endpoint answers saved bytes: the body read, the operation looked up, the bytes
+        sent. It keeps what ``handle`` does on such a hit — media type and body limits, the
+        answer's headers, the metrics (``Executor.cached``), the span and the log line —
+        and returns None; or, when anything is not so (a refused credential, no
+        Content-Length, a batch, a body ``handle`` would refuse, an operation not known to
+        be open or not stored), the messages it read, for ``handle`` to answer."""
+        began = time.perf_counter()
+        principal = principal_of(scope)
+        if principal is None:
+            return []
+        limits = self.executor.limits.of(principal.kind)
+        content_type = declared = accept = None
+        for name, value in scope["headers"]:
+            if name == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
+            elif name == b"content-length" and declared is None:
+                declared = value
+            elif name == b"accept" and accept is None:
+                accept = value.decode("latin-1")
+        try:
+            answer = graphql_answer(accept)
+        except errors.NotAcceptable:
+            return []
+        if content_type is None or _media_type(content_type) not in MEDIA_TYPES:
+            return []
+        if not declared or not declared.isdigit():
+            return []
+        if int(declared) > limits.body_bytes(self.max_body_bytes):
+            return []
+        messages = await _messages(receive)
+        if messages[-1]["type"] != "http.request":  # disconnected: handle says what then
+            return messages
+        try:
+            operation = _operation(orjson.loads(_body_of(messages)))
+        except (orjson.JSONDecodeError, errors.GatewayError):
+            return messages
+        client = scope.get("client")
+        caller = Caller(principal, request_id_of(scope), client[0] if client else None)
+        with tracing.span("graphql request", **{"bma.request_id": caller.request_id}):
+            outcome = await self.executor.cached(operation, caller)
+        if outcome is None or outcome.encoded is None:
+            return messages
+        encoded = outcome.encoded
+        elapsed_ms = (time.perf_counter() - began) * 1000
+        # The headers Response and handle give the same answer, in the same order.
+        headers = [
+            (b"content-length", b"%d" % len(encoded)),
+            (b"content-type", answer.content_type.encode()),
+            X_CACHE_HIT,
+            (b"server-timing", b"app;dur=%.2f" % elapsed_ms),
+            VARY_ACCEPT,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": encoded})
+        if REQUEST_LOG.isEnabledFor(logging.INFO):
+            entry = {"name": operation.name, "document": outcome.document_hash}
+            log_request(_request_line(scope, 200, "hit", elapsed_ms, [entry], {}))
+        return None
 
     async def handle(self, request: Request) -> Response:
         began = time.perf_counter()
@@ -64,9 +143,19 @@ class GraphQLHTTP:
             ):
                 response = await self._answer(request, operations)
         elapsed_ms = (time.perf_counter() - began) * 1000
-        response.headers["server-timing"] = f"app;dur={elapsed_ms:.2f}"
+        # Appended, not set: nothing before this names the header (no lookup per answer).
+        response.raw_headers.append((b"server-timing", b"app;dur=%.2f" % elapsed_ms))
         response.headers.add_vary_header("accept")
-        log_request(_request_line(request, response, elapsed_ms, operations, dict(calls)))
+        if REQUEST_LOG.isEnabledFor(logging.INFO):  # the line is built only to be written
+            line = _request_line(
+                request.scope,
+                response.status_code,
+                _x_cache(response),
+                elapsed_ms,
+                operations,
+                dict(calls),
+            )
+            log_request(line)
         return response
 
     async def _answer(self, request: Request, operations: list[dict[str, Any]]) -> Response:
@@ -94,8 +183,7 @@ class GraphQLHTTP:
         operations: list[dict[str, Any]],
         answer: Answer,
     ) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in MEDIA_TYPES:
+        if _media_type(request.headers.get("content-type", "")) not in MEDIA_TYPES:
             raise errors.UnsupportedMediaType()
         max_body = limits.body_bytes(self.max_body_bytes)
         payload = _json(await _body(request, max_body), limits)
@@ -112,7 +200,7 @@ class GraphQLHTTP:
         if outcome.encoded is None:
             return answer.response(outcome.body, status)
         response = answer.response(outcome.encoded, status)
-        response.headers["x-cache"] = outcome.cache or "miss"
+        response.raw_headers.append(X_CACHE_HIT if outcome.cache == "hit" else X_CACHE_MISS)
         return response
 
     async def _batch(
@@ -157,25 +245,64 @@ class GraphQLHTTP:
 
 
 def _request_line(
-    request: Request,
-    response: Response,
+    scope: Scope,
+    status: int,
+    cache: str | None,
     elapsed_ms: float,
     operations: list[dict[str, Any]],
     upstream_calls: dict[str, int],
 ) -> dict[str, Any]:
     """The request's log line: who, what, how it went — no credential, variable or data."""
-    principal = principal_of(request.scope)
+    principal = principal_of(scope)
     return {
-        "request_id": request_id_of(request.scope),
-        "method": request.method,
-        "status": response.status_code,
+        "request_id": request_id_of(scope),
+        "method": scope["method"],
+        "status": status,
         "duration_ms": round(elapsed_ms, 2),
         "principal": principal.kind if principal else "unauthenticated",
         "subject": principal.subject if principal else None,
         "operations": operations,
-        "cache": response.headers.get("x-cache"),
+        "cache": cache,
         "upstream_calls": upstream_calls,
     }
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+async def _messages(receive: Receive) -> list[Message]:
+    """The request's body messages, up to the last one (or a disconnect)."""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _body_of(messages: list[Message]) -> bytes:
+    if len(messages) == 1:
+        body: bytes = messages[0].get("body", b"")
+        return body
+    return b"".join(m.get("body", b"") for m in messages)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` as if nothing had been read: ``messages`` first, in order."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+def _x_cache(response: Response) -> str | None:
+    for name, value in response.raw_headers:
+        if name == b"x-cache":
+            return value.decode()
+    return None
 
 
 def _operation(payload: Any) -> Operation:
@@ -253,14 +380,21 @@ async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise errors.PayloadTooLarge(limit)
+    # The ASGI messages read directly, as Request.stream() does, without its async
+    # generator: one message is the whole body of almost every request.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise errors.PayloadTooLarge(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _wants_html(request: Request) -> bool:

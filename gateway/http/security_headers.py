@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
@@ -25,6 +24,9 @@ DEFAULTS = {
     "cache-control": "no-store",
     "referrer-policy": "no-referrer",
 }
+
+# Encoded once: they go on every answer.
+_DEFAULTS_RAW = tuple((name.encode(), value.encode()) for name, value in DEFAULTS.items())
 
 
 class SecurityHeadersMiddleware:
@@ -40,9 +42,9 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in DEFAULTS.items():
-                    headers.setdefault(name, value)
+                headers = message["headers"] = list(message.get("headers", ()))
+                present = {name for name, _ in headers}
+                headers.extend(pair for pair in _DEFAULTS_RAW if pair[0] not in present)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -38,6 +38,7 @@ target, or add prometheus-client's multiprocess mode later.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -173,10 +174,22 @@ def connector_of(source: str) -> str:
     return source.partition(":")[0]
 
 
+# The series of each label set, looked up once: ``labels()`` validates and locks on every
+# call, a measurable share of a request answered from the response cache. Label values are
+# bounded (see above), and so are these tables.
+_request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_cache_series: dict[tuple[str, str], Any] = {}
+
+
 def observe_request(operation: str, audience: str, outcome: str, seconds: float) -> None:
     """One GraphQL operation answered; ``operation`` is a label (``operation_label``)."""
-    requests.labels(operation, audience, outcome).inc()
-    request_seconds.labels(audience).observe(seconds)
+    series = _request_series.get((operation, audience, outcome))
+    if series is None:
+        series = (requests.labels(operation, audience, outcome), request_seconds.labels(audience))
+        _request_series[(operation, audience, outcome)] = series
+    count, duration = series
+    count.inc()
+    duration.observe(seconds)
 
 
 def observe_upstream_call(source: str) -> None:
@@ -193,7 +206,10 @@ def observe_upstream_seconds(source: str, seconds: float) -> None:
 
 def observe_cache(cache: str, result: str, n: int = 1) -> None:
     if n:
-        cache_requests.labels(cache, result).inc(n)
+        series = _cache_series.get((cache, result))
+        if series is None:
+            series = _cache_series[(cache, result)] = cache_requests.labels(cache, result)
+        series.inc(n)
 
 
 def observe_denial(rule: str, code: str) -> None:

@@ -28,11 +28,18 @@ def disable() -> None:
     _tracer = None
 
 
-@contextlib.contextmanager
-def span(name: str, **attributes: Any) -> Iterator[None]:
+_OFF: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def span(name: str, **attributes: Any) -> contextlib.AbstractContextManager[None]:
+    """A span while tracing is on; else one shared no-op context, made once, not per call."""
     if _tracer is None:
-        yield
-        return
+        return _OFF
+    return _span(name, attributes)
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[None]:
     clean = {k: v for k, v in attributes.items() if v is not None}
     with _tracer.start_as_current_span(name, attributes=clean):
         yield

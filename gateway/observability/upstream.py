@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
 from contextvars import ContextVar
 
 from gateway.observability import metrics, tracing
@@ -20,15 +19,19 @@ from gateway.observability import metrics, tracing
 _request_calls: ContextVar[Counter[str] | None] = ContextVar("request_upstream_calls", default=None)
 
 
-@contextlib.contextmanager
-def counting_calls() -> Iterator[Counter[str]]:
-    """Count the upstream calls made in this context (and the tasks it starts), by source."""
-    calls: Counter[str] = Counter()
-    token = _request_calls.set(calls)
-    try:
-        yield calls
-    finally:
-        _request_calls.reset(token)
+class counting_calls:  # noqa: N801  (used as a function: `with counting_calls() as calls`)
+    """Count the upstream calls made in this context (and the tasks it starts), by source.
+    A class, not a generator: it wraps every request."""
+
+    __slots__ = ("calls", "token")
+
+    def __enter__(self) -> Counter[str]:
+        self.calls: Counter[str] = Counter()
+        self.token = _request_calls.set(self.calls)
+        return self.calls
+
+    def __exit__(self, *_exc: object) -> None:
+        _request_calls.reset(self.token)
 
 
 class UpstreamMetrics:

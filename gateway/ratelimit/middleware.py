@@ -20,11 +20,11 @@ Buckets are keyed by who is asking, never by what an unverified credential claim
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth.middleware import principal_of
@@ -46,6 +46,7 @@ def bucket_key(principal: Principal | None, client: str | None) -> str:
     return f"ip:{client_address(client)}"
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per address, not on every request
 def client_address(host: str | None) -> str:
     """The address a bucket is kept for: IPv6 by its /64, IPv4 (mapped too) as is."""
     if not host:
@@ -107,13 +108,15 @@ class RateLimitMiddleware:
             metrics.rate_limited.labels(audience).inc()
             await too_many_requests(take).response()(scope, receive, send)
             return
-        extra = take.headers()
+        extra = [(name.encode(), value.encode()) for name, value in take.headers().items()]
+        names = {name for name, _ in extra}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in extra.items():
-                    headers[name] = value
+                # Set (any the route gave replaced) in one pass over the encoded pairs.
+                headers = [h for h in message.get("headers", ()) if h[0] not in names]
+                headers.extend(extra)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -24,14 +24,14 @@ OFFICER = Principal("agency", "officer-1", clearance=Level.CONFIDENTIAL)
 
 
 class CountingAuthenticator:
-    """Answers by the ``x-who`` header and counts every call."""
+    """Answers by the ``x-api-key`` header (whatever its value means) and counts every call."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, str]] = []
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         self.calls.append(dict(headers))
-        who = headers.get("x-who")
+        who = headers.get("x-api-key")
         if who == "officer":
             return OFFICER
         if who == "forger":
@@ -76,11 +76,14 @@ def client_of(app: Any) -> httpx.AsyncClient:
 async def test_one_call_per_request_and_the_principal_is_read_by_the_route():
     authenticator = CountingAuthenticator()
     async with client_of(tiny_app(authenticator)) as client:
-        response = await client.get("/whoami", headers={"x-who": "officer"})
+        response = await client.get(
+            "/whoami", headers={"x-api-key": "officer", "x-purpose": "audit", "x-other": "1"}
+        )
         assert response.status_code == 200
         assert response.json() == {"principal_of": "officer-1", "kind": "agency"}
         assert len(authenticator.calls) == 1
-        assert authenticator.calls[0]["x-who"] == "officer"  # the request's own headers
+        # The request's own credential headers, and none of its other headers.
+        assert authenticator.calls[0] == {"x-api-key": "officer", "x-purpose": "audit"}
         anonymous = await client.get("/whoami")
         assert anonymous.json() == {"principal_of": "anonymous", "kind": "anonymous"}
     assert len(authenticator.calls) == 2
@@ -90,7 +93,7 @@ async def test_one_call_for_a_batch():
     authenticator = CountingAuthenticator()
     async with client_of(tiny_app(authenticator)) as client:
         response = await client.post(
-            "/batch", content=orjson.dumps(["a", "b", "c"]), headers={"x-who": "officer"}
+            "/batch", content=orjson.dumps(["a", "b", "c"]), headers={"x-api-key": "officer"}
         )
     assert response.status_code == 200
     assert [answer["subject"] for answer in response.json()] == ["officer-1"] * 3
@@ -107,7 +110,7 @@ async def test_one_call_for_a_batch():
 async def test_a_refusal_is_kept_and_raised_by_authenticated(who, status, code):
     authenticator = CountingAuthenticator()
     async with client_of(tiny_app(authenticator)) as client:
-        response = await client.get("/whoami", headers={"x-who": who})
+        response = await client.get("/whoami", headers={"x-api-key": who})
     # The middleware does not answer the refusal itself: the route reads and raises it.
     assert response.status_code == status
     assert response.json() == {"principal_of": None, "refused": code}
@@ -118,7 +121,7 @@ async def test_a_refusal_never_falls_back_to_anonymous():
     authenticator = CountingAuthenticator()
     async with client_of(tiny_app(authenticator)) as client:
         with pytest.raises(Unauthenticated) as raised:
-            await client.post("/batch", content=b"[1]", headers={"x-who": "forger"})
+            await client.post("/batch", content=b"[1]", headers={"x-api-key": "forger"})
     assert raised.value.reason == "invalid_signature"
 
 
@@ -126,7 +129,7 @@ async def test_an_authenticator_bug_is_not_taken_for_a_refusal():
     authenticator = CountingAuthenticator()
     async with client_of(tiny_app(authenticator)) as client:
         with pytest.raises(RuntimeError, match="a bug in the authenticator"):
-            await client.get("/whoami", headers={"x-who": "bug"})
+            await client.get("/whoami", headers={"x-api-key": "bug"})
 
 
 def test_principal_of_and_authenticated_on_a_scope():
@@ -143,8 +146,8 @@ async def test_scopes_written_by_the_middleware():
         seen.append(scope)
 
     middleware = AuthenticationMiddleware(inner, authenticator=authenticator)
-    await middleware({"type": "http", "headers": [(b"x-who", b"officer")]}, None, None)
-    await middleware({"type": "http", "headers": [(b"x-who", b"forger")]}, None, None)
+    await middleware({"type": "http", "headers": [(b"x-api-key", b"officer")]}, None, None)
+    await middleware({"type": "http", "headers": [(b"x-api-key", b"forger")]}, None, None)
     officer, forger = seen
     assert principal_of(officer) is OFFICER
     assert authenticated(officer) is OFFICER
