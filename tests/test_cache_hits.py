@@ -66,11 +66,22 @@ def test_a_hit_carries_the_bytes_and_headers_of_the_miss(gw: Gateway):
     assert [k for k, _ in hit.headers.multi_items()] == [k for k, _ in miss.headers.multi_items()]
     same = {k: v for k, v in miss.headers.items() if k not in PER_ANSWER}
     assert {k: v for k, v in hit.headers.items() if k not in PER_ANSWER} == same
-    assert same["content-type"] == "application/json"
+    assert same["content-type"] == "application/graphql-response+json; charset=utf-8"
+    assert same["vary"] == "accept"
     assert same["x-content-type-options"] == "nosniff"
     assert same["cache-control"] == "no-store"
     assert hit.headers["x-request-id"] == "hit-1"  # the caller's id, kept
     assert hit.headers["server-timing"].startswith("app;dur=")
+
+
+def test_a_hit_answers_in_the_media_type_asked_for(gw: Gateway):
+    gw.query(QUERY)  # stored
+    legacy = gw.post(QUERY, headers={"accept": "application/json"})
+    assert legacy.headers["x-cache"] == "hit"
+    assert legacy.headers["content-type"] == "application/json"
+    refused = gw.post(QUERY, headers={"accept": "text/html"})
+    assert refused.status_code == 406  # the full path says why
+    assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_ACCEPTABLE"
 
 
 def test_a_hit_is_counted_as_the_operation_it_answers(gw: Gateway):
