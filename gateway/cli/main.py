@@ -1,6 +1,6 @@
 """The ``bma-gateway`` command: its parser, and the commands that run or check the gateway
-(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache`` and
-``catalog`` live in modules of their own."""
+(``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache``,
+``catalog`` and ``documents`` live in modules of their own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from gateway.cli import audit as cli_audit
 from gateway.cli import cache as cli_cache
 from gateway.cli import catalog as cli_catalog
 from gateway.cli import credentials as cli_credentials
+from gateway.cli import documents as cli_documents
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_audit.add_commands(commands)
     cli_cache.add_commands(commands)
     cli_catalog.add_commands(commands)
+    cli_documents.add_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return cli_cache.run(args)
     if args.command == "catalog":
         return cli_catalog.run(args)
+    if args.command == "documents":
+        return cli_documents.run(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":

@@ -29,6 +29,7 @@ from gateway.audit.trail import Caller
 from gateway.auth.middleware import authenticated, principal_of
 from gateway.execution.executor import Executor, Operation
 from gateway.execution.outcome import Outcome
+from gateway.execution.trusted import document_reference
 from gateway.http.graphiql import graphiql_response
 from gateway.http.request_id import request_id_of
 from gateway.limits.config import OperationLimits
@@ -166,7 +167,11 @@ def _operation(payload: Any) -> Operation:
     if not isinstance(payload, dict):
         raise errors.BadRequest("the body must be a JSON object with `query`")
     query = payload.get("query")
-    if not isinstance(query, str) or not query.strip():
+    # A document may be named by hash instead of sent (gateway.execution.trusted).
+    reference = document_reference(payload.get("documentId"), payload.get("extensions"))
+    if reference is not None and query is None:
+        query = ""
+    elif not isinstance(query, str) or not query.strip():
         raise errors.BadRequest("`query` must be a non-empty string")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -174,7 +179,7 @@ def _operation(payload: Any) -> Operation:
     name = payload.get("operationName")
     if name is not None and not isinstance(name, str):
         raise errors.BadRequest("`operationName` must be a string")
-    return Operation(query, variables, name)
+    return Operation(query, variables, name, reference)
 
 
 def _from_query_params(request: Request, limits: OperationLimits) -> dict[str, Any]:
@@ -184,6 +189,10 @@ def _from_query_params(request: Request, limits: OperationLimits) -> dict[str, A
         payload["variables"] = _json(params["variables"].encode(), limits)
     if "operationName" in params:
         payload["operationName"] = params["operationName"]
+    if "documentId" in params:
+        payload["documentId"] = params["documentId"]
+    if "extensions" in params:
+        payload["extensions"] = _json(params["extensions"].encode(), limits)
     return payload
 
 
