@@ -308,3 +308,19 @@ def test_off_answers_not_supported_then_apollo_sends_the_document(anonymous: Gat
         json={"operationName": "DistrictNames", "variables": {}, "query": APOLLO},
     )
     assert retried.status_code == 200 and "data" in retried.json()
+
+
+def test_the_readmes_registered_documents_tour_answers_as_written(allowing: Gateway):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```sh", readme.index("### Registered documents"))
+    block = readme[start : readme.index("```", start + 5)]
+    body = block[block.index("-d '") + 4 : block.index("}}}'") + 3]
+    payload = json.loads(body)
+    assert sha(payload["query"]) == payload["extensions"]["persistedQuery"]["sha256Hash"]
+    first = allowing.client.post("/graphql", json=payload)
+    assert first.status_code == 200 and len(first.json()["data"]["districts"]) == 50
+    url = block[block.index("'http://127.0.0.1:8000") + 1 :].split("'")[0]
+    again = allowing.client.get(url.removeprefix("http://127.0.0.1:8000"))
+    assert again.status_code == 200 and again.content == first.content

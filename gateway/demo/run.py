@@ -121,6 +121,8 @@ def run_demo(options: DemoOptions) -> None:
         audit_checkpoint_key_file=checkpoint_key,
         audit_checkpoint_file=state_dir / CHECKPOINT_FILE,
         audit_checkpoint_interval=CHECKPOINT_SECONDS,
+        # Documents by hash (documentId, Apollo's persisted queries) beside full ones.
+        trusted_documents="allow",
     )
     issuer = EmbeddedIssuer.open(state_dir / ISSUER_KEY_FILE, audience=settings.jwt_audience)
     api_key = ensure_demo_key(urls.gateway, state_dir / DEMO_KEY_FILE)
