@@ -40,6 +40,7 @@ from connectors.cache import CacheStore
 from gateway import errors
 from gateway.execution.document_registry import DocumentStoreUnavailable
 from gateway.limits.config import AUDIENCES
+from gateway.observability import metrics
 
 Mode = Literal["off", "allow", "require"]
 MODES: tuple[Mode, ...] = ("off", "allow", "require")
@@ -229,8 +230,9 @@ class TrustedDocuments:
         text = await self._registered(ref.sha256, mode)
         if text is not None:
             return Source(text, ref.sha256, registered=True)
-        if mode == "allow":
+        if mode == "allow" and self.apq.enabled:
             text = await self.apq.get(ref.sha256)
+            metrics.observe_cache(APQ_CACHE, "miss" if text is None else "hit")
         if text is None:
             raise errors.PersistedQueryNotFound()
         return Source(text, ref.sha256)
