@@ -8,8 +8,9 @@ stand-in and two gateways in their own processes with ``BMA_TRUSTED_DOCUMENTS=al
 with every cache off (the uncached path: parse-cache lookup, plan, execution, upstream
 calls) and one with its default caches (the cached path: the response cache answers). Each
 document is loaded, anonymously, with the same closed-loop client (bench/http_load.py),
-alternately in full (``{"query": ...}``) and by hash (``{"documentId": "sha256:..."}``),
-in rounds whose order swaps so that drift hits both. Both answer the same bytes (checked
+alternately in full (``{"query": ...}``), by hash (``{"documentId": "sha256:..."}``) and
+in full again (a control: the spread between two identical arms is the noise of the machine),
+in rounds whose order swaps so that drift hits all three. Both answer the same bytes (checked
 first). The figures are medians over the rounds and their ratios. Written into
 docs/benchmarks.md between the TRUSTED markers.
 """
@@ -80,7 +81,9 @@ async def register(url: str) -> None:
         await conn.close()
 
 
-Row = tuple[str, str, int, int, Result, Result]  # path, case, bytes in full, by hash, results
+# path, case, bytes in full, by hash; the results in full, by hash, in full again
+Row = tuple[str, str, int, int, Result, Result, Result]
+ARMS = ("full", "hash", "control")
 
 
 def measure(gateways: dict[str, str], rounds: int, seconds: float, concurrency: int) -> list[Row]:
@@ -92,22 +95,25 @@ def measure(gateways: dict[str, str], rounds: int, seconds: float, concurrency: 
             full = httpx.post(url + "/graphql", json=full_payload, timeout=60)
             hashed = httpx.post(url + "/graphql", json=hashed_payload, timeout=60)
             assert full.status_code == 200 and full.content == hashed.content, name
+            full_request = encode_post(url, full_payload)
             arms = {
-                "full": [encode_post(url, full_payload)],
+                "full": [full_request],
                 "hash": [encode_post(url, hashed_payload)],
+                "control": [full_request],
             }
             for arm in arms.values():  # warm pools, caches and the parse
                 asyncio.run(load(url, arm, 1, concurrency, graphql_ok))
-            results: dict[str, list[Result]] = {"full": [], "hash": []}
+            results: dict[str, list[Result]] = {arm: [] for arm in ARMS}
             for n in range(rounds):
-                order = ("full", "hash") if n % 2 == 0 else ("hash", "full")
+                order = ARMS if n % 2 == 0 else tuple(reversed(ARMS))
                 for arm_name in order:
                     result = asyncio.run(
                         load(url, arms[arm_name], seconds, concurrency, graphql_ok)
                     )
                     results[arm_name].append(result)
             sizes = (len(orjson.dumps(full_payload)), len(orjson.dumps(hashed_payload)))
-            rows.append((path, name, *sizes, median(results["full"]), median(results["hash"])))
+            medians = [median(results[arm]) for arm in ARMS]
+            rows.append((path, name, *sizes, *medians))
     return rows
 
 
@@ -124,15 +130,16 @@ def report(rows: list[Row], rounds: int, seconds: float) -> str:
         "per arm.",
         "",
         "| path | document | body in full / by hash, bytes | in full req/s | by hash req/s "
-        "| throughput by hash | p50 ms in full / by hash |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| throughput by hash | p50 ms in full / by hash | control: in full again |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for path, name, full_bytes, hash_bytes, full, hashed in rows:
+    for path, name, full_bytes, hash_bytes, full, hashed, control in rows:
         gain = hashed.throughput / full.throughput - 1
+        noise = control.throughput / full.throughput - 1
         lines.append(
             f"| {path} | {name} | {full_bytes:,} / {hash_bytes} | {full.throughput:.1f} | "
             f"{hashed.throughput:.1f} | {gain:+.1%} | {full.percentile(0.5):.2f} / "
-            f"{hashed.percentile(0.5):.2f} |"
+            f"{hashed.percentile(0.5):.2f} | {noise:+.1%} |"
         )
     return "\n".join(lines)
 
