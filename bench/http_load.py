@@ -66,6 +66,12 @@ def encode_graphql(
     return _encode("POST", url, "/graphql", body, sent)
 
 
+def encode_post(url: str, payload: object, path: str = "/graphql") -> bytes:
+    """A POST of ``payload`` as JSON (any GraphQL request body: ``documentId`` instead of
+    ``query``, extensions...)."""
+    return _encode("POST", url, path, orjson.dumps(payload), {"content-type": "application/json"})
+
+
 def _encode(method: str, url: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     host = urlsplit(url).netloc
     lines = [f"{method} {path} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]

@@ -49,6 +49,8 @@ DEFAULT_TTLS: Mapping[str, float] = {
     "traffy.search": 30,
     "finance.spending": 300,
     "response": 30,
+    # Documents clients persisted by hash (automatic persisted queries, where allowed).
+    "apq": 3600,
 }
 CONNECTORS = ("tax", "registry", "traffy", "finance")
 NAMESPACE = "bma:cache"

@@ -18,6 +18,11 @@ here, and raised by name::
     ├── ScopeRequired                     SCOPE_REQUIRED 403 (anonymous: 401), with WWW-Authenticate
     ├── RateLimited                       RATE_LIMITED 429, with Retry-After
     ├── OperationNotFound                 OPERATION_NOT_FOUND 400
+    ├── PersistedQueryNotFound            PERSISTED_QUERY_NOT_FOUND 404
+    ├── PersistedQueryNotSupported        PERSISTED_QUERY_NOT_SUPPORTED 400
+    ├── DocumentHashMismatch              DOCUMENT_HASH_MISMATCH 400
+    ├── DocumentNotTrusted                DOCUMENT_NOT_TRUSTED 403
+    ├── TrustedDocumentsUnavailable       TRUSTED_DOCUMENTS_UNAVAILABLE 503
     ├── LimitExceeded                     an operation limit of the caller's audience, 400
     │   ├── TooManyTokens                 TOO_MANY_TOKENS
     │   ├── TooManyAliases                TOO_MANY_ALIASES
@@ -137,6 +142,23 @@ GRAPHQL_VALIDATION_FAILED = _code(
 )
 OPERATION_NOT_FOUND = _code(
     "OPERATION_NOT_FOUND", 400, message="no operation of the document by that name"
+)
+# Trusted documents (gateway.execution.trusted): a document named by its hash. The first two
+# are Apollo's automatic persisted queries' own, message and code, which its clients act on.
+PERSISTED_QUERY_NOT_FOUND = _code(
+    "PERSISTED_QUERY_NOT_FOUND", 404, message="PersistedQueryNotFound"
+)
+PERSISTED_QUERY_NOT_SUPPORTED = _code(
+    "PERSISTED_QUERY_NOT_SUPPORTED", 400, message="PersistedQueryNotSupported"
+)
+DOCUMENT_HASH_MISMATCH = _code(
+    "DOCUMENT_HASH_MISMATCH", 400, message="the document's SHA-256 is not the hash sent with it"
+)
+DOCUMENT_NOT_TRUSTED = _code(
+    "DOCUMENT_NOT_TRUSTED", 403, message="only registered documents run for this audience"
+)
+TRUSTED_DOCUMENTS_UNAVAILABLE = _code(
+    "TRUSTED_DOCUMENTS_UNAVAILABLE", 503, message="the registered documents cannot be read now"
 )
 # A value: a variable's (the request, 400) or an argument's (the field, 200).
 BAD_USER_INPUT = _code("BAD_USER_INPUT", 400, 200, message="a value is not acceptable")
@@ -359,6 +381,35 @@ class OperationNotFound(GatewayError):
     """``operationName`` names no operation of the document, or none was given to choose."""
 
     error = OPERATION_NOT_FOUND
+
+
+class PersistedQueryNotFound(GatewayError):
+    """A hash no registered (or, where the audience allows, automatically persisted)
+    document has: send the document with it."""
+
+    error = PERSISTED_QUERY_NOT_FOUND
+
+
+class PersistedQueryNotSupported(GatewayError):
+    """Documents by hash are off for the caller's audience: send the document itself."""
+
+    error = PERSISTED_QUERY_NOT_SUPPORTED
+
+
+class DocumentHashMismatch(GatewayError):
+    error = DOCUMENT_HASH_MISMATCH
+
+
+class DocumentNotTrusted(GatewayError):
+    """The caller's audience runs registered documents only, and this one is not."""
+
+    error = DOCUMENT_NOT_TRUSTED
+
+
+class TrustedDocumentsUnavailable(GatewayError):
+    """The registered documents' database did not answer, and this hash was not known."""
+
+    error = TRUSTED_DOCUMENTS_UNAVAILABLE
 
 
 class Denied(GatewayError):

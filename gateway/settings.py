@@ -44,6 +44,7 @@ from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
 from gateway.auth.issuer import EMBEDDED_ISSUER
 from gateway.auth.trust import DEFAULT_AUDIENCE, MAX_LEEWAY_SECONDS, TrustedIssuer
+from gateway.execution.trusted import MODES, TrustedModes
 from gateway.limits.config import AudienceLimits
 from gateway.ratelimit.config import RateLimits
 
@@ -103,6 +104,13 @@ def _cache_ttls(raw: Any) -> dict[str, float]:
             raise ValueError(f"[{name!r}] must be seconds between 0 and {CACHE_TTL_MAX}")
         ttls[name] = float(seconds)
     return ttls
+
+
+def _trusted_modes(raw: Any) -> Any:
+    """One mode for every audience (``require``), or a JSON object of modes per audience."""
+    if isinstance(raw, str) and raw.strip().lower() in MODES:
+        return raw.strip().lower()
+    return _json(dict, 'object like {"anonymous": "require"}, or off, allow or require')(raw)
 
 
 def _one_per_issuer(issuers: tuple[TrustedIssuer, ...]) -> tuple[TrustedIssuer, ...]:
@@ -202,7 +210,15 @@ def _section(name: str, default: str | None = None) -> dict[str, Any]:
 # The environment (and config file) being read by ``Settings.from_env``; None otherwise.
 _reading: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environment", default=None)
 
-SECTIONS = ("general", "authentication", "audit", "limits", "caches", "rate limits")
+SECTIONS = (
+    "general",
+    "authentication",
+    "audit",
+    "limits",
+    "trusted documents",
+    "caches",
+    "rate limits",
+)
 
 
 class Settings(BaseSettings):
@@ -557,6 +573,28 @@ class Settings(BaseSettings):
         json_schema_extra=_section("limits", "the table below"),
     )
 
+    # --- trusted documents
+    trusted_documents: Annotated[TrustedModes, NoDecode, BeforeValidator(_trusted_modes)] = Field(
+        TrustedModes(),
+        description="which documents run, per audience: `off` (sent in full, as always; a "
+        "hash alone answers `PERSISTED_QUERY_NOT_SUPPORTED`), `allow` (registered documents "
+        "and automatically persisted ones run by hash, without being parsed or validated "
+        "again; documents sent in full run as always) or `require` (registered documents "
+        "only, by hash or in full; anything else answers `DOCUMENT_NOT_TRUSTED` before it is "
+        'parsed). One mode for every audience, or a JSON object, e.g. `{"anonymous": '
+        '"require", "app": "require", "partner": "allow"}`; audiences not given keep `off`. '
+        "`require` needs `BMA_GATEWAY_DATABASE_URL`, where the registered documents are",
+        json_schema_extra=_section("trusted documents", "`off` for every audience"),
+    )
+    trusted_documents_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="how long a replica trusts what it read about a registered document's "
+        "hash; a removal (`bma-gateway documents remove`) takes effect within this time",
+        json_schema_extra=_section("trusted documents"),
+    )
+
     # --- caches
     redis_url: Annotated[str | None, AfterValidator(_redis_url)] = Field(
         None,
@@ -604,6 +642,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.default_page_size > self.max_page_size:
             raise ValueError("BMA_DEFAULT_PAGE_SIZE must not exceed BMA_MAX_PAGE_SIZE")
+        if self.trusted_documents.any_require and not self.gateway_database_url:
+            raise ValueError(
+                "BMA_TRUSTED_DOCUMENTS `require` needs BMA_GATEWAY_DATABASE_URL, where the "
+                "registered documents are"
+            )
         if self.issuer_key_file and any(t.issuer == EMBEDDED_ISSUER for t in self.trusted_issuers):
             raise ValueError(
                 f"BMA_TRUSTED_ISSUERS must not name {EMBEDDED_ISSUER!r}: it is the embedded "

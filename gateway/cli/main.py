@@ -1,6 +1,6 @@
 """The ``bma-gateway`` command: its parser, and the commands that run or check the gateway
 (``demo``, ``serve``, ``config``, ``policy``); ``keys``/``token``, ``audit``, ``cache``,
-``catalog`` and ``schema`` live in modules of their own."""
+``catalog``, ``schema`` and ``documents`` live in modules of their own."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.cli import audit as cli_audit
 from gateway.cli import cache as cli_cache
 from gateway.cli import catalog as cli_catalog
 from gateway.cli import credentials as cli_credentials
+from gateway.cli import documents as cli_documents
 from gateway.cli import schema as cli_schema
 from gateway.cli.failures import FAILED, CommandError, Parser, report
 from gateway.http import preflight
@@ -99,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     cli_cache.add_commands(commands)
     cli_catalog.add_commands(commands)
     cli_schema.add_commands(commands)
+    cli_documents.add_commands(commands)
     return parser
 
 
@@ -122,6 +124,8 @@ def _run(args: argparse.Namespace) -> int:
         return cli_catalog.run(args)
     if args.command == "schema":
         return cli_schema.run(args)
+    if args.command == "documents":
+        return cli_documents.run(args)
     if args.command == "policy":
         return _policy(args)
     if args.command == "config":

@@ -5,8 +5,8 @@
 - ``bma_audit_writer`` (no login; created with the audit store): INSERT into
   ``audit.records``, and read and advance the one-row ``audit.chain_head``.
 - ``bma_gateway_app`` (the login): a member of both, and in its own database what the
-  gateway itself does: read API keys and stamp their last use, read audit records (for
-  ``accessLog``). It owns nothing, so it cannot alter, drop or disable a trigger.
+  gateway itself does: read API keys and stamp their last use, read registered documents,
+  read audit records (for ``accessLog``). It owns nothing, so it cannot alter, drop or disable a trigger.
 
 Schemas are created by the owner (here the server's superuser, in production a database
 administrator: ``bma-gateway audit init``), never by the gateway. docs/operations.md holds the
@@ -25,6 +25,7 @@ from gateway.audit import store as audit_store
 from gateway.auth import api_keys
 from gateway.demo.credentials import write_private
 from gateway.demo.embedded import DatabaseUrls
+from gateway.execution import document_registry
 
 READER_ROLE = "bma_gateway_reader"
 LOGIN_ROLE = "bma_gateway_app"
@@ -48,6 +49,7 @@ GRANT {READER_ROLE}, {audit_store.WRITER_ROLE} TO {LOGIN_ROLE};
 _GATEWAY_GRANTS = f"""
 GRANT USAGE ON SCHEMA gateway TO {LOGIN_ROLE};
 GRANT SELECT, UPDATE (last_used_at) ON gateway.api_keys TO {LOGIN_ROLE};
+GRANT SELECT ON gateway.trusted_documents TO {LOGIN_ROLE};
 GRANT SELECT ON audit.records, audit.archives TO {LOGIN_ROLE};
 """
 
@@ -59,6 +61,7 @@ async def ensure_gateway_roles(owner_urls: DatabaseUrls, password: str) -> Datab
     try:
         await audit_store.ensure_store(conn)  # the schema, its triggers, bma_audit_writer
         await api_keys.ensure_schema(conn)
+        await document_registry.ensure_schema(conn)
         await conn.execute(_CREATE_ROLES)
         # ALTER ROLE takes no parameters: the server quotes the literal.
         literal = await conn.fetchval("SELECT quote_literal($1::text)", password)

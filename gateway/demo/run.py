@@ -110,6 +110,8 @@ def demo_environment(
     defaults where it sets nothing, ``--host``/``--port`` over it, the wiring over all."""
     env = {
         "BMA_AUDIT_CHECKPOINT_INTERVAL": str(CHECKPOINT_SECONDS),
+        # Documents by hash (documentId, Apollo's persisted queries) beside full ones.
+        "BMA_TRUSTED_DOCUMENTS": "allow",
         **{k: v for k, v in given.items() if not k.startswith(DISTRICT_URL)},
     }
     if options.host is not None:

@@ -5,11 +5,16 @@ Before anything else a document is held to the limits of the caller's audience
 fragments, root fields, introspection and a lower bound of its cost; only then validation,
 whose time grows faster than the document. All of it depends only on the document's text and
 the audience (its limits, whether suggestions are shown), so it is done once per pair.
+
+A document named by hash (a registered or automatically persisted one,
+``gateway.execution.trusted``) is kept by its hash and audience instead of its text: its
+lookup costs no pass over the text, and a registered document is kept whatever its length.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,6 +44,9 @@ CACHE_SIZE = 1024
 # Documents longer than this are prepared every time: caching them would let a client fill
 # memory with large one-off documents (1,024 entries of 1 MB each).
 CACHEABLE_LENGTH = 20_000
+# Documents kept by hash: registered ones (an operator's choice, whatever their length) and
+# automatically persisted ones (no longer than CACHEABLE_LENGTH).
+BY_HASH_SIZE = 4096
 # The specified rules, graphql-core's recommended MaxIntrospectionDepthRule, which stops
 # introspection that recurses through `fields { type { fields { type ...`, and ours: string
 # literals hold only text.
@@ -73,11 +81,28 @@ class Documents:
         self.limits = limits
         self.cost = cost
         self._cached = lru_cache(maxsize=CACHE_SIZE)(self._prepare)
+        self._by_hash: OrderedDict[tuple[str, str], Parsed | Refused] = OrderedDict()
 
-    def prepared(self, query: str, audience: str) -> Parsed | Refused:
+    def prepared(self, query: str, audience: str, known: str | None = None) -> Parsed | Refused:
+        """``query`` ready to run (or why it does not); ``known``: its SHA-256, when it was
+        named by hash (then it is kept by hash)."""
+        if known is not None:
+            return self._known(query, audience, known)
         if len(query) > CACHEABLE_LENGTH:
             return self._prepare(query, audience)
         return self._cached(query, audience)
+
+    def _known(self, query: str, audience: str, digest: str) -> Parsed | Refused:
+        key = (digest, audience)
+        found = self._by_hash.get(key)
+        if found is None:
+            found = self._prepare(query, audience)
+            self._by_hash[key] = found
+            if len(self._by_hash) > BY_HASH_SIZE:
+                self._by_hash.popitem(last=False)
+        else:
+            self._by_hash.move_to_end(key)
+        return found
 
     def _prepare(self, query: str, audience: str) -> Parsed | Refused:
         limits = self.limits.of(audience)

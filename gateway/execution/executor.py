@@ -47,6 +47,7 @@ from gateway.execution.input_values import variable_refusals
 from gateway.execution.introspection import merged
 from gateway.execution.outcome import Outcome, executed, refused, with_code
 from gateway.execution.response_cache import OpenOperation, ResponseCache, answer_scope
+from gateway.execution.trusted import DocumentRef, TrustedDocuments
 from gateway.limits.config import AUDIENCES, AudienceLimits, OperationLimits
 from gateway.limits.cost import CostModel, too_costly
 from gateway.limits.scan import nested_deeper_than, variables_too_deep
@@ -71,6 +72,9 @@ class Operation:
     query: str
     variables: dict[str, Any] | None = None
     name: str | None = None
+    # The document named by hash (``documentId``, Apollo's persisted query): ``query`` is
+    # then empty, or the document sent with its hash.
+    reference: DocumentRef | None = None
 
 
 class Executor:
@@ -87,6 +91,7 @@ class Executor:
         limits: AudienceLimits | None = None,
         page_limits: Limits | None = None,
         compiled: bool = True,
+        trusted: TrustedDocuments | None = None,
     ) -> None:
         if mode not in ("filter", "reject"):
             raise ValueError(f"policy mode must be filter or reject, not {mode!r}")
@@ -97,6 +102,7 @@ class Executor:
         self.mode = mode
         self.limits = limits or AudienceLimits()
         self.responses = ResponseCache(connectors.cache)
+        self.trusted = trusted or TrustedDocuments()
         page = page_limits or Limits()
         self.documents = Documents(
             schema, self.limits, CostModel(schema, page.default_page_size, page.max_page_size)
@@ -149,6 +155,8 @@ class Executor:
         else None, and ``run`` answers it."""
         began = time.perf_counter()
         principal = caller.principal
+        if operation.reference is not None or self.trusted.modes.of(principal.kind) == "require":
+            return None  # a hash to check, or a registration: ``run`` does it
         known = self.responses.known(operation.query, operation.name, principal.grants)
         if known is None:
             return None
@@ -166,12 +174,23 @@ class Executor:
             operation.variables, limits.max_variable_depth
         ):
             return refused([variables_too_deep(limits).graphql_error()])
-        parsed = self.documents.prepared(operation.query, principal.kind)
+        # Which text runs, by the audience's trusted-documents mode: refused here, before
+        # it is parsed, when the mode does not let it run.
+        try:
+            source = await self.trusted.source(operation.query, operation.reference, principal.kind)
+        except errors.GatewayError as refusal:
+            outcome = refused([refusal.graphql_error()], status=refusal.status)
+            outcome.document_hash = operation.reference.sha256 if operation.reference else None
+            return outcome
+        parsed = self.documents.prepared(source.text, principal.kind, source.kept_by)
         if isinstance(parsed, Refused):
             found = parsed.errors
             if parsed.invalid is not None:
                 found = self._invalid(parsed.invalid, principal, limits) or found
             return refused(found)
+        await self.trusted.persist(source)
+        if source.text is not operation.query:
+            operation = replace(operation, query=source.text)
         outcome = await self._execute(parsed, operation, caller, limits)
         outcome.document_hash = parsed.digest
         return outcome

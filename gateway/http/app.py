@@ -4,8 +4,8 @@ A request passes the security headers (``security_headers``), the client address
 trusted proxy (``BMA_TRUSTED_PROXIES``), the request id (``request_id``), authentication
 (``gateway.auth``) and the rate limit (``gateway.ratelimit``), then reaches its route:
 GraphQL (``graphql``), the caller's schema as SDL (``published_schema``), the probes
-(``probes``) or the embedded issuer's JWKS. The connectors, the audit writer and the API key
-store start and stop with the app (its lifespan).
+(``probes``) or the embedded issuer's JWKS. The connectors, the audit writer, the API key
+store and the registered documents' store start and stop with the app (its lifespan).
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.issuer import EmbeddedIssuer, embedded_trust
 from gateway.auth.middleware import AuthenticationMiddleware
 from gateway.auth.trust import trust_for
+from gateway.execution.document_registry import DocumentRegistry
 from gateway.execution.executor import Executor
+from gateway.execution.trusted import ApqCache, TrustedDocuments
 from gateway.http import probes, published_schema
 from gateway.http.graphiql import ASSETS_PATH, graphiql_asset
 from gateway.http.graphql import GraphQLHTTP
@@ -166,6 +168,15 @@ def create_app(
     check_policy(policy, schema)
     audit = audit or audit_writer_from(settings)
     checkpoints = checkpointer_from(settings, audit)
+    registry = (
+        DocumentRegistry(
+            settings.gateway_database_url,
+            cache_seconds=settings.trusted_documents_cache_seconds,
+            timeout=settings.upstream_timeout,
+        )
+        if settings.gateway_database_url
+        else None
+    )
     executor = Executor(
         schema,
         policy,
@@ -175,6 +186,7 @@ def create_app(
         limits=settings.operation_limits,
         page_limits=page_limits,
         compiled=settings.compiled_execution,
+        trusted=TrustedDocuments(settings.trusted_documents, registry, ApqCache(connectors.cache)),
     )
     catalog = load_catalog(Path(settings.catalog_file)) if settings.catalog_file else load_catalog()
     publication = Publication(catalog, policy, schema, Tables(executor), settings.public_base_url)
@@ -206,6 +218,8 @@ def create_app(
         await wait_for_sources(connectors, settings.startup_wait_seconds)
         if api_keys is not None:
             await api_keys.start()
+        if registry is not None:
+            await registry.start()
         await audit.start()
         if checkpoints is not None:
             await checkpoints.start()
@@ -219,6 +233,8 @@ def create_app(
                 await checkpoints.stop()
             if api_keys is not None:
                 await api_keys.stop()
+            if registry is not None:
+                await registry.stop()
             await asyncio.gather(*(c.stop() for c in connectors.all()))
             if connectors.cache is not None:
                 await connectors.cache.close()

@@ -35,6 +35,7 @@ from gateway.audit.trail import Caller
 from gateway.auth.middleware import authenticated, principal_of
 from gateway.execution.executor import Executor, Operation
 from gateway.execution.outcome import Outcome
+from gateway.execution.trusted import document_reference
 from gateway.http.graphiql import graphiql_response
 from gateway.http.media_types import GRAPHQL_RESPONSE, LEGACY, Answer, graphql_answer
 from gateway.http.request_id import request_id_of
@@ -309,7 +310,11 @@ def _operation(payload: Any) -> Operation:
     if not isinstance(payload, dict):
         raise errors.BadRequest("the body must be a JSON object with `query`")
     query = payload.get("query")
-    if not isinstance(query, str) or not query.strip():
+    # A document may be named by hash instead of sent (gateway.execution.trusted).
+    reference = document_reference(payload.get("documentId"), payload.get("extensions"))
+    if reference is not None and query is None:
+        query = ""
+    elif not isinstance(query, str) or not query.strip():
         raise errors.BadRequest("`query` must be a non-empty string")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -320,7 +325,7 @@ def _operation(payload: Any) -> Operation:
     extensions = payload.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise errors.BadRequest("`extensions` must be a JSON object")
-    return Operation(query, variables, name)
+    return Operation(query, variables, name, reference)
 
 
 def _from_query_params(request: Request, limits: OperationLimits) -> dict[str, Any]:
@@ -330,6 +335,10 @@ def _from_query_params(request: Request, limits: OperationLimits) -> dict[str, A
         payload["variables"] = _json(params["variables"].encode(), limits)
     if "operationName" in params:
         payload["operationName"] = params["operationName"]
+    if "documentId" in params:
+        payload["documentId"] = params["documentId"]
+    if "extensions" in params:
+        payload["extensions"] = _json(params["extensions"].encode(), limits)
     return payload
 
 
