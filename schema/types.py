@@ -38,6 +38,7 @@ from schema.selection import (
     related_records,
     rows_of,
 )
+from schema.upstream import loads_upstream
 
 if TYPE_CHECKING:
     from schema.finance import Contract, DistrictSpending
@@ -606,6 +607,7 @@ class Parcel:
     # task per row), else through the request's DataLoaders.
 
     @strawberry.field(description="ผู้ถือกรรมสิทธิ์ / Owner.", graphql_type=Owner | None)
+    @loads_upstream
     def owner(self, info: Info) -> Owner | None | Awaitable[Owner | None]:
         found = prefetched(self.related, "owner")
         if found is None:
@@ -621,6 +623,7 @@ class Parcel:
         description="การประเมินภาษีรายปี / Assessments, oldest year first.",
         graphql_type=list[Assessment] | None,
     )
+    @loads_upstream
     def assessments(
         self, info: Info, year: int | None = None
     ) -> list[Assessment] | Awaitable[list[Assessment]]:
@@ -641,6 +644,7 @@ class Parcel:
     @strawberry.field(
         description="ป้ายบนแปลงนี้ / Signboards on this parcel.", graphql_type=list[Signboard]
     )
+    @loads_upstream
     def signboards(self, info: Info) -> list[Signboard] | Awaitable[list[Signboard]]:
         found = prefetched(self.related, "signboards")
         if found is None:
@@ -768,6 +772,7 @@ class Business:
     @strawberry.field(
         description="ใบอนุญาต / Licences (district registry).", graphql_type=list[Licence] | None
     )
+    @loads_upstream
     def licences(self, info: Info) -> list[Licence] | Awaitable[list[Licence]]:
         found = prefetched(self.related, "licences")
         if found is None:
@@ -781,6 +786,7 @@ class Business:
         description="ป้ายที่เสียภาษี / Signboards taxed to this business (BMA TAX).",
         graphql_type=list[Signboard] | None,
     )
+    @loads_upstream
     def signboards(self, info: Info) -> list[Signboard] | Awaitable[list[Signboard]]:
         found = prefetched(self.related, "signboards")
         if found is None:
