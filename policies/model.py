@@ -42,6 +42,10 @@ class PolicyError(ValueError):
         self.problems = problems
 
 
+class PolicyUnreadable(PolicyError):
+    """There is no policy to check: the file cannot be read, or is not TOML."""
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -275,9 +279,9 @@ def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
         with path.open("rb") as f:
             raw = tomllib.load(f)
     except OSError as exc:
-        raise PolicyError([f"cannot read {str(path)!r}: {exc.strerror or exc}"]) from None
+        raise PolicyUnreadable([f"cannot read {str(path)!r}: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise PolicyError([f"{str(path)!r} is not valid TOML: {exc}"]) from None
+        raise PolicyUnreadable([f"{str(path)!r} is not valid TOML: {exc}"]) from None
     problems: list[str] = []
     purposes = {
         name: _purpose(name, spec, problems) for name, spec in raw.get("purposes", {}).items()

@@ -152,7 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _policy(args: argparse.Namespace) -> int:
     """``policy check`` exits 1 when the policy fails the check, 2 when there is no policy
     to check (the file cannot be read or is not TOML)."""
-    from policies.model import DEFAULT_POLICY, PolicyError, load_policy
+    from policies.model import DEFAULT_POLICY, PolicyError, PolicyUnreadable, load_policy
     from policies.report import render
     from schema import check_policy, graphql_schema
 
@@ -166,11 +166,10 @@ def _policy(args: argparse.Namespace) -> int:
     )
     try:
         policy = load_policy(path)
-    except PolicyError as exc:
-        raise CommandError(f"{where} {path}: {'; '.join(exc.problems)}") from None
-    try:
         check_policy(policy, graphql_schema())
-    except PolicyError as exc:
+    except PolicyUnreadable as exc:
+        raise CommandError(f"{where} {path}: {'; '.join(exc.problems)}") from None
+    except PolicyError as exc:  # read, and wrong: what to fix, one problem a line
         print(f"bma-gateway: {where} {path}: {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
