@@ -54,7 +54,7 @@ def _selection(
 ) -> str:
     fields = list(type_.fields.items())
     chosen = rng.sample(fields, rng.randint(1, min(3, len(fields))))
-    if type_.name == "Query" and rng.random() < 0.95:
+    if type_.name == "Query" and rng.random() < 0.99:
         # All 50 districts, each with its own lists, make a query 50 times the work:
         # kept, but rarer, so that thousands of queries fit in CI.
         chosen = [(n, f) for n, f in chosen if n != "districts"] or chosen

@@ -33,6 +33,7 @@ from hypothesis_graphql import nodes, queries
 from connectors.cache import DEFAULT_TTLS
 from gateway.audit.trail import Caller
 from gateway.execution.executor import Executor, Operation
+from gateway.limits.config import AUDIENCES
 from gateway.http.app import connectors_from
 from policies.model import load_policy
 from policies.principal import ANONYMOUS, Level, Principal
@@ -188,9 +189,11 @@ def check_alike(pair: Pair, query: str, principal: Principal) -> int:
 def test_walked_queries_answer_alike(pair: Pair, audience: str) -> None:
     principal = PRINCIPALS[audience]
     visible = pair.compiled.visible_to(principal)
+    # The district officer is a second agency principal (its row scope): fewer of its own.
+    count = EXAMPLES if audience in AUDIENCES else EXAMPLES // 4
     statuses = [
         check_alike(pair, random_query(visible, random.Random(f"{audience}-{n}")), principal)
-        for n in range(EXAMPLES)
+        for n in range(count)
     ]
     # Most of them executed, not refused before execution.
     assert statuses.count(200) > len(statuses) // 2
