@@ -33,8 +33,8 @@ from hypothesis_graphql import nodes, queries
 from connectors.cache import DEFAULT_TTLS
 from gateway.audit.trail import Caller
 from gateway.execution.executor import Executor, Operation
-from gateway.limits.config import AUDIENCES
 from gateway.http.app import connectors_from
+from gateway.limits.config import AUDIENCES
 from policies.model import load_policy
 from policies.principal import ANONYMOUS, Level, Principal
 from schema import graphql_schema
