@@ -3,14 +3,16 @@ time, and writing figures into the docs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,6 +20,8 @@ from connectors.cache import DEFAULT_TTLS
 from gateway.demo.embedded import DatabaseUrls, start_embedded
 from gateway.demo.run import prepare_databases
 from gateway.http.serving import free_port
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -92,3 +96,41 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(
+    database_url: str | None,
+    cache_ttls: dict[str, float],
+    measure: Callable[[Any], Awaitable[T]],
+) -> T:
+    """``measure(connectors)`` in this process over the seeded data: the Traffy stand-in in
+    its own process, the connectors started around it and stopped after."""
+    from gateway.http.app import connectors_from
+    from gateway.settings import Settings
+
+    urls, handle = seeded_databases(database_url)
+    env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}
+    traffy, traffy_url = start("traffy", env)
+    try:
+        connectors = connectors_from(
+            Settings(
+                tax_database_url=urls.tax,
+                registry_database_url=urls.registry,
+                finance_database_url=urls.finance,
+                traffy_base_url=traffy_url,
+                cache_ttls=cache_ttls,
+            )
+        )
+
+        async def go() -> T:
+            await asyncio.gather(*(c.start() for c in connectors.all()))
+            try:
+                return await measure(connectors)
+            finally:
+                await asyncio.gather(*(c.stop() for c in connectors.all()))
+
+        return asyncio.run(go())
+    finally:
+        traffy.terminate()
+        traffy.wait(10)
+        del handle

@@ -12,7 +12,6 @@ Writes docs/benchmarks.md between the COMPILED markers.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -23,13 +22,10 @@ from typing import Any
 
 import orjson
 
-from bench.common import NullAudit, publish, seeded_databases
-from bench.run import start
+from bench.common import NullAudit, in_process, publish
 from connectors.cache import DEFAULT_TTLS
 from gateway.audit.trail import Caller
 from gateway.execution.executor import Executor, Operation
-from gateway.http.app import connectors_from
-from gateway.settings import Settings
 from policies.model import load_policy
 from policies.principal import ANONYMOUS, Level, Principal
 from schema import Connectors, graphql_schema
@@ -132,32 +128,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    urls, handle = seeded_databases(args.database_url)
-    env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}
-    traffy, traffy_url = start("traffy", env)
-    try:
-        connectors = connectors_from(
-            Settings(
-                tax_database_url=urls.tax,
-                registry_database_url=urls.registry,
-                finance_database_url=urls.finance,
-                traffy_base_url=traffy_url,
-                cache_ttls=dict.fromkeys(DEFAULT_TTLS, 0),
-            )
-        )
-
-        async def go() -> list[tuple[str, float, float]]:
-            await asyncio.gather(*(c.start() for c in connectors.all()))
-            try:
-                return await measure(connectors, args.rounds)
-            finally:
-                await asyncio.gather(*(c.stop() for c in connectors.all()))
-
-        rows = asyncio.run(go())
-    finally:
-        traffy.terminate()
-        traffy.wait(10)
-        del handle
+    rows = in_process(
+        args.database_url,
+        dict.fromkeys(DEFAULT_TTLS, 0),
+        lambda connectors: measure(connectors, args.rounds),
+    )
     print(report(rows))
     publish("COMPILED", "bench.compiled_cost", sys.argv[1:], report(rows), not args.no_write)
 
