@@ -22,10 +22,20 @@ class PageInfo:
     )
 
 
+def _cursor(root: Edge[Any]) -> str:
+    # Encoded only when selected: most lists are read without their rows' cursors, and a
+    # cursor cost about as much as the rest of its row.
+    return root.cursor_of(root.row)
+
+
 @strawberry.type(description="แถวหนึ่งพร้อมเคอร์เซอร์ / One row and its cursor.")
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="เคอร์เซอร์ / Opaque position of this row.")
+    cursor: str = strawberry.field(
+        resolver=_cursor, description="เคอร์เซอร์ / Opaque position of this row."
+    )
     node: T = strawberry.field(description="ข้อมูล / The row.")
+    row: strawberry.Private[Record]
+    cursor_of: strawberry.Private[Callable[[Record], str]]
 
 
 def _total_count(root: Connection[Any]) -> int:
@@ -71,8 +81,8 @@ def connection(
 ) -> Connection[T]:
     """A connection of the page; an empty page ends where it began (``after``), so a client
     that asked for ``first: 0`` can still continue from there."""
-    edges = [Edge(cursor=cursor(r), node=node(r)) for r in page.rows]
-    end = edges[-1].cursor if edges else after
+    edges = [Edge(node=node(r), row=r, cursor_of=cursor) for r in page.rows]
+    end = cursor(page.rows[-1]) if page.rows else after
     return Connection(
         total=page.total,
         edges=edges,

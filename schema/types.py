@@ -8,12 +8,12 @@ fails, only they become null (with an error naming the source), not the object a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from schema.finance import Contract, DistrictSpending
 
 BANGKOK = timezone(timedelta(hours=7), "Asia/Bangkok")
+E = TypeVar("E", bound=Enum)
 
 # ---------------------------------------------------------------------------- enums
 
@@ -104,6 +105,28 @@ class LicenceKind(Enum):
 class Sex(Enum):
     MALE = "male"
     FEMALE = "female"
+
+
+def _members(enum: type[E]) -> Callable[[Any], E]:
+    """``enum(value)`` for a row builder: the member from a table made once, since the enum's
+    own call costs more than the rest of a row (a page builds thousands); anything else
+    through ``enum(value)`` itself, so its error (or ``_missing_``) stays the enum's."""
+    table = {m.value: m for m in enum}
+
+    def member(value: Any) -> E:
+        found = table.get(value)
+        return found if found is not None else enum(value)
+
+    return member
+
+
+_COMPLAINT_STATE = _members(ComplaintState)
+_LAND_USE = _members(LandUse)
+_TITLE_DEED_TYPE = _members(TitleDeedType)
+_ASSESSMENT_STATUS = _members(AssessmentStatus)
+_OWNER_KIND = _members(OwnerKind)
+_BUSINESS_STATUS = _members(BusinessStatus)
+_SEX = _members(Sex)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -282,7 +305,7 @@ class District:
         return [
             PopulationBand(
                 year=r["year"],
-                sex=Sex(r["sex"]),
+                sex=_SEX(r["sex"]),
                 age_band=r["age_band"],
                 population=r["population"],
             )
@@ -395,8 +418,20 @@ def _check_tax_year(year: int) -> None:
 
 
 def district_of(code: str | None) -> District | None:
-    info = district_info(code) if code else None
-    return District.of(info) if info else None
+    """The district of a row: one object per code, shared by every row and request (a
+    District holds its three names only; what it loads, it loads through the request)."""
+    if not code:
+        return None
+    district = _DISTRICT_OBJECTS.get(code)
+    if district is None:
+        info = district_info(code)
+        if info is None:
+            return None
+        district = _DISTRICT_OBJECTS.setdefault(code, District.of(info))
+    return district
+
+
+_DISTRICT_OBJECTS: dict[str, District] = {}
 
 
 def all_district_objects() -> list[District]:
@@ -435,7 +470,7 @@ class Complaint:
             ticket_id=r["ticket_id"],
             type=r["types"][0] if r["types"] else None,
             types=r["types"],
-            state=ComplaintState(r["state"]),
+            state=_COMPLAINT_STATE(r["state"]),
             state_th=r["state_th"],
             description=r["description"],
             address=r["address"],
@@ -492,7 +527,7 @@ class Owner:
     def of(cls, r: Record) -> Owner:
         return cls(
             id=strawberry.ID(str(r["id"])),
-            kind=OwnerKind(r["kind"]),
+            kind=_OWNER_KIND(r["kind"]),
             name=r["name"],
             national_id=r["national_id"],
         )
@@ -525,7 +560,7 @@ class Assessment:
             exemption=r["exemption"],
             rate=r["rate"],
             tax_due=r["tax_due"],
-            status=AssessmentStatus(r["status"]),
+            status=_ASSESSMENT_STATUS(r["status"]),
             paid_at=r["paid_at"],
         )
 
@@ -588,9 +623,9 @@ class Parcel:
     def of(cls, r: Record, related: Related = NOTHING_RELATED) -> Parcel:
         return cls(
             id=strawberry.ID(str(r["id"])),
-            title_deed_type=TitleDeedType(r["title_deed_type"]),
+            title_deed_type=_TITLE_DEED_TYPE(r["title_deed_type"]),
             title_deed_number=r["title_deed_number"],
-            land_use=LandUse(r["land_use"]),
+            land_use=_LAND_USE(r["land_use"]),
             area_sqm=r["area_sqm"],
             appraised_value=r["appraised_value"],
             location=GeoPoint(lat=r["lat"], lon=r["lon"]),
@@ -753,7 +788,7 @@ class Business:
             type=r["business_type"],
             address=r["address"],
             registered_on=r["registered_on"],
-            status=BusinessStatus(r["status"]),
+            status=_BUSINESS_STATUS(r["status"]),
             owner=BusinessOwner(
                 name=r["owner_name"],
                 national_id=r["owner_id"],

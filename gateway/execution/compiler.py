@@ -233,15 +233,16 @@ class _Compiler:
         if (
             resolver is not None
             and not field.is_async
-            and resolver.self_parameter is not None
+            and (resolver.self_parameter is None) != (resolver.root_parameter is None)
             and resolver.info_parameter is None
             and resolver.parent_parameter is None
-            and resolver.root_parameter is None
             and not resolver.arguments
             and inspect.isfunction(resolver.wrapped_func)
+            and len(inspect.signature(resolver.wrapped_func).parameters) == 1
         ):
-            # A method of the object with nothing but ``self``: called as strawberry
-            # would call it, less the info and arguments it does not take.
+            # A method of the object with nothing but ``self``, or a function of nothing but
+            # ``root``: called as strawberry would call it, less the info and arguments it
+            # does not take.
             return _Resolver("METHOD(source)", resolver.wrapped_func, verdict, True)
         return None
 
