@@ -40,8 +40,9 @@ KUBERNETES_VERSION = "1.32.0"
 # Objects of custom resource definitions, which kubernetes-validate has no schema for: each
 # is checked by its own rule below.
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-# Components and `labels` need kustomize 5 (kubectl 1.27 and later).
-KUBECTL_MINOR_AT_LEAST = 27
+# The kustomizations use `labels` (kustomize 4.1, in kubectl 1.22) and components (3.7);
+# Debian 12's kubernetes-client, 1.20, is older. Run here with kubectl 1.32 (kustomize 5.5).
+KUBECTL_MINOR_AT_LEAST = 22
 
 KUBECTL = shutil.which("kubectl")
 
@@ -73,8 +74,8 @@ def rendered() -> dict[str, list[Doc]]:
     assert KUBECTL is not None
     if (minor := _kubectl_minor(KUBECTL)) < KUBECTL_MINOR_AT_LEAST:
         _unavailable(
-            f"kubectl 1.{minor} is too old: its kustomize cannot render components "
-            f"(1.{KUBECTL_MINOR_AT_LEAST} or later)"
+            f"kubectl 1.{minor} is too old: its kustomize lacks `labels` "
+            f"(kubectl 1.{KUBECTL_MINOR_AT_LEAST} or later)"
         )
     out = {}
     for overlay in OVERLAYS:
