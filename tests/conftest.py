@@ -41,6 +41,7 @@ from support import (
     settings_for,
     sql,
     start_gateway,
+    unavailable,
 )
 
 # ---------------------------------------------------------------------------- the session log
@@ -328,20 +329,14 @@ except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None
 
 
-def _browser_unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: .ci/run installs it, so CI must run this test")
-    pytest.skip(reason)
-
-
 # Module-scoped: Playwright's sync API runs an event loop in this thread while it is open,
 # and session fixtures that run their own (``run(...)``) must be set up before it or after.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
-        _browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
+        unavailable("Playwright is not installed (pip install -e '.[test]')")
     if CHROMIUM is None:
-        _browser_unavailable("no Chromium on this machine (Debian: apt-get install chromium)")
+        unavailable("no Chromium on this machine (Debian: apt-get install chromium)")
     with sync_playwright() as playwright:
         # The system's browser: Playwright's own browser downloads are never used.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)

@@ -259,6 +259,14 @@ class GatewayProcess:
             self.process.wait(5)
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test that needs a binary this machine lacks, with the reason; under CI
+    (``CI`` set) fail instead: ``.ci/run`` installs what the tests need."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: .ci/run installs it, so CI must run this test")
+    pytest.skip(reason)
+
+
 def finance_officer_token(issuer: Any, subject: str | None = None) -> str:
     """A finance officer's token (confidential, ``tax:read tax:personal``, purpose
     tax-collection): the principal the tests use for restricted, audited reads."""
