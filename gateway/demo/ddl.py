@@ -202,6 +202,10 @@ CREATE TABLE finance.awards (
     value        numeric(16, 2) NOT NULL CHECK (value > 0),
     awarded_on   date NOT NULL
 );
+-- The connector's lookups by foreign key (connectors/finance.py): a process's bundle reads its
+-- contract's payments and amendments, and its supplier's awards near the same date (split
+-- contracts). Without these, each process of a page scanned those tables whole.
+CREATE INDEX awards_supplier_idx ON finance.awards (supplier_id, awarded_on);
 CREATE TABLE finance.contracts (
     id              bigint PRIMARY KEY,
     process_id      text NOT NULL UNIQUE REFERENCES finance.processes (id),
@@ -234,6 +238,7 @@ CREATE TABLE finance.payments (
     amount         numeric(16, 2) NOT NULL CHECK (amount > 0),
     FOREIGN KEY (contract_id, milestone_seq) REFERENCES finance.milestones (contract_id, seq)
 );
+CREATE INDEX payments_contract_idx ON finance.payments (contract_id);
 CREATE TABLE finance.amendments (
     id            bigint PRIMARY KEY,
     process_id    text NOT NULL REFERENCES finance.processes (id),
@@ -246,6 +251,7 @@ CREATE TABLE finance.amendments (
     ends_after    date
 );
 CREATE INDEX amendments_process_idx ON finance.amendments (process_id);
+CREATE INDEX amendments_contract_idx ON finance.amendments (contract_id);
 CREATE TABLE finance.projects (
     id             text PRIMARY KEY,  -- the infrastructure project's id
     process_id     text NOT NULL UNIQUE REFERENCES finance.processes (id),

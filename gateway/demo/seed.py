@@ -54,8 +54,9 @@ from gateway.demo.synthetic import (
 from gateway.demo.tax_rules import land_building_tax, signboard_tax
 
 # 2: signs of businesses on parcels of other districts; 3: permits carry the applicant's id;
-# 4: signboard tax is paid (status, paid_at), drawn after every other signboard column.
-SEED_VERSION = 4
+# 4: signboard tax is paid (status, paid_at), drawn after every other signboard column;
+# 5: finance indexes on payments, amendments and awards by their foreign keys.
+SEED_VERSION = 5
 
 BANGKOK = timezone(timedelta(hours=7))
 # Serialises concurrent seeders of one database (advisory locks are per database).

@@ -14,6 +14,7 @@ column with a ``transform``.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
@@ -136,6 +137,24 @@ def walk(value: Any, segments: list[str]) -> Iterator[Any]:
         yield from walk(value.get(segments[0].removesuffix("[]")), segments[1:])
 
 
+def _first(value: Any, segments: tuple[str, ...]) -> Any:
+    """``next(walk(value, segments), None)`` without a generator per segment: a cell's path
+    is read for every row of a download, and most paths cross no list."""
+    for i, segment in enumerate(segments):
+        if isinstance(value, dict) and not segment.endswith("[]"):
+            value = value.get(segment)
+        elif isinstance(value, dict | list):
+            return next(walk(value, list(segments[i:])), None)
+        else:
+            return None
+    return value
+
+
+@functools.cache
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
 def page_info(data: Any, rows: str) -> dict[str, Any]:
     """The pageInfo of the connection the rows are in (the path before its ``edges``)."""
     segments = rows.split(".")
@@ -169,7 +188,7 @@ def _exploded(columns: list[tuple[Column, str]], node: Any) -> Iterator[Row]:
 
 
 def _value(column: Column, node: Any, path: str) -> Any:
-    value = next(walk(node, path.split(".")), None) if path else node
+    value = _first(node, _segments(path)) if path else node
     if column.transform == "date" and isinstance(value, str):
         return bangkok_date(value)
     return value
