@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from pgbouncer import PGBOUNCER, DatabaseRoute, PgBouncer
 
 from gateway.auth.api_keys import create_key, ensure_schema
 from gateway.auth.issuer import EmbeddedIssuer
@@ -267,6 +268,30 @@ def make_chain(server_url: str, tmp_path: Path) -> Callable[[str], Chain]:
     return lambda case: build_chain(server_url, tmp_path, case)
 
 
+# ---------------------------------------------------------------------------- PgBouncer
+# The gateway behind PgBouncer in transaction pooling mode (tests/pgbouncer.py): the tests
+# that take ``route`` run twice, straight to PostgreSQL and through PgBouncer. Skipped, with
+# the reason, where PgBouncer is not installed; in CI (``.ci/run`` installs it) that fails.
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: str) -> Iterator[PgBouncer]:
+    if PGBOUNCER is None:
+        missing_binary("no PgBouncer on this machine (Debian: apt-get install pgbouncer)")
+    bouncer = PgBouncer(server_url).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def route(request: pytest.FixtureRequest) -> DatabaseRoute:
+    """How the code under test reaches the test server: straight, or through PgBouncer in
+    transaction mode (its URLs rewritten, ``BMA_PGBOUNCER=transaction``)."""
+    if request.param == "direct":
+        return DatabaseRoute()
+    return DatabaseRoute(request.getfixturevalue("pgbouncer"))
+
+
 # ---------------------------------------------------------------------------- row-scope paths
 
 
@@ -328,7 +353,9 @@ except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None
 
 
-def _browser_unavailable(reason: str) -> None:
+def missing_binary(reason: str) -> None:
+    """Skip, saying why, on a machine without a program a test drives (a browser,
+    PgBouncer); under CI, fail instead: ``.ci/run`` installs them."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason}: .ci/run installs it, so CI must run this test")
     pytest.skip(reason)
@@ -339,9 +366,9 @@ def _browser_unavailable(reason: str) -> None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
-        _browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
+        missing_binary("Playwright is not installed (pip install -e '.[test]')")
     if CHROMIUM is None:
-        _browser_unavailable("no Chromium on this machine (Debian: apt-get install chromium)")
+        missing_binary("no Chromium on this machine (Debian: apt-get install chromium)")
     with sync_playwright() as playwright:
         # The system's browser: Playwright's own browser downloads are never used.
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
