@@ -18,6 +18,8 @@ import pytest
 from pgbouncer import DatabaseRoute, PgBouncer, server_sessions
 
 from gateway.audit.checkpoints import create_signing_key
+from gateway.audit.store import load_key
+from gateway.audit.writer import AuditWriter
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import DatabaseUrls
 from gateway.execution.document_registry import (
@@ -113,6 +115,10 @@ def test_the_gateway_behind_pgbouncer_reads_every_source_and_audits_into_one_cha
     [checkpoint] = [r.auditCheckpoint for r in caplog.records if hasattr(r, "auditCheckpoint")]
     head = sql(store, "SELECT seq, encode(hash, 'hex') AS hash FROM audit.chain_head")[0]
     assert (checkpoint["seq"], checkpoint["hash"]) == (head["seq"], head["hash"])
+    # A writer that has committed nothing yet reads the head to sign, as the writer role.
+    idle = AuditWriter(route.url(store), load_key(audit_key_file()), pgbouncer=route.mode)
+    found = run(idle.committed_head())
+    assert found is not None and (found[0], found[1].hex()) == (head["seq"], head["hash"])
     # Nothing the gateway did stayed on a server connection: every one is its login's.
     for url in (route.url(store), route.urls(db).tax):
         assert {current for _, current in run(server_sessions(url))} == {"postgres"}
