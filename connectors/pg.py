@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import asyncpg
 
@@ -35,11 +36,44 @@ def _unavailable(exc: Exception) -> bool:
     return False
 
 
+# How the gateway reaches PostgreSQL: directly ("off"), or through PgBouncer in transaction
+# pooling mode, where consecutive transactions of one client may run on different server
+# connections, shared with other clients (``BMA_PGBOUNCER``, docs/operations.md).
+PgBouncerMode = Literal["off", "transaction"]
+PGBOUNCER_MODES: tuple[PgBouncerMode, ...] = ("off", "transaction")
+
+
+class _StatelessConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that leaves no session state to reset: released to a pool, it sends no
+    reset query. asyncpg's default one (``pg_advisory_unlock_all()``, ``CLOSE ALL``,
+    ``UNLISTEN *``, ``RESET ALL``) would run, behind PgBouncer, on whichever server
+    connection is free: another client's session, whose locks and settings it would drop."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+def connect_options(pgbouncer: PgBouncerMode) -> dict[str, Any]:
+    """The keyword arguments of ``asyncpg.connect`` and ``asyncpg.create_pool`` for a mode:
+    every connection and pool the gateway opens takes them.
+
+    In transaction mode, no prepared statement outlives its transaction (PgBouncer before
+    1.21 does not carry named statements from one server connection to another: asyncpg's
+    statement cache would fail with "prepared statement ... does not exist"), and a pool
+    sends no reset query. The caller sets nothing on the session either (``SET`` only as
+    ``SET LOCAL``, advisory locks only ``pg_advisory_xact_lock``, no ``LISTEN``, no
+    temporary tables)."""
+    if pgbouncer == "transaction":
+        return {"statement_cache_size": 0, "connection_class": _StatelessConnection}
+    return {}
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     min_size: int = 0  # lazy: a source that is down must not stop the gateway from starting
     max_size: int = 10
     timeout: float = 5.0  # seconds for one upstream call, connection included
+    pgbouncer: PgBouncerMode = "off"
 
 
 class PgPool:
@@ -53,7 +87,10 @@ class PgPool:
     async def start(self) -> None:
         if self._pool is None:
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.settings.min_size, max_size=self.settings.max_size
+                self.dsn,
+                min_size=self.settings.min_size,
+                max_size=self.settings.max_size,
+                **connect_options(self.settings.pgbouncer),
             )
 
     async def stop(self) -> None:

@@ -42,6 +42,7 @@ from pydantic_settings import (
 from connectors import redis_client
 from connectors.cache import DEFAULT_TTLS
 from connectors.districts import all_districts
+from connectors.pg import PgBouncerMode
 from gateway.auth.issuer import EMBEDDED_ISSUER
 from gateway.auth.trust import DEFAULT_AUDIENCE, MAX_LEEWAY_SECONDS, TrustedIssuer
 from gateway.execution.trusted import MODES, TrustedModes
@@ -372,6 +373,15 @@ class Settings(BaseSettings):
         "one pool",
         json_schema_extra=_section("general"),
     )
+    pgbouncer: PgBouncerMode = Field(
+        "off",
+        description="`transaction` when the gateway reaches PostgreSQL through PgBouncer in "
+        "transaction pooling mode: no prepared statement outlives its transaction and no "
+        "session state is kept (the audit writer takes its role per transaction). `off`: "
+        "direct connections, or PgBouncer in session mode. Not detected: PgBouncer does not "
+        "tell a client it is there",
+        json_schema_extra=_section("general"),
+    )
     default_page_size: int = Field(
         20,
         ge=1,
@@ -501,8 +511,9 @@ class Settings(BaseSettings):
     # --- audit
     audit_database_url: PostgresqlUrl | None = Field(
         None,
-        description="PostgreSQL URL of the audit store (schema `audit`, created at first start "
-        "if the user may, else by `bma-gateway audit init`)",
+        description="PostgreSQL URL of the audit store (schema `audit`, created by `bma-gateway "
+        "audit init`, or at first start by a superuser login); the login must be able to `SET "
+        "ROLE bma_audit_writer`, checked at start",
         json_schema_extra=_section("audit", "`BMA_GATEWAY_DATABASE_URL`"),
     )
     audit_key_file: Annotated[Path | None, AfterValidator(_existing_file)] = Field(

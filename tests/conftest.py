@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from pgbouncer import PGBOUNCER, DatabaseRoute, PgBouncer
 
 from gateway.auth.api_keys import create_key, ensure_schema
 from gateway.auth.issuer import EmbeddedIssuer
@@ -266,6 +267,30 @@ def principals(issuer: EmbeddedIssuer, db: DatabaseUrls) -> dict[str, dict[str, 
 def make_chain(server_url: str, tmp_path: Path) -> Callable[[str], Chain]:
     """A factory: ``make_chain(case)`` builds a verified chain in ``bmatest_chain_<case>``."""
     return lambda case: build_chain(server_url, tmp_path, case)
+
+
+# ---------------------------------------------------------------------------- PgBouncer
+# The gateway behind PgBouncer in transaction pooling mode (tests/pgbouncer.py): the tests
+# that take ``route`` run twice, straight to PostgreSQL and through PgBouncer. Skipped, with
+# the reason, where PgBouncer is not installed; in CI (``.ci/run`` installs it) that fails.
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: str) -> Iterator[PgBouncer]:
+    if PGBOUNCER is None:
+        unavailable("no PgBouncer on this machine (Debian: apt-get install pgbouncer)")
+    bouncer = PgBouncer(server_url).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(params=["direct", "pgbouncer"])
+def route(request: pytest.FixtureRequest) -> DatabaseRoute:
+    """How the code under test reaches the test server: straight, or through PgBouncer in
+    transaction mode (its URLs rewritten, ``BMA_PGBOUNCER=transaction``)."""
+    if request.param == "direct":
+        return DatabaseRoute()
+    return DatabaseRoute(request.getfixturevalue("pgbouncer"))
 
 
 # ---------------------------------------------------------------------------- row-scope paths

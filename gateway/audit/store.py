@@ -13,6 +13,7 @@ See docs/audit.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -148,9 +149,57 @@ async def ensure_store(conn: asyncpg.Connection) -> None:
             await conn.execute(_DDL)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise AuditStoreError(
-            f"cannot set up the audit store ({exc}); have a database administrator run "
-            "`bma-gateway audit init` once, or grant the gateway's user CREATEROLE"
+            f"cannot set up the audit store ({exc}); have the database's owner run "
+            f"`bma-gateway audit init` once, then `GRANT {WRITER_ROLE} TO <the gateway's login>;`"
         ) from None
+
+
+def writer_grant(login: str, server_major: int) -> str:
+    """The statement that lets ``login`` act as the writer role. From PostgreSQL 16 a grant
+    says whether the member may SET the role, and a role's creator already holds one that
+    may not (``WITH ADMIN, INHERIT FALSE, SET FALSE``): a plain GRANT by the same grantor
+    would leave it as it is, so the option is named."""
+    if server_major >= 16:
+        return f"GRANT {WRITER_ROLE} TO {login} WITH SET TRUE;"
+    return f"GRANT {WRITER_ROLE} TO {login};"
+
+
+async def writer_problem(conn: asyncpg.Connection) -> str | None:
+    """What stops this login from appending to the chain as ``bma_audit_writer``, or None
+    when nothing does. Tried in a transaction that is rolled back: the role taken, the head
+    updated in place and a record inserted — nothing is left behind, the head does not move.
+
+    A login that may create roles but is no member of the writer role (CREATEROLE alone, on
+    PostgreSQL 15 and on 16, where the creator of a role is not made a member that may SET
+    it) would start and then refuse every restricted read; this names the GRANT instead."""
+    login = await conn.fetchval("SELECT quote_ident(session_user)")
+    grant = writer_grant(login, conn.get_server_version().major)
+    if not await _is_set_up(conn):
+        if await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = session_user"):
+            return None  # it creates the store at its first start, and may act as any role
+        return (
+            f"the audit store is not set up in this database and the login {login} is not a "
+            "superuser: have the database's owner run `bma-gateway audit init`, then "
+            f"`{grant}`"
+        )
+    attempt = conn.transaction()
+    await attempt.start()
+    try:
+        await conn.execute(f"SET LOCAL ROLE {WRITER_ROLE}")
+        await conn.execute("UPDATE audit.chain_head SET seq = seq, hash = hash WHERE id = 1")
+        await conn.execute(
+            "INSERT INTO audit.records (seq, at, entry, prev_hash, hash) "
+            "VALUES (0, now(), '{}', '', '')"
+        )
+    except asyncpg.InsufficientPrivilegeError as exc:
+        return (
+            f"the login {login} cannot write audit records as {WRITER_ROLE} ({exc}); as the "
+            f"audit store's owner or a superuser, run `{grant}`"
+        )
+    finally:
+        if not conn.is_closed():
+            await attempt.rollback()
+    return None
 
 
 async def _is_set_up(conn: asyncpg.Connection) -> bool:
@@ -226,10 +275,16 @@ class Appender:
     While one writer appends alone, a batch is a single statement (no separate read of the
     head, no explicit transaction). When another writer moved the head, the batch is linked
     again under the head's row lock.
+
+    With ``role``, each batch is written in a transaction of its own as that role (``SET
+    LOCAL ROLE``): for a connection that must keep no session state (behind PgBouncer in
+    transaction mode, where a session's ``SET ROLE`` would stay on a server connection other
+    clients then use). Without it, the connection is already the writer (``SET ROLE``).
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, role: str | None = None) -> None:
         self.key = key
+        self.role = role
         self.head: Head | None = None
 
     async def append(self, conn: asyncpg.Connection, items: Sequence[Item]) -> list[int]:
@@ -238,10 +293,11 @@ class Appender:
             batch = link(self.key, head, items)
             # The next batch chains after this one, whether or not this one has committed.
             self.head = batch.last
-            if await _insert_if_head_is(conn, head, batch):
-                return batch.seqs
+            async with as_role(conn, self.role):
+                if await _insert_if_head_is(conn, head, batch):
+                    return batch.seqs
         self.head = None  # unknown until this batch is written
-        async with conn.transaction():
+        async with as_role(conn, self.role, always=True):
             row = await conn.fetchrow(
                 "SELECT seq, hash FROM audit.chain_head WHERE id = 1 FOR UPDATE"
             )
@@ -252,6 +308,31 @@ class Appender:
                 raise AuditStoreError("the audit chain head changed under its own lock")
         self.head = batch.last
         return batch.seqs
+
+
+@contextlib.asynccontextmanager
+async def as_role(
+    conn: asyncpg.Connection, role: str | None, *, always: bool = False
+) -> AsyncIterator[None]:
+    """A transaction in which ``conn`` acts as ``role`` (``SET LOCAL ROLE``: gone at its end);
+    without a role, a plain transaction when ``always``, else none (one statement is its own)."""
+    if role is None:
+        if always:
+            async with conn.transaction():
+                yield
+        else:
+            yield
+        return
+    # BEGIN and the role in one round trip (asyncpg's transaction() would take two).
+    await conn.execute(f"BEGIN; SET LOCAL ROLE {role}")
+    try:
+        yield
+    except BaseException:
+        if not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def _insert_if_head_is(conn: asyncpg.Connection, head: Head, batch: Linked) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from connectors.audit_log import AuditUnavailable
+from connectors.pg import PgBouncerMode, connect_options
 from gateway.audit import store as audit_store
 from gateway.observability import metrics
 
@@ -71,6 +72,7 @@ class AuditWriter:
         batch_max: int = 256,
         queue_max: int = 10_000,
         timeout: float = 5.0,
+        pgbouncer: PgBouncerMode = "off",
     ) -> None:
         self.dsn = dsn
         self.key = key
@@ -82,7 +84,14 @@ class AuditWriter:
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()  # hand-offs in flight (kept referenced)
         self._conn: asyncpg.Connection | None = None
-        self._appender = audit_store.Appender(key or b"")
+        # Behind PgBouncer's transaction pooling, a session's role would stay on a server
+        # connection other clients then use: each batch is its own transaction, as the
+        # writer role (``SET LOCAL``). Otherwise the connection takes the role once.
+        self._session_role = pgbouncer == "off"
+        self._options = connect_options(pgbouncer)
+        self._appender = audit_store.Appender(
+            key or b"", None if self._session_role else audit_store.WRITER_ROLE
+        )
         self._ready = False  # the store's schema is known to exist
         self._committed: audit_store.Head | None = None  # the last record this writer committed
 
@@ -126,10 +135,10 @@ class AuditWriter:
         the store's head as this writer found it. None without a store."""
         if self._committed is not None or not self.configured:
             return self._committed
-        conn = await asyncpg.connect(self.dsn, timeout=self.timeout, command_timeout=self.timeout)
+        conn = await self._connect()
         try:
-            await conn.execute(f"SET ROLE {audit_store.WRITER_ROLE}")
-            row = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
+            async with audit_store.as_role(conn, audit_store.WRITER_ROLE):
+                row = await conn.fetchrow("SELECT seq, hash FROM audit.chain_head WHERE id = 1")
         finally:
             await conn.close()
         return None if row is None or row["seq"] == 0 else (row["seq"], bytes(row["hash"]))
@@ -169,7 +178,7 @@ class AuditWriter:
     async def _ensure(self) -> None:
         """Create the store on first use, as the login user: the writer role may not exist yet."""
         if not self._ready:
-            conn = await asyncpg.connect(self.dsn, timeout=self.timeout)
+            conn = await self._connect(bounded=False)
             try:
                 await audit_store.ensure_store(conn)
             finally:
@@ -180,13 +189,20 @@ class AuditWriter:
         conn = self._conn
         if conn is None or conn.is_closed():
             await self._ensure()
-            conn = await asyncpg.connect(
-                self.dsn, timeout=self.timeout, command_timeout=self.timeout
-            )
-            # Every write is made as the append-only role, whoever the login user is.
-            await conn.execute(f"SET ROLE {audit_store.WRITER_ROLE}")
+            conn = await self._connect()
+            if self._session_role:
+                # Every write is made as the append-only role, whoever the login user is.
+                await conn.execute(f"SET ROLE {audit_store.WRITER_ROLE}")
             self._conn = conn
         return conn
+
+    async def _connect(self, *, bounded: bool = True) -> asyncpg.Connection:
+        """A connection to the store; ``bounded``: each statement within the time limit
+        (not the store's creation, which may wait for another replica's)."""
+        command_timeout = self.timeout if bounded else None
+        return await asyncpg.connect(
+            self.dsn, timeout=self.timeout, command_timeout=command_timeout, **self._options
+        )
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

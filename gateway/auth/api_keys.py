@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from connectors.pg import PgBouncerMode, connect_options
+
 log = logging.getLogger("bma.gateway.api_keys")
 
 _KEY = re.compile(r"bma_([0-9a-f]{16})_([0-9a-f]{48})")
@@ -169,8 +171,10 @@ class ApiKeyStore:
         timeout: float = 5.0,
         max_cached: int = 10_000,
         touch_interval: float = 60.0,
+        pgbouncer: PgBouncerMode = "off",
     ) -> None:
         self.database_url = database_url
+        self.pgbouncer = pgbouncer
         self.cache_seconds = cache_seconds
         self.timeout = timeout
         self.max_cached = max_cached
@@ -185,7 +189,9 @@ class ApiKeyStore:
     async def start(self) -> None:
         # min_size 0: a key database that is down must not stop the gateway from starting
         # (anonymous and token requests do not need it).
-        self._pool = await asyncpg.create_pool(self.database_url, min_size=0, max_size=2)
+        self._pool = await asyncpg.create_pool(
+            self.database_url, min_size=0, max_size=2, **connect_options(self.pgbouncer)
+        )
         try:
             await self._ensure_schema()
         except _UNAVAILABLE as exc:

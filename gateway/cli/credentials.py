@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from connectors.pg import PGBOUNCER_MODES, PgBouncerMode, connect_options
 from gateway.auth.api_keys import ApiKeyRecord, create_key, ensure_schema, list_keys, revoke_key
 from gateway.auth.issuer import MAX_TOKEN_LIFETIME, EmbeddedIssuer
 from gateway.auth.trust import DEFAULT_AUDIENCE
@@ -117,7 +118,7 @@ def on_database(url: str | None, variable: str, operation: Any) -> Any:
 
     async def call() -> Any:
         try:
-            conn = await asyncpg.connect(url, timeout=10)
+            conn = await asyncpg.connect(url, timeout=10, **connect_options(_pgbouncer()))
         except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
             raise unreachable(f"the database of {variable}", url, exc) from None
         try:
@@ -130,6 +131,16 @@ def on_database(url: str | None, variable: str, operation: Any) -> Any:
             await conn.close()
 
     return asyncio.run(call())
+
+
+def _pgbouncer() -> PgBouncerMode:
+    """``BMA_PGBOUNCER`` as ``serve`` reads it: the commands may reach the database through
+    the same PgBouncer."""
+    given = os.environ.get("BMA_PGBOUNCER", "off").strip().lower() or "off"
+    for mode in PGBOUNCER_MODES:
+        if given == mode:
+            return mode
+    raise CommandError(f"BMA_PGBOUNCER: {given!r} is not one of {', '.join(PGBOUNCER_MODES)}")
 
 
 def _with_database(args: argparse.Namespace, operation: Any) -> Any:

@@ -150,7 +150,9 @@ def run_demo(options: DemoOptions) -> None:
     _ensure_keys(state_dir)
     # The environment checked before anything starts: a bad setting or a taken port is
     # reported at once, not after the databases are ready and the banner is printed.
-    checked = preflight.checked(demo_environment(given, options, state_dir, _pending()))
+    checked = preflight.checked(
+        demo_environment(given, options, state_dir, _pending()), databases=False
+    )
     preflight.check_port(checked.settings.host, checked.settings.port, "BMA_PORT")
     if options.traffy_port:
         preflight.check_port("127.0.0.1", options.traffy_port)

@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncpg
 
+from connectors.pg import PgBouncerMode, connect_options
 from gateway.auth.api_keys import Queryable
 
 log = logging.getLogger("bma.gateway.documents")
@@ -164,8 +165,10 @@ class DocumentRegistry:
         cache_seconds: float = 5.0,
         timeout: float = 5.0,
         max_cached: int = 10_000,
+        pgbouncer: PgBouncerMode = "off",
     ) -> None:
         self.database_url = database_url
+        self.pgbouncer = pgbouncer
         self.cache_seconds = cache_seconds
         self.timeout = timeout
         self.max_cached = max_cached
@@ -176,7 +179,9 @@ class DocumentRegistry:
 
     async def start(self) -> None:
         # min_size 0: a database that is down must not stop the gateway from starting.
-        self._pool = await asyncpg.create_pool(self.database_url, min_size=0, max_size=2)
+        self._pool = await asyncpg.create_pool(
+            self.database_url, min_size=0, max_size=2, **connect_options(self.pgbouncer)
+        )
         try:
             await self._ensure_schema()
         except _UNAVAILABLE as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -65,7 +66,11 @@ from schema import Connectors, Limits, check_policy, graphql_schema
 
 def connectors_from(settings: Settings) -> Connectors:
     """The upstream sources the settings name, reporting to the gateway's metrics."""
-    pool = PoolSettings(max_size=settings.db_pool_max, timeout=settings.upstream_timeout)
+    pool = PoolSettings(
+        max_size=settings.db_pool_max,
+        timeout=settings.upstream_timeout,
+        pgbouncer=settings.pgbouncer,
+    )
     resilience = ResilienceSettings(
         retries=settings.upstream_retries,
         breaker_failures=settings.breaker_failures,
@@ -97,9 +102,7 @@ def connectors_from(settings: Settings) -> Connectors:
             observer=observer,
         ),
         finance=FinanceConnector(settings.finance_database_url, pool, resilience, observer),
-        audit_log=AuditLogConnector(
-            audit_url, PoolSettings(max_size=2, timeout=pool.timeout), observer
-        )
+        audit_log=AuditLogConnector(audit_url, replace(pool, max_size=2), observer)
         if audit_url
         else None,
         cache=CacheStore(
@@ -121,6 +124,7 @@ def audit_writer_from(settings: Settings) -> AuditWriter:
         batch_max=settings.audit_batch_max,
         queue_max=settings.audit_queue_max,
         timeout=settings.audit_timeout,
+        pgbouncer=settings.pgbouncer,
     )
 
 
@@ -173,6 +177,7 @@ def create_app(
             settings.gateway_database_url,
             cache_seconds=settings.trusted_documents_cache_seconds,
             timeout=settings.upstream_timeout,
+            pgbouncer=settings.pgbouncer,
         )
         if settings.gateway_database_url
         else None
@@ -200,6 +205,7 @@ def create_app(
             settings.gateway_database_url,
             cache_seconds=settings.api_key_cache_seconds,
             timeout=settings.upstream_timeout,
+            pgbouncer=settings.pgbouncer,
         )
         if settings.gateway_database_url
         else None

@@ -1,5 +1,6 @@
 """Everything the gateway needs before it starts, checked at once: the settings, the policy
-and the catalogue they name (against the schema), the key files, and the listening port.
+and the catalogue they name (against the schema), the key files, that its login may write
+the audit store, and the listening port.
 
 ``config check`` prints what this finds; ``serve``, the demo and ``catalog export`` refuse to
 start on it. Every problem is a line of its own naming its variable (or option) — never a
@@ -8,6 +9,7 @@ traceback, never one problem at a time when several can be found.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
@@ -15,10 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from graphql import GraphQLSchema
 
+from connectors.pg import connect_options
 from gateway.audit.checkpoints import load_signing_key
-from gateway.audit.store import AuditStoreError, load_key
+from gateway.audit.store import AuditStoreError, load_key, writer_problem
+from gateway.audit.writer import STORE_DOWN
 from gateway.settings import ConfigError, Settings, read_config_file
 from policies.catalog import DEFAULT_CATALOG, Catalog, CatalogError, load_catalog
 from policies.model import DEFAULT_POLICY, Policy, PolicyError, load_policy
@@ -58,9 +63,11 @@ def environment() -> dict[str, str]:
     return given
 
 
-def checked(env: Mapping[str, str] | None = None) -> Checked:
+def checked(env: Mapping[str, str] | None = None, *, databases: bool = True) -> Checked:
     """The settings of ``env`` (default: the process's environment) and the files they name,
-    all checked; ConfigError lists everything wrong."""
+    all checked, and with ``databases`` that the login may write the audit store; ConfigError
+    lists everything wrong. (The demo, which creates its databases and roles after this
+    check, checks without them.)"""
     from schema import graphql_schema
 
     given = environment() if env is None else dict(env)
@@ -79,6 +86,8 @@ def checked(env: Mapping[str, str] | None = None) -> Checked:
         catalog = catalog_problems(catalog_path, CATALOG_VARIABLE, policy, schema, problems)
     if settings is not None:
         problems += key_problems(settings)
+        if databases:
+            problems += audit_writer_problems(settings)
     if problems or settings is None or policy is None or catalog is None:
         raise ConfigError(problems)
     return Checked(settings, policy, catalog, schema)
@@ -132,6 +141,39 @@ def key_problems(settings: Settings) -> list[str]:
         except AuditStoreError as exc:
             problems.append(f"BMA_AUDIT_CHECKPOINT_KEY_FILE: {exc}")
     return problems
+
+
+def audit_writer_problems(settings: Settings) -> list[str]:
+    """Whether the gateway's login may append to the audit store as its writer role (a
+    rolled-back attempt: nothing is written). A store that cannot be reached now is no
+    problem here: the gateway starts, serves public data, and refuses restricted reads
+    until the store is back."""
+    url = settings.audit_store_url
+    if not (url and settings.audit_key_file):
+        return []
+
+    async def check() -> str | None:
+        try:
+            conn = await asyncpg.connect(
+                url,
+                timeout=settings.audit_timeout,
+                command_timeout=settings.audit_timeout,
+                **connect_options(settings.pgbouncer),
+            )
+        except STORE_DOWN:
+            return None
+        try:
+            return await writer_problem(conn)
+        except STORE_DOWN:
+            return None
+        finally:
+            await conn.close()
+
+    problem = asyncio.run(check())
+    variable = (
+        "BMA_AUDIT_DATABASE_URL" if settings.audit_database_url else "BMA_GATEWAY_DATABASE_URL"
+    )
+    return [f"{variable}: {problem}"] if problem else []
 
 
 def check_port(host: str, port: int, variable: str | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from pgbouncer import DatabaseRoute
 
 from gateway.auth.api_keys import ApiKeyStore, revoke_key
 from gateway.auth.authenticator import Authenticator
@@ -25,11 +26,12 @@ def test_a_valid_api_key_is_answered_and_its_use_recorded(anonymous: Gateway, db
     assert row["last_used_at"] is not None
 
 
-def test_an_api_key_makes_an_app_principal(db):
+def test_an_api_key_makes_an_app_principal(db, route: DatabaseRoute):
     record, key = new_key(db.gateway, "civic-dashboard", "Open Data Club")
 
     async def check() -> Principal:
-        store = ApiKeyStore(db.gateway)
+        # Straight to PostgreSQL, and behind PgBouncer in transaction mode.
+        store = ApiKeyStore(route.url(db.gateway), pgbouncer=route.mode)
         await store.start()
         try:
             return await Authenticator(api_keys=store).authenticate({"X-API-Key": key})

@@ -5,9 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from pgbouncer import DatabaseRoute
 
 from connectors.base import InvalidCursor, PageRequest
 from connectors.finance import FinanceConnector, ProcessQuery, process_cursor
+from connectors.pg import PoolSettings
 from gateway.demo.embedded import DatabaseUrls
 from support import run, sql
 
@@ -110,8 +112,9 @@ def test_suppliers_include_registry_businesses_companies_and_persons(db: Databas
     assert business["owner_id"] == registered[0]["tax_id"]
 
 
-def test_a_page_of_processes_comes_whole_in_one_call(db: DatabaseUrls):
-    finance = FinanceConnector(db.finance)
+def test_a_page_of_processes_comes_whole_in_one_call(db: DatabaseUrls, route: DatabaseRoute):
+    # Straight to PostgreSQL, and behind PgBouncer in transaction mode.
+    finance = FinanceConnector(route.url(db.finance), PoolSettings(pgbouncer=route.mode))
 
     async def page() -> tuple[object, int]:
         await finance.start()
