@@ -141,38 +141,46 @@ def answered_again(caplog: pytest.LogCaptureFixture) -> bool:
     )
 
 
-def partner(issuer: EmbeddedIssuer) -> dict[str, str]:
-    """A partner of its own: its bucket is first made after Redis is back."""
+def partner(issuer: EmbeddedIssuer) -> tuple[str, dict[str, str]]:
+    """A partner of its own (its subject, its headers): its bucket is made after Redis is
+    back."""
+    subject = f"failover-{uuid.uuid4().hex}"
     token = issuer.issue(
         "partner",
         "utility-partner",
         "tax:read",
         "internal",
         ttl=timedelta(minutes=5),
-        subject=f"failover-{uuid.uuid4().hex}",
+        subject=subject,
     )
-    return {"authorization": f"Bearer {token}", "accept": GRAPHQL_ACCEPT}
+    return subject, {"authorization": f"Bearer {token}", "accept": GRAPHQL_ACCEPT}
 
 
-def limited_after_its_burst(url: str, headers: dict[str, str]) -> None:
+def limited_after_its_burst(url: str, headers: dict[str, str]) -> bool:
+    """Whether a caller gets three answers, then 429 ``RATE_LIMITED``."""
     codes = []
     for _ in range(4):
         response = httpx.post(
             f"{url}/graphql", json={"query": district_query("1039")}, headers=headers, timeout=10
         )
         codes.append(response.status_code)
-    assert codes == [200, 200, 200, 429], codes
-    assert response.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    refused = response.json()["errors"][0]["extensions"]["code"] if codes[-1] == 429 else None
+    return codes == [200, 200, 200, 429] and refused == "RATE_LIMITED"
 
 
-def assert_back_in(server: RedisServer, issuer: EmbeddedIssuer, url: str) -> None:
-    """Limits and caches are in ``server`` now: a new partner's bucket counts there (by the
-    Lua script, loaded there after NOSCRIPT), and a new answer is cached there."""
-    limited_after_its_burst(url, partner(issuer))
+def back_in(server: RedisServer, issuer: EmbeddedIssuer, url: str) -> bool:
+    """Whether limits and caches are in ``server`` now: a new partner, refused after its
+    burst, was counted there (by the Lua script, loaded there after NOSCRIPT), and a new
+    answer is cached there."""
+    subject, headers = partner(issuer)
+    if not limited_after_its_burst(url, headers):  # by Redis (or memory, if Redis is out)
+        return False
     with server.client() as client:
         buckets = [k.decode() for k in client.scan_iter(match=f"{REDIS_PREFIX}*")]
-        [partner_bucket] = [k for k in buckets if ":failover-" in k]
-        assert float(client.hget(partner_bucket, "tokens")) < 1  # four asked of three
+        counted = [k for k in buckets if k.endswith(f":{subject}")]
+        if not counted:
+            return False
+        assert float(client.hget(counted[0], "tokens")) < 1  # four asked of three
         assert client.script_exists(hashlib.sha1(TAKE_SCRIPT.encode()).hexdigest()) == [True]
 
         def answers_cached() -> set[bytes]:
@@ -181,7 +189,7 @@ def assert_back_in(server: RedisServer, issuer: EmbeddedIssuer, url: str) -> Non
         cached = answers_cached()
         new = f'{{ a{uuid.uuid4().hex}: district(code: "1001") {{ code }} }}'
         assert httpx.post(f"{url}/graphql", json={"query": new}, timeout=10).status_code == 200
-        assert len(answers_cached() - cached) == 1
+        return len(answers_cached() - cached) == 1
 
 
 def load_counted_in(server: RedisServer) -> None:
@@ -192,13 +200,14 @@ def load_counted_in(server: RedisServer) -> None:
 
 
 def outages(caplog: pytest.LogCaptureFixture) -> list[int]:
-    """How many outages each user of Redis logged: each a warning, then a line when Redis
-    answers again."""
+    """How many outages each user of Redis logged: each a warning, then, once over, a line
+    when Redis answers again."""
     counts = []
     for logger, lines in outage_lines(caplog).items():
         levels = [level for level, _ in lines]
-        assert levels == [logging.WARNING, logging.INFO] * (len(levels) // 2), (logger, lines)
-        counts.append(len(levels) // 2)
+        count = (len(levels) + 1) // 2
+        assert levels == ([logging.WARNING, logging.INFO] * count)[: len(levels)], (logger, lines)
+        counts.append(count)
     return counts
 
 
@@ -223,9 +232,9 @@ def test_a_redis_restart_under_load_fails_no_request_and_limits_resume_in_redis(
             finally:
                 load.stop()
             assert load.failures == [], load.failures[:3]
-            # One outage: a stale connection failing after it would have started a second.
-            assert outages(caplog) == [1, 1]
-            assert_back_in(server, issuer, url)
+            # One outage, over: a stale connection failing after it would start a second.
+            assert outages(caplog) == [1, 1] and answered_again(caplog)
+            assert back_in(server, issuer, url)
     finally:
         server.stop()
 
@@ -273,10 +282,15 @@ def test_a_sentinel_failover_under_load_fails_no_request_and_moves_to_the_promot
             finally:
                 load.stop()
             assert load.failures == [], load.failures[:3]
-            # One, unless Sentinel took the new master for down a moment too (it can, on a
-            # busy machine: its link to the new master is new); never a failed request.
+            # Never a failed request, but maybe more than one outage: on a busy machine the
+            # Sentinel has taken the master it just promoted for down a moment too (its
+            # log: +sdown, then -failover-abort-no-good-slave), and calls went to memory
+            # again meanwhile. So the promoted master is waited for, not asked once.
             assert min(outages(caplog)) >= 1
-            assert_back_in(replica, issuer, gateway_url)
+            wait_until(
+                lambda: back_in(replica, issuer, gateway_url),
+                what="caches and limits in the promoted master",
+            )
     finally:
         for server in (sentinel, replica, master):
             server.stop()
