@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
@@ -149,6 +149,22 @@ class MasterPool(SentinelConnectionPool):
     """Connections to the master the Sentinels name: each new connection asks them where
     it is (redis-py's pool, which also drops idle connections to a former master). Closing
     the pool closes the connections to the Sentinels too."""
+
+    async def get_master_address(self) -> Any:
+        try:
+            return await super().get_master_address()  # type: ignore[no-untyped-call]
+        except MasterNotFoundError as exc:
+            # redis-py's message repeats every unanswering Sentinel client's whole set-up:
+            # the outage's one warning should stay a readable line.
+            found, _, unanswered = str(exc).partition(" : ")
+            if unanswered:
+                asked = ", ".join(
+                    f"{s.connection_pool.connection_kwargs['host']}:"
+                    f"{s.connection_pool.connection_kwargs['port']}"
+                    for s in self.sentinel_manager.sentinels
+                )
+                found += f" (asked {asked}; not every Sentinel answered)"
+            raise MasterNotFoundError(found) from None
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -24,6 +24,7 @@ from connectors.redis_client import (
     redacted,
     sentinel_target,
 )
+from gateway.http.serving import free_port
 from gateway.settings import ConfigError, Settings
 from redis_servers import MASTER_NAME, RedisServer, sentinel_config
 from support import REQUIRED_ENV
@@ -246,6 +247,21 @@ async def test_a_sentinel_client_reaches_the_master_and_closes_its_sentinel_conn
     finally:
         sentinel.stop()
         master.stop()
+
+
+async def test_no_sentinel_answering_is_one_readable_failure():
+    """Nothing listens at the Sentinel's address: the failure (the outage's warning) names
+    the master and the Sentinels asked, in a line."""
+    port = free_port()
+    redis = client(f"redis+sentinel://:{PASSWORD}@127.0.0.1:{port}/bma-cache/0", 0.25)
+    try:
+        with pytest.raises(RedisConnectionError) as raised:
+            await redis.get("bma:test:nothing")
+    finally:
+        await redis.aclose()
+    assert str(raised.value) == (
+        f"No master found for 'bma-cache' (asked 127.0.0.1:{port}; not every Sentinel answered)"
+    )
 
 
 # ---------------------------------------------------------------------------- settings
