@@ -117,20 +117,22 @@ def gateway_on(
     return serving
 
 
-def outage_lines(caplog: pytest.LogCaptureFixture) -> dict[str, list[tuple[int, str]]]:
-    """The fallback's lines, by user of Redis."""
+def outage_lines(
+    caplog: pytest.LogCaptureFixture, since: int = 0
+) -> dict[str, list[tuple[int, str]]]:
+    """The fallback's lines (from the ``since``-th record on), by user of Redis."""
     return {
         logger: [
             (r.levelno, r.getMessage())
-            for r in caplog.records
+            for r in caplog.records[since:]
             if r.name == logger and r.getMessage().startswith(what)
         ]
         for logger, what in LOGGERS.items()
     }
 
 
-def warned(caplog: pytest.LogCaptureFixture) -> bool:
-    return all(lines for lines in outage_lines(caplog).values())
+def warned(caplog: pytest.LogCaptureFixture, since: int = 0) -> bool:
+    return all(lines for lines in outage_lines(caplog, since).values())
 
 
 def answered_again(caplog: pytest.LogCaptureFixture) -> bool:
@@ -199,11 +201,11 @@ def load_counted_in(server: RedisServer) -> None:
         wait_until(lambda: client.exists(LOAD_BUCKET), what=f"{LOAD_BUCKET} in Redis")
 
 
-def outages(caplog: pytest.LogCaptureFixture) -> list[int]:
-    """How many outages each user of Redis logged: each a warning, then, once over, a line
-    when Redis answers again."""
+def outages(caplog: pytest.LogCaptureFixture, since: int = 0) -> list[int]:
+    """How many outages each user of Redis logged (from the ``since``-th record on): each a
+    warning, then, once over, a line when Redis answers again."""
     counts = []
-    for logger, lines in outage_lines(caplog).items():
+    for logger, lines in outage_lines(caplog, since).items():
         levels = [level for level, _ in lines]
         count = (len(levels) + 1) // 2
         assert levels == ([logging.WARNING, logging.INFO] * count)[: len(levels)], (logger, lines)
@@ -222,8 +224,9 @@ def test_a_redis_restart_under_load_fails_no_request_and_limits_resume_in_redis(
             try:
                 wait_until(load.more(40), what="answers before the restart")
                 load_counted_in(server)
+                stopped = len(caplog.records)
                 server.stop()
-                wait_until(lambda: warned(caplog), what="outage warnings")
+                wait_until(lambda: warned(caplog, since=stopped), what="outage warnings")
                 wait_until(load.more(40), what="answers while Redis is down")
                 server.start()  # empty, on the same port; the gateway's sockets are dead
                 wait_until(lambda: answered_again(caplog), what="Redis answering again")
@@ -232,8 +235,9 @@ def test_a_redis_restart_under_load_fails_no_request_and_limits_resume_in_redis(
             finally:
                 load.stop()
             assert load.failures == [], load.failures[:3]
-            # One outage, over: a stale connection failing after it would start a second.
-            assert outages(caplog) == [1, 1] and answered_again(caplog)
+            # One outage from the stop on, over: a stale connection failing after the restart
+            # would start a second.
+            assert outages(caplog, since=stopped) == [1, 1] and answered_again(caplog)
             assert back_in(server, issuer, url)
     finally:
         server.stop()
