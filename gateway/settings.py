@@ -611,9 +611,12 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
         description="Redis shared by the replicas for caches (and rate limits): "
-        "`redis://host:port/db`, `rediss://` (TLS) or `unix:///path/to/socket?db=0`. If Redis "
-        "fails, each process falls back to memory for 5 s at a time, with one warning per "
-        "outage; no request fails",
+        "`redis://host:port/db`, `rediss://` (TLS), `unix:///path/to/socket?db=0`, or, through "
+        "Redis Sentinel, `redis+sentinel://[:password@]host:26379[,host2:26379]/master-name/db` "
+        "(the password is the master's; each new connection asks the Sentinels for the current "
+        "master). If Redis fails, restarts or fails over, each process falls back to memory for "
+        "5 s at a time, with one warning per outage and a line when it answers again; no "
+        "request fails",
         json_schema_extra={**_section("caches", "— (memory)"), "variable": "REDIS_URL"},
     )
     cache_ttls: Annotated[Mapping[str, float], NoDecode, BeforeValidator(_cache_ttls)] = Field(

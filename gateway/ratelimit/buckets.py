@@ -8,7 +8,9 @@ request refills by the time elapsed on the Redis server's clock and takes a toke
 atomically, so the limit holds across replicas. When Redis fails (refused, timed out, an
 error reply) the replica counts in its own memory instead — limits then hold per replica —
 logs one warning for the outage, and tries Redis again after a few seconds
-(``connectors.redis_client.RedisFallback``). No request fails because Redis is down.
+(``connectors.redis_client.RedisFallback``). No request fails because Redis is down. Once
+Redis answers again — restarted, or a new master named by Sentinel — the buckets are shared
+again; a bucket restarts full in a Redis that lost it.
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ class RedisBuckets:
         *,
         prefix: str = REDIS_PREFIX,
         timeout: float = REDIS_TIMEOUT,
-        retry_after: float = redis_client.RETRY_SECONDS,
+        retry_after: float | None = None,  # None: redis_client.RETRY_SECONDS
         fallback: MemoryBuckets | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -182,6 +184,8 @@ class RedisBuckets:
         self.prefix = prefix
         self.fallback = fallback if fallback is not None else MemoryBuckets()
         self._client = redis_client.client(url, timeout)
+        # Run by its SHA (EVALSHA). A Redis that has not seen it — restarted, or a replica
+        # just promoted — answers NOSCRIPT; redis-py then loads it and runs it again.
         self._script = self._client.register_script(TAKE_SCRIPT)
         self._redis = redis_client.RedisFallback(
             url,
