@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,23 +212,29 @@ def report(ws: list[Workload], args: argparse.Namespace, pool_bound: int) -> str
         f"Sizing for a peak of {args.peak:.0f} req/s of {shown_mix}: the mix costs "
         f"{gateway_ms:.2f} ms of gateway CPU per request, so {cores:.2f} cores at peak; at "
         f"{TARGET_UTILISATION:.0%} of a core per replica that is "
-        f"{math.ceil(cores / TARGET_UTILISATION)} replicas, plus one for a rolling update or "
+        f"{_replicas(math.ceil(cores / TARGET_UTILISATION))}, plus one for a rolling update or "
         f"a lost node: **{replicas} replicas** (one core each). PostgreSQL does "
         f"{postgres_ms:.2f} ms of CPU per request of the mix: {args.peak * postgres_ms / 1000:.2f} "
         f"cores at peak. Each replica held at most {held} PostgreSQL connections here and "
-        f"may open up to {pool_bound} (its pools' bound, `BMA_DB_POOL_MAX` per pool): "
+        f"may open up to {pool_bound} (its pools' bound, `BMA_DB_POOL_MAX` per pool, which a "
+        "saturating load fills): "
         f"{replicas} replicas need up to {replicas * pool_bound} connections — within "
         "PostgreSQL's `max_connections` or through PgBouncer.",
     ]
     return "\n".join(lines)
 
 
+def _replicas(n: int) -> str:
+    return f"{n} replica" + ("" if n == 1 else "s")
+
+
 def pool_bound(settings: Settings) -> int:
     """The most connections one replica may open: a pool per distinct upstream URL, plus the
-    API keys' and registered documents' pools (2 each) and the audit writer's one."""
+    API keys', registered documents' and audit log reader's pools (2 each) and the audit
+    writer's one."""
     urls = {settings.tax_database_url, settings.registry_database_url}
     urls |= {settings.finance_database_url, *settings.registry_district_urls.values()}
-    return len(urls) * settings.db_pool_max + 2 + 2 + 1
+    return len(urls) * settings.db_pool_max + 2 + 2 + 2 + 1
 
 
 def main() -> None:
@@ -279,7 +286,8 @@ def main() -> None:
             process.wait(10)
         del handle
     text = (
-        f"Measured on {os.cpu_count()} cores with client, replicas and PostgreSQL on one "
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores with client, replicas "
+        "and PostgreSQL on one "
         f"machine (Redis: {'yes' if os.environ.get('REDIS_URL') else 'no, memory'}); medians "
         f"of {args.rounds} alternating rounds of {args.seconds:g} s at {args.connections} "
         "connections.\n\n" + report(workloads, args, pool_bound(settings))
