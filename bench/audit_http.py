@@ -28,12 +28,11 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import cpu_seconds, publish, seeded_databases, start
+from bench.common import cpu_seconds, publish, seeded_databases, served_settings, start
 from bench.http_load import Result, encode_graphql, graphql_ok, load
 from gateway.audit.store import create_key
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.demo.embedded import database_url
-from gateway.settings import Settings
 
 STORE = "bma_bench_audit_http"
 CASES = {
@@ -180,16 +179,7 @@ def main() -> None:
     try:
         traffy, traffy_url = start("traffy", env)
         processes.append(traffy)
-        settings = Settings(
-            tax_database_url=urls.tax,
-            registry_database_url=urls.registry,
-            finance_database_url=urls.finance,
-            traffy_base_url=traffy_url,
-            gateway_database_url=store_url,
-            audit_key_file=keys / "audit.key",
-            issuer_key_file=keys / "issuer.pem",
-            rate_limits=None,  # measured here: auditing, not the rate limiter
-        )
+        settings = served_settings(urls, traffy_url, store_url, keys)
         env.update(settings.to_env())
         audited, audited_url = start("gateway", env)
         processes.append(audited)

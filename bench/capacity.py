@@ -39,7 +39,15 @@ from pathlib import Path
 import asyncpg
 
 from bench.audit_http import fresh_store, requests_for
-from bench.common import CACHES_OFF, ROOT, cpu_seconds, publish, seeded_databases, start
+from bench.common import (
+    CACHES_OFF,
+    ROOT,
+    cpu_seconds,
+    publish,
+    seeded_databases,
+    served_settings,
+    start,
+)
 from bench.http_load import encode_graphql, load
 from bench.run import DISTRICTS, ONE_PARCEL, issue_tokens
 from gateway.audit.store import create_key
@@ -249,16 +257,7 @@ def main() -> None:
     try:
         traffy, traffy_url = start("traffy", env)
         processes.append(traffy)
-        settings = Settings(
-            tax_database_url=urls.tax,
-            registry_database_url=urls.registry,
-            finance_database_url=urls.finance,
-            traffy_base_url=traffy_url,
-            gateway_database_url=store_url,
-            audit_key_file=keys / "audit.key",
-            issuer_key_file=keys / "issuer.pem",
-            rate_limits=None,  # one client address: not the abuse the limits stop
-        )
+        settings = served_settings(urls, traffy_url, store_url, keys)
         cached, cached_url = start(
             "gateway", {**env, **replica_settings(settings, "cached").to_env()}
         )

@@ -20,6 +20,7 @@ from connectors.cache import DEFAULT_TTLS
 from gateway.demo.embedded import DatabaseUrls, start_embedded
 from gateway.demo.run import prepare_databases
 from gateway.http.serving import free_port
+from gateway.settings import Settings
 
 T = TypeVar("T")
 
@@ -52,6 +53,22 @@ def seeded_databases(database_url: str | None) -> tuple[DatabaseUrls, Any]:
             Path(tempfile.mkdtemp(prefix="bma-bench-")) / "pgdata"
         )
     return prepare_databases(database_url)[0], handle
+
+
+def served_settings(urls: DatabaseUrls, traffy_url: str, store_url: str, keys: Path) -> Settings:
+    """The settings of a benchmarked `serve` process: the seeded upstreams, a fresh audit
+    store, the keys in ``keys`` (``audit.key``, ``issuer.pem``), and no rate limits (one
+    client address sends everything: not the abuse the limits stop)."""
+    return Settings(
+        tax_database_url=urls.tax,
+        registry_database_url=urls.registry,
+        finance_database_url=urls.finance,
+        traffy_base_url=traffy_url,
+        gateway_database_url=store_url,
+        audit_key_file=keys / "audit.key",
+        issuer_key_file=keys / "issuer.pem",
+        rate_limits=None,
+    )
 
 
 def write_section(marker: str, table: str, doc: Path = DOC) -> None:
@@ -106,7 +123,6 @@ def in_process(
     """``measure(connectors)`` in this process over the seeded data: the Traffy stand-in in
     its own process, the connectors started around it and stopped after."""
     from gateway.http.app import connectors_from
-    from gateway.settings import Settings
 
     urls, handle = seeded_databases(database_url)
     env = {**os.environ, "BMA_TRAFFY_DATABASE_URL": urls.traffy}

@@ -40,12 +40,11 @@ import orjson
 
 from bench import postgraphile
 from bench.audit_http import fresh_store, requests_for
-from bench.common import CACHES_OFF, cpu_seconds, publish, seeded_databases, start
+from bench.common import CACHES_OFF, cpu_seconds, publish, seeded_databases, served_settings, start
 from bench.http_load import Result, encode_get, encode_graphql, graphql_error_codes, load
 from gateway.audit.store import create_key
 from gateway.auth.issuer import EmbeddedIssuer
 from gateway.http.serving import free_port
-from gateway.settings import Settings
 
 DISTRICTS = (
     "{ districts { code nameTh complaintStats { total } taxRevenue(year: 2025) { collected } "
@@ -426,16 +425,7 @@ def main() -> None:
 
     try:
         serve("traffy", "traffy")
-        settings = Settings(
-            tax_database_url=urls.tax,
-            registry_database_url=urls.registry,
-            finance_database_url=urls.finance,
-            traffy_base_url=servers["traffy"].url,
-            gateway_database_url=store_url,
-            audit_key_file=keys / "audit.key",
-            issuer_key_file=keys / "issuer.pem",
-            rate_limits=None,  # one client address: the benchmark is not the abuse they stop
-        )
+        settings = served_settings(urls, servers["traffy"].url, store_url, keys)
         env.update(settings.to_env())
         serve("uncached", "gateway", {"BMA_CACHE_TTLS": CACHES_OFF})
         serve("unaudited", "gateway-unaudited", {"BMA_CACHE_TTLS": CACHES_OFF})

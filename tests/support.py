@@ -281,6 +281,20 @@ def finance_officer_token(issuer: Any, subject: str | None = None) -> str:
     )
 
 
+def partner_token(issuer: Any, subject: str | None = None) -> str:
+    """A partner's token (internal, ``tax:read``, purpose research): the principal the tests
+    rate-limit and mask for; a subject of its own gives it a rate-limit bucket of its own."""
+    return issuer.issue(
+        "partner",
+        "utility-partner",
+        "tax:read",
+        "internal",
+        purpose="research",
+        ttl=timedelta(hours=1),
+        subject=subject,
+    )
+
+
 def bearer(token: str) -> dict[str, str]:
     """The header that presents a token."""
     return {"Authorization": f"Bearer {token}"}

@@ -9,7 +9,6 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -25,6 +24,7 @@ from support import (
     audit_key_file,
     finance_officer_token,
     fresh_database,
+    partner_token,
     settings_for,
     sql,
 )
@@ -85,15 +85,7 @@ async def _clear_response_cache() -> None:
 
 
 def _token(issuer: EmbeddedIssuer, subject: str) -> dict[str, str]:
-    token = issuer.issue(
-        "partner",
-        "utility-partner",
-        "tax:read",
-        "internal",
-        purpose="research",
-        ttl=timedelta(hours=1),
-        subject=subject,
-    )
+    token = partner_token(issuer, subject)
     return {"authorization": f"Bearer {token}"}
 
 

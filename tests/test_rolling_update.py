@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from support import (
     bearer,
     finance_officer_token,
     fresh_database,
+    partner_token,
     settings_for,
     sql,
     unavailable,
@@ -403,15 +404,7 @@ def _correct(response: httpx.Response, restricted: bool, parcel: dict[str, Any])
 def _partner_codes(cluster: Cluster, issuer: EmbeddedIssuer) -> tuple[list[int], list[str]]:
     """A partner of its own sends two more requests than its burst through the balancer: the
     status of each, and the ids HAProxy logged them under."""
-    token = issuer.issue(
-        "partner",
-        "utility-partner",
-        "tax:read",
-        "internal",
-        purpose="research",
-        ttl=timedelta(hours=1),
-        subject=f"rolling-{uuid.uuid4().hex}",
-    )
+    token = partner_token(issuer, f"rolling-{uuid.uuid4().hex}")
     ids = [f"partner-{uuid.uuid4().hex[:12]}" for _ in range(PARTNER_LIMIT["burst"] + 2)]
     codes = [
         httpx.post(
@@ -530,7 +523,10 @@ def test_a_killed_replica_fails_only_the_posts_it_was_answering(
     assert len(failed) <= WORKERS, load.failures
     for rid, line in failed.items():
         assert line is not None, f"{rid} failed ({load.failures[rid]}) and HAProxy has no line"
-        assert (line.server, line.method, line.status) == (victim, "POST", 502), (rid, line)
+        # 502 as a rule; -1 (no status) where HAProxy closed the client's connection without
+        # an answer to log (seen once in CI): either way a POST the killed replica held.
+        assert (line.server, line.method) == (victim, "POST"), (rid, line)
+        assert line.status in (502, -1), (rid, line)
         assert line.accepted <= gone_at, (rid, line)
     # The others it held were sent again, to another replica, and answered: the GETs it had
     # read (and any request whose connection it refused as it died).
