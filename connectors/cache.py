@@ -19,11 +19,11 @@ import contextvars
 import dataclasses
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 from aiocache import RedisCache, SimpleMemoryCache
@@ -324,3 +324,28 @@ def _untagged(value: Any) -> Any:
         build = _CLASSES[value["$class"]]
         return build({k: _untagged(v) for k, v in value["fields"].items()})
     return {k: _untagged(v) for k, v in value.items()}
+
+
+class RecentLookups(Generic[V]):
+    """What lookups by key found lately, in this process: each answer (an absent one too, so
+    that a key asked for again and again does not reach the database every time) for
+    ``seconds``, and at most ``most`` keys, the least recently stored leaving first. The
+    request path's small stores (API keys, registered documents) keep theirs here."""
+
+    def __init__(self, seconds: float, most: int) -> None:
+        self.seconds = seconds
+        self.most = most
+        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[float, V] | None:
+        """When the answer for ``key`` was stored, and the answer; None if none is kept."""
+        return self._entries.get(key)
+
+    def fresh(self, entry: tuple[float, V], now: float) -> bool:
+        return now - entry[0] < self.seconds
+
+    def put(self, key: str, now: float, value: V) -> None:
+        self._entries[key] = (now, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.most:
+            self._entries.popitem(last=False)

@@ -19,13 +19,13 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
 
+from connectors.cache import RecentLookups
 from connectors.pg import PgBouncerMode, connect_options
 
 log = logging.getLogger("bma.gateway.api_keys")
@@ -175,15 +175,13 @@ class ApiKeyStore:
     ) -> None:
         self.database_url = database_url
         self.pgbouncer = pgbouncer
-        self.cache_seconds = cache_seconds
         self.timeout = timeout
-        self.max_cached = max_cached
         self.touch_interval = touch_interval
         self._pool: asyncpg.Pool | None = None
         self._schema_ready = False
-        # key id -> (monotonic time fetched, record or None); unknown ids are cached too so
-        # a client repeating a bad key does not reach the database every time.
-        self._cache: OrderedDict[str, tuple[float, ApiKeyRecord | None]] = OrderedDict()
+        # By key id: unknown ids are kept too, so a client repeating a bad key does not reach
+        # the database every time.
+        self._recent: RecentLookups[ApiKeyRecord | None] = RecentLookups(cache_seconds, max_cached)
         self._touched: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -204,11 +202,11 @@ class ApiKeyStore:
 
     async def lookup(self, key_id: str) -> ApiKeyRecord | None:
         now = time.monotonic()
-        cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self.cache_seconds:
+        cached = self._recent.get(key_id)
+        if cached is not None and self._recent.fresh(cached, now):
             return cached[1]
         record: ApiKeyRecord | None = await self._call(self._fetch(key_id))
-        self._remember(key_id, now, record)
+        self._recent.put(key_id, now, record)
         return record
 
     async def touch(self, key_id: str) -> None:
@@ -247,9 +245,3 @@ class ApiKeyStore:
         if self._pool is None:
             raise ApiKeyStoreUnavailable("the API key store is not started")
         return self._pool
-
-    def _remember(self, key_id: str, now: float, record: ApiKeyRecord | None) -> None:
-        self._cache[key_id] = (now, record)
-        self._cache.move_to_end(key_id)
-        while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from connectors.cache import RecentLookups
 from connectors.pg import PgBouncerMode, connect_options
 from gateway.auth.api_keys import Queryable
 
@@ -169,13 +169,11 @@ class DocumentRegistry:
     ) -> None:
         self.database_url = database_url
         self.pgbouncer = pgbouncer
-        self.cache_seconds = cache_seconds
         self.timeout = timeout
-        self.max_cached = max_cached
         self._pool: asyncpg.Pool | None = None
         self._schema_ready = False
-        # hash -> (monotonic time read, text or None for unknown)
-        self._cache: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        # By hash: the text, or None for a hash no client registered.
+        self._recent: RecentLookups[str | None] = RecentLookups(cache_seconds, max_cached)
 
     async def start(self) -> None:
         # min_size 0: a database that is down must not stop the gateway from starting.
@@ -197,8 +195,8 @@ class DocumentRegistry:
         ``DocumentStoreUnavailable`` when the database cannot say and the hash is not known
         from before."""
         now = time.monotonic()
-        cached = self._cache.get(sha256)
-        if cached is not None and now - cached[0] < self.cache_seconds:
+        cached = self._recent.get(sha256)
+        if cached is not None and self._recent.fresh(cached, now):
             return cached[1]
         try:
             body = await asyncio.wait_for(self._fetch(sha256), self.timeout)
@@ -206,10 +204,7 @@ class DocumentRegistry:
             if cached is not None and cached[1] is not None:
                 return cached[1]  # its text cannot have changed; only a removal waits
             raise DocumentStoreUnavailable(type(exc).__name__) from exc
-        self._cache[sha256] = (now, body)
-        self._cache.move_to_end(sha256)
-        while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
+        self._recent.put(sha256, now, body)
         return body
 
     async def _fetch(self, sha256: str) -> str | None:

@@ -20,6 +20,7 @@ from connectors.base import Page, UpstreamUnavailable
 from connectors.cache import (
     CacheSettings,
     CacheStore,
+    RecentLookups,
     TypedJsonSerializer,
     cached_batch,
     stale_uses,
@@ -147,3 +148,17 @@ def test_redis_going_away_falls_back_to_memory_with_one_warning(caplog: pytest.L
     warnings = [r for r in caplog.records if "Redis cache unavailable" in r.getMessage()]
     assert len(warnings) == 1
     assert upstream.calls == [["a"]]  # the memory fallback cached it
+
+
+def test_recent_lookups_keep_each_answer_for_its_seconds_and_the_most_recent_keys():
+    recent: RecentLookups[str | None] = RecentLookups(seconds=5.0, most=2)
+    recent.put("a", 100.0, "text")
+    recent.put("unknown", 101.0, None)  # an absent answer is kept as well
+    entry = recent.get("a")
+    assert entry == (100.0, "text")
+    assert recent.fresh(entry, 104.9) and not recent.fresh(entry, 105.0)
+    assert recent.get("unknown") == (101.0, None)
+    recent.put("a", 102.0, "text")  # stored again: now the most recent
+    recent.put("b", 103.0, "other")  # a third key: the least recently stored leaves
+    assert recent.get("unknown") is None
+    assert recent.get("a") == (102.0, "text") and recent.get("b") == (103.0, "other")
