@@ -234,7 +234,7 @@ def test_a_known_document_is_prepared_once_by_hash(built):
 def test_the_registry_serves_a_known_hash_through_an_outage_but_not_an_unknown_one():
     registry = DocumentRegistry("postgresql://127.0.0.1:1/none", cache_seconds=0, timeout=1)
     h = sha(QUERY)
-    registry._cache[h] = (0.0, QUERY)  # read before the outage (long expired)
+    registry._recent.put(h, 0.0, QUERY)  # read before the outage (long expired)
     with pytest.raises(DocumentStoreUnavailable):
         run(registry.lookup(sha("{ __typename }")))  # never started: no pool, no database
     assert run(registry.lookup(h)) == QUERY
